@@ -1,0 +1,182 @@
+"""Named hook points over unit sites (record, overwrite), in the spirit of TransformerLens/nnsight: no model surgery.
+
+`HookPoints` attaches one forward hook per site module and dispatches each call to the site it belongs to; modules
+called more than once per stack forward (the adapter's shared GLU) are told apart by a per-forward call counter.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from backend.model.unit_sites import STACKS, SiteRegistry, UnitSite
+
+SiteFn = Callable[[UnitSite, torch.Tensor], torch.Tensor | None]
+
+
+def channels_last(site: UnitSite, out: torch.Tensor) -> torch.Tensor:
+    """View a site's output as [batch, positions, channels] using the axis its registry entry names."""
+    if site.channel_axis in (-1, out.dim() - 1):
+        return out
+    return out.movedim(site.channel_axis, -1)
+
+
+class HookPoints:
+    """Attach `fn(site, output) -> new output | None` to the given sites; detach with `remove()` or as a context."""
+
+    def __init__(self, model: nn.Module, sites: Iterable[UnitSite], fn: SiteFn):
+        self.model = model
+        self.fn = fn
+        by_module: dict[str, list[UnitSite]] = {}
+        for site in sites:
+            by_module.setdefault(site.module, []).append(site)
+        self._calls: dict[str, int] = {}
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        modules = dict(model.named_modules())
+        multi = {name for name, ss in by_module.items() if len(ss) > 1 or ss[0].call > 0}
+        for name, ss in by_module.items():
+            ordered = {s.call: s for s in ss}
+            self._handles.append(modules[name].register_forward_hook(self._make_hook(name, ordered, name in multi)))
+        if multi:
+            for stack in STACKS:
+                if stack in modules:
+                    self._handles.append(modules[stack].register_forward_pre_hook(self._reset_calls))
+
+    def _reset_calls(self, module, args):
+        self._calls.clear()
+
+    def _make_hook(self, name: str, by_call: dict[int, UnitSite], counted: bool):
+        def hook(module, args, output):
+            call = 0
+            if counted:
+                call = self._calls.get(name, 0)
+                self._calls[name] = call + 1
+            site = by_call.get(call)
+            if site is None:
+                return None
+            return self.fn(site, output)
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> HookPoints:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def adapter_lengths(model: nn.Module, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Valid positions after the speech length adapter, by the model's own formula."""
+    return model._compute_sub_sample_lengths_from_attention_mask(frame_mask).long()
+
+
+def lengths_to_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class AdapterPaddingGuard:
+    """Zero padded frames at the inputs of the speech adapter's strided convolutions.
+
+    Batched speech input leaks padding into the adapter's last valid frame: its pooling convolution (kernel 8,
+    stride 8, padding 4) reads frames past the utterance end, which hold layer-normed padding in a batch but the
+    convolution's zero padding when the utterance runs alone. Zeroing them makes a batch compute exactly what each
+    utterance computes alone. Used in clean mode for generation and recording alike.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.frame_mask: torch.Tensor | None = None
+        self._handles = []
+        enc = getattr(model, "speech_encoder", None)
+        if enc is None:
+            return
+        self._handles.append(enc.register_forward_pre_hook(self._capture, with_kwargs=True))
+        if enc.adapter is not None:
+            for layer in enc.adapter.layers:
+                for conv in (layer.residual_conv, layer.self_attn_conv):
+                    self._handles.append(conv.register_forward_pre_hook(self._mask_input))
+
+    def _capture(self, module, args, kwargs):
+        self.frame_mask = kwargs.get("attention_mask")
+
+    def _mask_input(self, module, args):
+        if self.frame_mask is None:
+            return None
+        x = args[0]
+        if self.frame_mask.shape[-1] != x.shape[-1] or bool(self.frame_mask.all()):
+            return None
+        return (x * self.frame_mask[:, None, :].to(x.dtype),) + tuple(args[1:])
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> AdapterPaddingGuard:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+class Recorder:
+    """Mean-pool every unit of the given stacks over the valid positions of one forward pass.
+
+    Set `masks` (domain -> [batch, positions] bool) before the forward pass; `speech_adapter` is derived from
+    `speech_frames` and `encoder_out` from whichever encoder ran. After the pass `pooled[stack]` is a float32
+    [batch, units-of-stack] tensor in registry order.
+    """
+
+    def __init__(self, model: nn.Module, registry: SiteRegistry, stacks: Iterable[str]):
+        self.model = model
+        self.registry = registry
+        self.stacks = [s for s in STACKS if s in set(stacks)]
+        self.masks: dict[str, torch.Tensor] = {}
+        self.pooled: dict[str, torch.Tensor] = {}
+        self._hooks: HookPoints | None = None
+
+    def prepare(self, batch: int, masks: dict[str, torch.Tensor], encoder: str) -> None:
+        """Allocate outputs and fix the pooling masks for the next forward pass."""
+        self.masks = dict(masks)
+        self.encoder_domain = "speech_adapter" if encoder == "speech_encoder" else "text_tokens"
+        device = next(iter(masks.values())).device
+        self.pooled = {s: torch.full((batch, self.registry.stack_width(s)), float("nan"), device=device) for s in self.stacks}
+
+    def _mask_for(self, site: UnitSite, positions: int) -> torch.Tensor:
+        domain = "speech_adapter" if site.domain == "speech_adapter" else site.domain
+        if domain == "encoder_out":
+            domain = self.encoder_domain
+        if domain == "speech_adapter" and "speech_adapter" not in self.masks:
+            lengths = adapter_lengths(self.model, self.masks["speech_frames"])
+            self.masks["speech_adapter"] = lengths_to_mask(lengths, positions)
+        mask = self.masks.get(domain)
+        if mask is None:
+            raise RuntimeError(f"no pooling mask for domain {domain!r} (site {site.key})")
+        if mask.shape[-1] != positions:
+            raise RuntimeError(f"{site.key}: output has {positions} positions but the {domain} mask has {mask.shape[-1]}")
+        return mask
+
+    def _record(self, site: UnitSite, out: torch.Tensor) -> None:
+        x = channels_last(site, out)
+        mask = self._mask_for(site, x.shape[1]).to(torch.float32)
+        total = torch.einsum("btc,bt->bc", x.float(), mask)
+        pooled = total / mask.sum(1, keepdim=True).clamp_min(1.0)
+        start = site.offset - self.registry.stack_ranges[site.stack].start
+        self.pooled[site.stack][:, start : start + site.width] = pooled
+        return None
+
+    @contextmanager
+    def active(self):
+        """Record while inside the block."""
+        hooks = HookPoints(self.model, self.registry.select(self.stacks), self._record)
+        try:
+            yield self
+        finally:
+            hooks.remove()

@@ -1,0 +1,81 @@
+"""`neuron-atlas` command line: precompute | sites | serve | app | demo."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+
+def _cmd_sites(args: argparse.Namespace) -> int:
+    from backend.model.loading import load_model
+    from backend.model.unit_sites import SiteRegistry
+
+    t0 = time.perf_counter()
+    device = "meta" if args.model == "full-random" and args.device == "auto" else args.device
+    bundle = load_model(args.model, device=device)
+    registry = SiteRegistry.from_model(bundle.model)
+    print(f"model {args.model} ({device}): {len(registry.sites)} sites, {registry.n_units:,} units")
+    print(registry.counts().to_string())
+    if args.list:
+        print(registry.sites_frame()[["key", "stack", "layer", "component", "kind", "width", "channel_axis", "domain"]].to_string())
+    print(f"({time.perf_counter() - t0:.2f} s)")
+    return 0
+
+
+def _cmd_precompute(args: argparse.Namespace) -> int:
+    from precompute.config import load_run_config
+    from precompute.pipeline import run_precompute
+
+    overrides = {"model": args.model, "store": args.store, "work_dir": args.work_dir, "mode": args.mode, "device": args.device}
+    cfg = load_run_config(args.config, overrides)
+    result = run_precompute(cfg, progress=not args.quiet)
+    print(f"run {result.run_id}: {sum(result.n_items.values())} items over {len(result.n_items)} tasks in {result.elapsed_s:.1f} s")
+    print(f"store: {result.store.resolve()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuron-atlas", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("sites", help="list unit sites and per-stack/component unit counts of a model")
+    p.add_argument("--model", default="demo", help="demo | tiny-random | full-random | local folder | hub id")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--list", action="store_true", help="print every site")
+    p.set_defaults(func=_cmd_sites)
+
+    p = sub.add_parser("precompute", help="record units over a corpus and compute the atlas store")
+    p.add_argument("--config", type=Path, help="run.yaml (defaults apply when omitted)")
+    p.add_argument("--model", help="override the config's model")
+    p.add_argument("--store", type=Path, help="override the store path")
+    p.add_argument("--work-dir", type=Path, dest="work_dir", help="override where activations are kept")
+    p.add_argument("--mode", choices=["clean", "faithful"])
+    p.add_argument("--device")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_precompute)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: known user errors print one clear message and exit 2, never a traceback."""
+    from backend.audio import AudioError
+    from backend.model.loading import ModelLoadError
+    from precompute.config import ConfigError
+    from precompute.corpus import CorpusError
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, CorpusError, ModelLoadError, AudioError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""The run configuration (`run.yaml`): model, mode, tasks, steps, corpus, analysis; typos and bad values fail early."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from precompute.corpus import CorpusConfig
+from precompute.record import DEFAULT_STEPS
+from precompute.tasks import TASKS
+
+
+class ConfigError(ValueError):
+    """The run configuration is unusable; the message names the file, the field and the problem."""
+
+
+class AnalysisConfig(BaseModel):
+    """Statistics computed after recording (selectivity, selections, concentration, cross-modal)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    ks: list[int] = Field(default_factory=lambda: [1000, 2000])
+    seed: int = 0
+
+    @field_validator("ks")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if not ks or any(k < 1 for k in ks):
+            raise ValueError("ks must be a non-empty list of positive integers")
+        return sorted(set(ks))
+
+
+class RunConfig(BaseModel):
+    """Everything that defines a precompute run; its hash (with model and corpus checksums) is the run id."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = "atlas"
+    model: str = "demo"
+    device: str = "auto"
+    mode: Literal["clean", "faithful"] = "clean"
+    tasks: list[str] = Field(default_factory=lambda: list(TASKS))
+    steps: list[int] = Field(default_factory=lambda: list(DEFAULT_STEPS))
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    batch_size: int = Field(16, ge=1, le=1024)
+    shard_size: int = Field(64, ge=1)
+    store: Path = Path("data/atlas.duckdb")
+    work_dir: Path = Path("data/work")
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task {unknown[0]!r}; known tasks: {', '.join(TASKS)}")
+        if not tasks:
+            raise ValueError("at least one task is needed")
+        return list(dict.fromkeys(tasks))
+
+    @field_validator("steps")
+    @classmethod
+    def _valid_steps(cls, steps: list[int]) -> list[int]:
+        if not steps or any(s < 2 or s > 256 for s in steps):
+            raise ValueError("steps are decoder prefix lengths between 2 (</s> + language token) and 256")
+        return sorted(set(steps))
+
+    def identity(self) -> dict:
+        """The fields that change results (not paths or device), for the run id."""
+        return self.model_dump(mode="json", exclude={"store", "work_dir", "device", "name"})
+
+    def digest(self, *extra: str) -> str:
+        h = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode())
+        for e in extra:
+            h.update(e.encode())
+        return h.hexdigest()[:12]
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem: `run.yaml: corpus.languages: unknown language 'xx' ...`."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling)"
+        lines.append(f"{source}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_run_config(path: Path | None, overrides: dict | None = None) -> RunConfig:
+    """Read a YAML run config (or defaults when `path` is None) and apply command-line overrides."""
+    data: dict = {}
+    source = str(path) if path else "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the config must be a mapping of settings, got {type(data).__name__}")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from exc

@@ -1,0 +1,208 @@
+"""Orchestration of a precompute run: corpus -> resumable recording shards -> unit-major arrays -> statistics -> store."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from backend.audio import load_audio_file
+from backend.model.loading import ModelBundle, load_model
+from backend.model.unit_sites import SiteRegistry
+from backend.store.writer import insert_frame, store_transaction
+from neuron_atlas.versions import ENGINE_VERSION
+from precompute.activation_store import ShardKey, decoder_name, merge_task, read_shard_meta, shard_done, write_shard
+from precompute.config import ConfigError, RunConfig
+from precompute.corpus import CorpusError, Example, load_corpus
+from precompute.record import encoder_stack, length_buckets, record_batch
+from precompute.tasks import TASKS, TaskItem, task_items
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced and where."""
+
+    run_id: str
+    store: Path
+    work_dir: Path
+    n_items: dict[str, int]
+    elapsed_s: float
+
+
+def corpus_hash(examples: Sequence[Example]) -> str:
+    """Hash of the corpus content (ids, texts, references and audio bytes), part of the run id."""
+    h = hashlib.sha256()
+    for ex in sorted(examples, key=lambda e: e.id):
+        h.update(f"{ex.id}\x00{ex.sentence_id}\x00{ex.lang}\x00{ex.text}\x00{ex.reference}\x00".encode())
+        if ex.audio_path is not None:
+            h.update(Path(ex.audio_path).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def library_versions() -> dict:
+    from importlib.metadata import version
+
+    names = ["torch", "torchaudio", "transformers", "tokenizers", "numpy", "duckdb", "scikit-learn"]
+    return {"python": platform.python_version(), **{n: version(n) for n in names}}
+
+
+def _item_lengths(bundle: ModelBundle, items: Sequence[TaskItem]) -> list[int]:
+    if TASKS[items[0].task].modality == "speech":
+        return [sf.info(str(it.example.audio_path)).frames for it in items]
+    return [len(bundle.tokenizer(it.example.text, src_lang=it.src_lang)["input_ids"]) for it in items]
+
+
+def plan_shards(items: Sequence[TaskItem], shard_size: int) -> list[tuple[ShardKey, list[TaskItem]]]:
+    """Split a task's items into shards by label language and contiguous item ranges."""
+    shards = []
+    by_lang: dict[str, list[TaskItem]] = {}
+    for it in items:
+        by_lang.setdefault(it.label, []).append(it)
+    for lang, rows in by_lang.items():
+        for i in range(0, len(rows), shard_size):
+            chunk = rows[i : i + shard_size]
+            shards.append((ShardKey(rows[0].task, lang, chunk[0].index, chunk[-1].index + 1), chunk))
+    return shards
+
+
+def record_shard(bundle: ModelBundle, registry: SiteRegistry, cfg: RunConfig, key: ShardKey, items: list[TaskItem], root: Path) -> None:
+    """Record one shard in length buckets and write it atomically."""
+    lengths = _item_lengths(bundle, items)
+    batch = 1 if cfg.mode == "faithful" else cfg.batch_size
+    enc = encoder_stack(key.task)
+    pos = {it.index: i for i, it in enumerate(items)}
+    enc_out = np.empty((len(items), registry.stack_width(enc)), np.float32)
+    dec_out = {s: np.empty((len(items), registry.stack_width("text_decoder")), np.float32) for s in cfg.steps}
+    generated: list = [None] * len(items)
+    prefix: dict[int, list] = {s: [None] * len(items) for s in cfg.steps}
+    for bucket in length_buckets(items, lengths, batch):
+        rec = record_batch(bundle, registry, bucket, cfg.steps, cfg.mode)
+        rows = [pos[it.index] for it in bucket]
+        enc_out[rows] = rec.encoder[enc]
+        for s in cfg.steps:
+            dec_out[s][rows] = rec.decoder[s]
+            for r, n in zip(rows, rec.prefix_lengths[s]):
+                prefix[s][r] = n
+        for r, ids in zip(rows, rec.generated):
+            generated[r] = ids
+    arrays = {enc: enc_out, **{decoder_name(s): dec_out[s] for s in cfg.steps}}
+    meta = {"items": [it.index for it in items], "generated": generated, "prefix_lengths": {str(s): v for s, v in prefix.items()}}
+    write_shard(root, key, arrays, meta)
+
+
+def _examples_frame(run_id: str, examples: Sequence[Example]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, audio = [], []
+    for ex in examples:
+        duration = None
+        if ex.audio_path is not None:
+            wave = load_audio_file(Path(ex.audio_path))
+            duration = len(wave) / 16000
+            buf = io.BytesIO()
+            sf.write(buf, wave, 16000, format="FLAC", subtype="PCM_16")
+            audio.append({"run_id": run_id, "example_id": ex.id, "flac": buf.getvalue()})
+        rows.append({
+            "run_id": run_id, "example_id": ex.id, "sentence_id": ex.sentence_id, "lang": ex.lang, "text": ex.text,
+            "reference": ex.reference, "voice": ex.voice, "duration_s": duration, "has_audio": ex.audio_path is not None,
+        })
+    return pd.DataFrame(rows), pd.DataFrame(audio, columns=["run_id", "example_id", "flac"])
+
+
+def _items_frame(run_id: str, bundle: ModelBundle, task: str, items: Sequence[TaskItem], metas: dict[int, tuple[list, dict]]) -> pd.DataFrame:
+    rows = []
+    for it in items:
+        ids, prefix = metas[it.index]
+        rows.append({
+            "run_id": run_id, "task": task, "item": it.index, "example_id": it.example.id,
+            "sentence_id": it.example.sentence_id, "label": it.label, "src_lang": it.src_lang, "tgt_lang": it.tgt_lang,
+            "modality": it.modality, "reference": it.reference, "output_ids": ids,
+            "output_text": bundle.tokenizer.decode(ids, skip_special_tokens=True), "prefix_lengths": prefix,
+        })
+    return pd.DataFrame(rows)
+
+
+def run_precompute(
+    cfg: RunConfig,
+    progress: bool = True,
+    after_shard: Callable[[ShardKey], None] | None = None,
+    bundle: ModelBundle | None = None,
+) -> RunResult:
+    """Run (or resume) a precompute: finished shards are skipped, so a killed run restarts where it stopped."""
+    t0 = time.perf_counter()
+    examples = load_corpus(cfg.corpus, progress=progress)
+    bundle = bundle or load_model(cfg.model, device=cfg.device)
+    unsupported = [lang for lang in cfg.corpus.languages if lang not in bundle.languages]
+    if unsupported:
+        raise ConfigError(
+            f"corpus.languages: model {cfg.model!r} cannot generate {unsupported}; it knows {list(bundle.languages)}"
+        )
+    registry = SiteRegistry.from_model(bundle.model)
+    chash = corpus_hash(examples)
+    run_id = f"{cfg.name}-{cfg.digest(bundle.checksum, chash)}"
+    root = Path(cfg.work_dir) / run_id
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    all_items: dict[str, list[TaskItem]] = {}
+    for task in cfg.tasks:
+        items = task_items(task, examples, cfg.corpus.languages)
+        if not items:
+            raise CorpusError(f"task {task} has no examples in languages {cfg.corpus.languages}")
+        all_items[task] = items
+        shards = plan_shards(items, cfg.shard_size)
+        todo = [(k, rows) for k, rows in shards if not shard_done(root, k)]
+        done = len(items) - sum(len(r) for _, r in todo)
+        with tqdm(total=len(items), initial=done, desc=f"record {task} (steps {','.join(map(str, cfg.steps))})",
+                  unit="ex", disable=not progress, leave=True) as bar:
+            for key, rows in todo:
+                record_shard(bundle, registry, cfg, key, rows, root)
+                bar.update(len(rows))
+                if after_shard is not None:
+                    after_shard(key)
+        names = [encoder_stack(task)] + [decoder_name(s) for s in cfg.steps]
+        merge_task(root, task, [k for k, _ in shards], names, len(items))
+    stats = None
+    if cfg.analysis.enabled:
+        from precompute.analysis import analyse_run
+
+        stats = analyse_run(root, registry, all_items, cfg, run_id, progress=progress)
+    elapsed = time.perf_counter() - t0
+    with store_transaction(Path(cfg.store), run_id) as con:
+        insert_frame(con, "runs", pd.DataFrame([{
+            "run_id": run_id, "name": cfg.name, "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
+            "engine_version": ENGINE_VERSION, "model_spec": cfg.model, "model_checksum": bundle.checksum,
+            "model": json.dumps(bundle.describe()), "mode": cfg.mode, "tasks": cfg.tasks, "steps": cfg.steps,
+            "languages": cfg.corpus.languages, "corpus_source": cfg.corpus.source, "corpus_hash": chash,
+            "n_examples": len(examples), "config": json.dumps(cfg.model_dump(mode="json")),
+            "library_versions": json.dumps(library_versions()), "work_dir": str(root.resolve()), "elapsed_s": elapsed,
+        }]))
+        sites = registry.sites_frame().rename(columns={"key": "site", "offset": "unit_offset"})
+        sites.insert(0, "run_id", run_id)
+        insert_frame(con, "sites", sites)
+        units = registry.units_frame().rename(columns={"key": "site"})
+        units.insert(0, "run_id", run_id)
+        insert_frame(con, "units", units)
+        ex_frame, audio_frame = _examples_frame(run_id, examples)
+        insert_frame(con, "examples", ex_frame)
+        insert_frame(con, "example_audio", audio_frame)
+        for task, items in all_items.items():
+            metas = {}
+            for key, rows in plan_shards(items, cfg.shard_size):
+                meta = read_shard_meta(root, key)
+                for j, idx in enumerate(meta["items"]):
+                    metas[idx] = (meta["generated"][j], [meta["prefix_lengths"][str(s)][j] for s in cfg.steps])
+            insert_frame(con, "items", _items_frame(run_id, bundle, task, items, metas))
+        if stats is not None:
+            stats.write(con, run_id)
+    return RunResult(run_id, Path(cfg.store), root, {t: len(v) for t, v in all_items.items()}, elapsed)

@@ -1,0 +1,21 @@
+"""Shared fixtures: the tiny random model (built once per session) and its unit registry."""
+from __future__ import annotations
+
+import pytest
+import transformers
+
+transformers.logging.set_verbosity_error()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle():
+    from backend.model.loading import load_model
+
+    return load_model("tiny-random", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tiny_bundle):
+    from backend.model.unit_sites import SiteRegistry
+
+    return SiteRegistry.from_model(tiny_bundle.model)
