@@ -18,7 +18,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from backend.audio import load_audio_file
-from backend.model.loading import ModelBundle, load_model
+from backend.model.loading import ModelBundle, configure_cpu_threads, load_model
 from backend.model.unit_sites import SiteRegistry
 from backend.store.writer import insert_frame, store_transaction
 from neuron_atlas.versions import ENGINE_VERSION
@@ -143,6 +143,7 @@ def run_precompute(
     t0 = time.perf_counter()
     examples = load_corpus(cfg.corpus, progress=progress)
     bundle = bundle or load_model(cfg.model, device=cfg.device)
+    configure_cpu_threads(bundle)
     unsupported = [lang for lang in cfg.corpus.languages if lang not in bundle.languages]
     if unsupported:
         raise ConfigError(

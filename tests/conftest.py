@@ -9,9 +9,11 @@ transformers.logging.set_verbosity_error()
 
 @pytest.fixture(scope="session")
 def tiny_bundle():
-    from backend.model.loading import load_model
+    from backend.model.loading import configure_cpu_threads, load_model
 
-    return load_model("tiny-random", device="cpu")
+    bundle = load_model("tiny-random", device="cpu")
+    configure_cpu_threads(bundle)
+    return bundle
 
 
 @pytest.fixture(scope="session")

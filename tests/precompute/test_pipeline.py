@@ -1,0 +1,206 @@
+"""`neuron-atlas precompute` end to end on the tiny model: every table, resume after a crash, bad inputs."""
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import pytest
+import soundfile as sf
+
+from backend.model.loading import load_model, state_checksum
+from backend.model.tokenizer import lang_token
+from neuron_atlas.cli import main
+from precompute.activation_store import load_acts
+from precompute.config import ConfigError, load_run_config
+from precompute.corpus import CorpusError
+from precompute.pipeline import run_precompute
+
+LANGS = ["eng", "deu", "fra"]
+
+
+def small_config(tmp_path, **over):
+    data = {
+        "name": "t",
+        "model": "tiny-random",
+        "device": "cpu",
+        "tasks": ["asr", "s2tt", "t2tt", "en2x_s2tt", "en2x_t2tt"],
+        "steps": [2, 7],
+        "corpus": {"source": "builtin", "languages": LANGS, "max_sentences": 8},
+        "shard_size": 4,
+        "batch_size": 4,
+        "store": str(tmp_path / "atlas.duckdb"),
+        "work_dir": str(tmp_path / "work"),
+        "analysis": {"ks": [10, 20]},
+    }
+    for key, value in over.items():
+        data[key] = value
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps(data))
+    return load_run_config(path)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_bundle):
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = small_config(tmp)
+    result = run_precompute(cfg, progress=False, bundle=tiny_bundle)
+    return cfg, result
+
+
+def test_run_fills_every_table_consistently(finished, tiny_registry):
+    cfg, result = finished
+    con = duckdb.connect(str(cfg.store), read_only=True)
+    q = lambda sql: con.execute(sql).fetchall()
+    assert q("SELECT count(*) FROM units")[0][0] == tiny_registry.n_units
+    assert q("SELECT mode, steps, tasks FROM runs")[0] == ("clean", [2, 7], cfg.tasks)
+    n_items = dict(q("SELECT task, count(*) FROM items GROUP BY task"))
+    assert n_items == {"asr": 24, "s2tt": 16, "t2tt": 16, "en2x_s2tt": 16, "en2x_t2tt": 16}
+    assert q("SELECT count(*) FROM example_audio")[0][0] == q("SELECT count(*) FROM examples")[0][0] == 24
+    # unit_stats: every concept has one row per unit of each of its stacks
+    widths = {s: tiny_registry.stack_width(s) for s in tiny_registry.stack_ranges}
+    expected = sum(sum(widths[s] for s in stacks) for (stacks,) in q("SELECT stacks FROM concepts"))
+    assert q("SELECT count(*) FROM unit_stats")[0][0] == expected
+    assert q("SELECT count(*) FROM unit_stats WHERE ap IS NULL OR isnan(ap)")[0][0] == 0
+    kinds = dict(q("SELECT kind, count(*) FROM concepts GROUP BY kind"))
+    # language: asr 3 + four X<->en tasks x 2 languages, per step; multimodal: 2 roles x 2 languages; modality: 2 roles x (1 + 2)
+    assert kinds == {"language": 2 * (3 + 4 * 2), "multimodal_language": 2 * 2 * 2, "modality": 2 * 2 * 3}
+    top = q("SELECT count(*) FROM selections WHERE kind='top' AND scope='text_decoder' AND k_requested=10 GROUP BY concept_id")
+    assert {n for (n,) in top} == {10}
+    assert q("SELECT count(*) FROM concentration WHERE gini < 0 OR gini > 1")[0][0] == 0
+    assert q("SELECT count(DISTINCT (text_lang, speech_lang)) FROM overlap WHERE role='representation'")[0][0] == 4
+    assert q("SELECT count(*) FROM spearman WHERE scope='text_decoder/layer'")[0][0] > 0
+    con.close()
+
+
+def test_unit_major_arrays_match_store_ap(finished, tiny_registry):
+    """The AP in the store is the AP of the stored activation column (sklearn as the independent reference)."""
+    from sklearn.metrics import average_precision_score
+
+    cfg, result = finished
+    con = duckdb.connect(str(cfg.store), read_only=True)
+    cid, lang = con.execute("SELECT concept_id, language FROM concepts WHERE kind='language' AND task='t2tt' AND step=7 LIMIT 1").fetchone()
+    labels = np.array([r[0] == lang for r in con.execute("SELECT label FROM items WHERE task='t2tt' ORDER BY item").fetchall()])
+    acts = load_acts(result.work_dir, "t2tt", "text_decoder.step7")
+    unit = tiny_registry.stack_ranges["text_decoder"].start + 17
+    ap = con.execute("SELECT ap FROM unit_stats WHERE concept_id=? AND unit_id=?", [cid, unit]).fetchone()[0]
+    assert ap == pytest.approx(average_precision_score(labels, acts[17]), abs=1e-12)
+
+
+def test_resume_after_crash_gives_identical_results(tmp_path, finished, tiny_bundle):
+    cfg_ref, ref = finished
+    cfg = small_config(tmp_path)
+    calls = []
+
+    def crash_on_third(key):
+        calls.append(key)
+        if len(calls) == 3:
+            raise RuntimeError("injected failure")
+
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_precompute(cfg, progress=False, after_shard=crash_on_third, bundle=tiny_bundle)
+    assert not cfg.store.exists(), "a failed run must not leave a store behind"
+    resumed = []
+    result = run_precompute(cfg, progress=False, after_shard=resumed.append, bundle=tiny_bundle)
+    assert set(calls[:3]).isdisjoint(resumed), "finished shards were recorded again"
+    assert result.run_id == ref.run_id
+    for name in ["speech_encoder", "text_decoder.step2", "text_decoder.step7"]:
+        assert np.array_equal(load_acts(result.work_dir, "s2tt", name), load_acts(ref.work_dir, "s2tt", name))
+    a = duckdb.connect(str(cfg.store), read_only=True).execute("SELECT concept_id, unit_id, ap FROM unit_stats ORDER BY 1, 2").fetchnumpy()
+    b = duckdb.connect(str(cfg_ref.store), read_only=True).execute("SELECT concept_id, unit_id, ap FROM unit_stats ORDER BY 1, 2").fetchnumpy()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_rerun_replaces_run_rows_without_duplicates(tmp_path, finished, tiny_bundle):
+    cfg = small_config(tmp_path, tasks=["t2tt"], steps=[2])
+    run_precompute(cfg, progress=False, bundle=tiny_bundle)
+    run_precompute(cfg, progress=False, bundle=tiny_bundle)
+    con = duckdb.connect(str(cfg.store), read_only=True)
+    assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+    assert con.execute("SELECT count(*) FROM items").fetchone()[0] == 16
+
+
+def test_planted_language_unit_ranks_first_for_its_language_only(tmp_path):
+    """Make one text-encoder unit see only the French language token; the analysis must find it."""
+    bundle = load_model("tiny-random", device="cpu")
+    model, tok = bundle.model, bundle.tokenizer
+    dim = 15  # last sine dimension: frequency 1e-4, so the position table is ~0 there for every position
+    fra = tok.convert_tokens_to_ids(lang_token("fra"))
+    emb = model.text_encoder.embed_tokens.weight
+    with __import__("torch").no_grad():
+        emb[:, dim] = 0.0
+        emb[fra, dim] = 40.0
+    bundle.checksum = state_checksum(model)
+    cfg = small_config(tmp_path, tasks=["t2tt"], steps=[2], corpus={"source": "builtin", "languages": ["eng", "deu", "spa", "fra"], "max_sentences": 8})
+    run_precompute(cfg, progress=False, bundle=bundle)
+    con = duckdb.connect(str(cfg.store), read_only=True)
+    unit = con.execute("SELECT unit_id FROM units WHERE site='text_encoder.layers.0.self_attn_layer_norm' AND channel=?", [dim]).fetchone()[0]
+    # rank = 1 + units of the stack with a strictly higher AP (units reading this one may tie with it)
+    rows = con.execute(
+        "SELECT c.language, s.ap, (SELECT count(*) FROM unit_stats s2 JOIN units u2 USING (run_id, unit_id) "
+        " WHERE s2.concept_id = s.concept_id AND u2.stack='text_encoder' AND s2.ap > s.ap) + 1 AS rank "
+        "FROM unit_stats s JOIN concepts c USING (run_id, concept_id) WHERE s.unit_id = ? AND c.kind='language'", [unit]
+    ).fetchall()
+    by_lang = {lang: (ap, rank) for lang, ap, rank in rows}
+    assert by_lang["fra"] == (pytest.approx(1.0), 1)
+    for lang in ("deu", "spa"):
+        assert by_lang[lang][1] > 1 and by_lang[lang][0] < 0.5
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"tasks": ["t2tt", "s2st"]}, "tasks: unknown task 's2st'"),
+        ({"corpus": {"languages": ["eng", "xxx"]}}, "corpus.languages: unknown language"),
+        ({"steps": [1, 7]}, "steps: steps are decoder prefix lengths"),
+        ({"modee": "clean"}, "modee: unknown setting"),
+        ({"mode": "sloppy"}, "mode: Input should be 'clean' or 'faithful'"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path, over, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        small_config(tmp_path, **over)
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [t2tt\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_run_config(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_run_config(tmp_path / "nope.yaml")
+
+
+def _manifest(tmp_path, rows):
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def test_bad_corpus_entries_stop_with_the_entry_named_and_no_store(tmp_path, tiny_bundle):
+    good = tmp_path / "ok.wav"
+    sf.write(good, np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.2, 16000)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00junk")
+    base = {"sentence_id": "s1", "text": "Hello there.", "audio": str(good)}
+    cases = [
+        ([{**base, "id": "a", "lang": "eng"}, {**base, "id": "b", "lang": "fra", "audio": str(tmp_path / "missing.wav")}], "missing.wav"),
+        ([{**base, "id": "a", "lang": "eng", "audio": str(corrupt)}], "corrupt"),
+        ([], "empty"),
+    ]
+    for rows, message in cases:
+        cfg = small_config(tmp_path, corpus={"source": "manifest", "manifest": str(_manifest(tmp_path, rows)), "languages": ["eng", "fra"]})
+        with pytest.raises(CorpusError, match=message):
+            run_precompute(cfg, progress=False, bundle=tiny_bundle)
+        assert not cfg.store.exists()
+
+
+def test_cli_prints_clear_errors_and_full_size_counts(tmp_path, capsys):
+    bad = tmp_path / "run.yaml"
+    bad.write_text("corpus: {languages: [eng, klingon]}\n")
+    assert main(["precompute", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "corpus.languages" in err and "klingon" in err and "Traceback" not in err
+    assert main(["sites", "--model", "full-random"]) == 0
+    out = capsys.readouterr().out
+    assert "1,502,208 units" in out and "text_decoder" in out
