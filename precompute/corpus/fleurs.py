@@ -1,0 +1,212 @@
+"""FLEURS as a parallel speech corpus, aligned across languages by FLEURS's shared sentence `id`.
+
+Each language is one FLEURS config (`FLEURS_CONFIGS`, extendable). For every requested language, plus English for
+the reference, the split is opened with `datasets`, its audio column cast to `Audio(decode=False)`, and the rows
+joined on `id`; only ids present in every requested language and in English are kept. FLEURS has several
+recordings per (id, language): the first by `path` is taken, so the choice is deterministic. Text is
+`raw_transcription`; the reference is the English `raw_transcription` of the same id. Audio is read with
+soundfile from the stored bytes (or path), mixed to mono, resampled to 16 kHz and written atomically as WAV
+under `cache_dir/fleurs/<config>/`.
+
+`dataset` may be
+  * a Hugging Face hub id (default `google/fleurs`), opened with `load_dataset(dataset, config, split=split)`;
+  * a local folder `<root>` holding, per config, one of these layouts (checked in this order):
+      - `<root>/<config>/` written by `DatasetDict.save_to_disk` (has `dataset_dict.json`, contains the split);
+      - `<root>/<config>/<split>/` written by `Dataset.save_to_disk` (has `state.json`);
+      - `<root>/<config>/<split>/*.parquet` (the hub's `refs/convert/parquet` layout);
+      - `<root>/<config>/<split>.parquet`, `<split>-*.parquet` or `*-<split>.parquet` / `*-<split>-*.parquet`
+        (older parquet conversions name files `fleurs-test.parquet`, `fleurs-train-00000-of-00004.parquet`).
+Rows need the FLEURS columns `id`, `path`, `audio` and `raw_transcription`; the others are not used.
+
+`google/fleurs` on the hub is a loading-script dataset, which `datasets` >= 4 refuses to run; its parquet
+conversion can be fetched per config, e.g. `huggingface-cli download google/fleurs --repo-type dataset
+--revision refs/convert/parquet --include "fr_fr/test/*" --local-dir <root>`, and `<root>` passed as `dataset`.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from precompute.corpus.example import CORPUS_LANGUAGES, CorpusError, Example
+from precompute.corpus.tts import resample, write_wav_atomic
+
+#: FLEURS config -> Seamless language code. Extend it to make more FLEURS languages loadable.
+FLEURS_CONFIGS: dict[str, str] = {
+    "en_us": "eng",
+    "de_de": "deu",
+    "es_419": "spa",
+    "fr_fr": "fra",
+    "ja_jp": "jpn",
+    "cmn_hans_cn": "cmn",
+    "it_it": "ita",
+    "pt_br": "por",
+    "nl_nl": "nld",
+    "pl_pl": "pol",
+    "ru_ru": "rus",
+    "uk_ua": "ukr",
+    "tr_tr": "tur",
+    "ko_kr": "kor",
+    "vi_vn": "vie",
+    "id_id": "ind",
+    "hi_in": "hin",
+    "ar_eg": "arb",
+}
+ENGLISH_CONFIG = "en_us"
+REQUIRED_COLUMNS: tuple[str, ...] = ("id", "path", "audio", "raw_transcription")
+#: Bump when the audio conversion changes, so cached files are rewritten.
+PIPELINE_VERSION = "fleurs-1"
+
+
+def fleurs_languages() -> dict[str, str]:
+    """Seamless language code -> FLEURS config, from the current `FLEURS_CONFIGS`."""
+    return {lang: config for config, lang in FLEURS_CONFIGS.items()}
+
+
+def fleurs_config(lang: str) -> str:
+    """The FLEURS config holding `lang` (a Seamless code); CorpusError naming the known codes otherwise."""
+    configs = fleurs_languages()
+    if lang not in configs:
+        raise CorpusError(f"FLEURS has no configured language {lang!r}; known: {', '.join(sorted(configs))} "
+                          "(extend precompute.corpus.fleurs.FLEURS_CONFIGS to add one)")
+    return configs[lang]
+
+
+def _open_local(root: Path, config: str, split: str, hf_cache: Path) -> datasets.Dataset:
+    folder = root / config
+    if not folder.is_dir():
+        available = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise CorpusError(f"FLEURS config {config!r} not found in {root}: no folder {folder} "
+                          f"(folders present: {available})")
+    if (folder / "dataset_dict.json").is_file():
+        splits = datasets.load_from_disk(str(folder))
+        if split not in splits:
+            raise CorpusError(f"FLEURS config {config!r} in {folder} has no split {split!r}; "
+                              f"splits: {sorted(splits)}")
+        return splits[split]
+    split_dir = folder / split
+    if (split_dir / "state.json").is_file():
+        return datasets.load_from_disk(str(split_dir))
+    if split_dir.is_dir():
+        files = sorted(split_dir.glob("*.parquet"))
+    else:
+        patterns = (f"{split}.parquet", f"{split}-*.parquet", f"*-{split}.parquet", f"*-{split}-*.parquet")
+        files = sorted({f for pattern in patterns for f in folder.glob(pattern)})
+    if not files:
+        raise CorpusError(f"FLEURS config {config!r}: no split {split!r} in {folder} (expected a save_to_disk "
+                          f"folder or parquet files; see precompute.corpus.fleurs for the layouts)")
+    return datasets.load_dataset("parquet", data_files={split: [str(f) for f in files]}, split=split,
+                                 cache_dir=str(hf_cache))
+
+
+def _open_split(dataset: str, config: str, split: str, hf_cache: Path) -> datasets.Dataset:
+    root = Path(dataset).expanduser()
+    try:
+        if root.is_dir():
+            table = _open_local(root, config, split, hf_cache)
+        elif dataset.startswith(("/", ".", "~")):
+            raise CorpusError(f"FLEURS dataset folder not found: {dataset}")
+        else:
+            table = datasets.load_dataset(dataset, config, split=split)
+    except CorpusError:
+        raise
+    except Exception as exc:
+        raise CorpusError(f"cannot open FLEURS config {config!r} split {split!r} from {dataset!r}: "
+                          f"{type(exc).__name__}: {exc}. Without hub access, point `dataset` at a local folder "
+                          "(layouts in precompute.corpus.fleurs)") from None
+    missing = [column for column in REQUIRED_COLUMNS if column not in table.column_names]
+    if missing:
+        raise CorpusError(f"FLEURS config {config!r} split {split!r} from {dataset!r}: missing column(s) "
+                          f"{', '.join(missing)}")
+    try:
+        return table.cast_column("audio", datasets.Audio(decode=False))
+    except (TypeError, ValueError) as exc:
+        raise CorpusError(f"FLEURS config {config!r}: column 'audio' is not audio ({exc})") from None
+
+
+def _first_recordings(table: datasets.Dataset, config: str) -> dict[int, tuple[str, int, str]]:
+    """FLEURS id -> (path, row, raw_transcription) of its first recording by path (then row)."""
+    columns = table.select_columns(["id", "path", "raw_transcription"]).to_dict()
+    first: dict[int, tuple[str, int, str]] = {}
+    for row, (sid, path, text) in enumerate(zip(columns["id"], columns["path"], columns["raw_transcription"])):
+        if sid is None:
+            raise CorpusError(f"FLEURS config {config!r}: row {row} has no id")
+        key, candidate = int(sid), (path or "", row, text)
+        if key not in first or candidate[:2] < first[key][:2]:
+            first[key] = candidate
+    return first
+
+
+def _audio_bytes(entry: dict, config: str, sid: int) -> bytes:
+    if entry.get("bytes"):
+        return entry["bytes"]
+    path = entry.get("path")
+    if path and Path(path).is_file():
+        return Path(path).read_bytes()
+    raise CorpusError(f"FLEURS config {config!r} id {sid}: audio has neither bytes nor a readable path ({path!r})")
+
+
+def _convert(data: bytes, config: str, sid: int) -> np.ndarray:
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise CorpusError(f"FLEURS config {config!r} id {sid}: unreadable audio ({exc})") from None
+    if samples.shape[0] == 0:
+        raise CorpusError(f"FLEURS config {config!r} id {sid}: audio has no frames")
+    return resample(samples.mean(axis=1), rate)
+
+
+def load_fleurs(cache_dir: Path, languages: Sequence[str] = CORPUS_LANGUAGES, dataset: str = "google/fleurs",
+                split: str = "test", max_sentences: int | None = None, progress: bool = True) -> list[Example]:
+    """FLEURS sentences present in every requested language (and English), as Examples with 16 kHz WAV files.
+
+    Ordered by FLEURS id, then language in the requested order; `max_sentences` keeps the lowest ids.
+    """
+    languages = list(languages)
+    if not languages:
+        raise CorpusError("FLEURS: no languages requested")
+    if max_sentences is not None and (isinstance(max_sentences, bool) or not isinstance(max_sentences, int)
+                                      or max_sentences < 1):
+        raise CorpusError(f"max_sentences must be a positive integer, got {max_sentences!r}")
+    configs = {lang: fleurs_config(lang) for lang in languages}
+    configs.setdefault("eng", ENGLISH_CONFIG)
+    cache_dir = Path(cache_dir).resolve()
+    tables = {lang: _open_split(dataset, config, split, cache_dir / "hf-datasets") for lang, config in configs.items()}
+    recordings = {lang: _first_recordings(table, configs[lang]) for lang, table in tables.items()}
+
+    common = set.intersection(*(set(found) for found in recordings.values()))
+    if not common:
+        counts = ", ".join(f"{configs[lang]}: {len(found)}" for lang, found in recordings.items())
+        raise CorpusError(f"FLEURS split {split!r} from {dataset!r}: no sentence id is present in all of "
+                          f"{', '.join(configs.values())} (ids per config: {counts})")
+    ids = sorted(common)[:max_sentences] if max_sentences is not None else sorted(common)
+
+    examples = []
+    with tqdm(total=len(ids) * len(languages), desc="preparing FLEURS audio", unit="clip",
+              disable=not progress) as bar:
+        for sid in ids:
+            reference = recordings["eng"][sid][2]
+            if not reference or not reference.strip():
+                raise CorpusError(f"FLEURS config {ENGLISH_CONFIG!r} id {sid}: empty raw_transcription")
+            for lang in languages:
+                config = configs[lang]
+                path, row, text = recordings[lang][sid]
+                if not text or not text.strip():
+                    raise CorpusError(f"FLEURS config {config!r} id {sid}: empty raw_transcription")
+                data = _audio_bytes(tables[lang][row]["audio"], config, sid)
+                digest = hashlib.sha256(PIPELINE_VERSION.encode() + data).hexdigest()[:16]
+                target = cache_dir / "fleurs" / config / f"{sid}_{digest}.wav"
+                if not target.exists():
+                    write_wav_atomic(target, _convert(data, config, sid))
+                examples.append(Example(
+                    id=f"fleurs:{sid}:{lang}", sentence_id=f"fleurs-{sid}", lang=lang, text=text.strip(),
+                    audio_path=target, reference=reference.strip(), voice=None,
+                    meta={"source": "fleurs", "config": config, "split": split, "fleurs_path": path}))
+                bar.update()
+    return examples
