@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import time
@@ -36,6 +37,10 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Packages that add their own subcommands: each module has `register(subparsers)`.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neuron-atlas", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_precompute)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
