@@ -16,13 +16,13 @@ import transformers
 from backend.model.loading import configure_cpu_threads, load_model
 from backend.model.unit_sites import SiteRegistry
 from precompute.corpus import CorpusConfig, load_corpus
-from precompute.pipeline import _item_lengths
+from precompute.executors import item_lengths
 from precompute.record import length_buckets, record_batch
 from precompute.tasks import task_items
 
 
 def run(bundle, registry, items, mode: str, batch: int) -> float:
-    lengths = _item_lengths(bundle, items)
+    lengths = item_lengths(bundle, items)
     t0 = time.perf_counter()
     for bucket in length_buckets(items, lengths, batch):
         record_batch(bundle, registry, bucket, mode=mode)

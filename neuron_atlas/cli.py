@@ -29,7 +29,8 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     from precompute.config import load_run_config
     from precompute.pipeline import run_precompute
 
-    overrides = {"model": args.model, "store": args.store, "work_dir": args.work_dir, "mode": args.mode, "device": args.device}
+    overrides = {"model": args.model, "store": args.store, "work_dir": args.work_dir, "mode": args.mode, "device": args.device,
+                 "executor": args.executor, "workers": args.workers}
     cfg = load_run_config(args.config, overrides)
     result = run_precompute(cfg, progress=not args.quiet)
     print(f"run {result.run_id}: {sum(result.n_items.values())} items over {len(result.n_items)} tasks in {result.elapsed_s:.1f} s")
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", type=Path, dest="work_dir", help="override where activations are kept")
     p.add_argument("--mode", choices=["clean", "faithful"])
     p.add_argument("--device")
+    p.add_argument("--executor", choices=["local", "ray"], help="where shards run (default local)")
+    p.add_argument("--workers", type=int, help="parallel shard workers (processes locally, GPUs on Ray)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_precompute)
     for name in COMMAND_MODULES:

@@ -47,6 +47,8 @@ class RunConfig(BaseModel):
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     batch_size: int = Field(16, ge=1, le=1024)
     shard_size: int = Field(64, ge=1)
+    executor: Literal["local", "ray"] = "local"
+    workers: int = Field(1, ge=1, le=256)
     store: Path = Path("data/atlas.duckdb")
     work_dir: Path = Path("data/work")
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
@@ -70,7 +72,7 @@ class RunConfig(BaseModel):
 
     def identity(self) -> dict:
         """The fields that change results (not paths or device), for the run id."""
-        return self.model_dump(mode="json", exclude={"store", "work_dir", "device", "name"})
+        return self.model_dump(mode="json", exclude={"store", "work_dir", "device", "name", "executor", "workers"})
 
     def digest(self, *extra: str) -> str:
         h = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode())

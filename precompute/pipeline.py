@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
@@ -25,7 +24,8 @@ from neuron_atlas.versions import ENGINE_VERSION
 from precompute.activation_store import ShardKey, decoder_name, merge_task, read_shard_meta, shard_done, write_shard
 from precompute.config import ConfigError, RunConfig
 from precompute.corpus import CorpusError, Example, load_corpus
-from precompute.record import encoder_stack, length_buckets, record_batch
+from precompute.executors import make_executor
+from precompute.record import encoder_stack
 from precompute.tasks import TASKS, TaskItem, task_items
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,6 @@ def library_versions() -> dict:
     return {"python": platform.python_version(), **{n: version(n) for n in names}}
 
 
-def _item_lengths(bundle: ModelBundle, items: Sequence[TaskItem]) -> list[int]:
-    if TASKS[items[0].task].modality == "speech":
-        return [sf.info(str(it.example.audio_path)).frames for it in items]
-    return [len(bundle.tokenizer(it.example.text, src_lang=it.src_lang)["input_ids"]) for it in items]
-
-
 def plan_shards(items: Sequence[TaskItem], shard_size: int) -> list[tuple[ShardKey, list[TaskItem]]]:
     """Split a task's items into shards by label language and contiguous item ranges."""
     shards = []
@@ -76,31 +70,6 @@ def plan_shards(items: Sequence[TaskItem], shard_size: int) -> list[tuple[ShardK
             chunk = rows[i : i + shard_size]
             shards.append((ShardKey(rows[0].task, lang, chunk[0].index, chunk[-1].index + 1), chunk))
     return shards
-
-
-def record_shard(bundle: ModelBundle, registry: SiteRegistry, cfg: RunConfig, key: ShardKey, items: list[TaskItem], root: Path) -> None:
-    """Record one shard in length buckets and write it atomically."""
-    lengths = _item_lengths(bundle, items)
-    batch = 1 if cfg.mode == "faithful" else cfg.batch_size
-    enc = encoder_stack(key.task)
-    pos = {it.index: i for i, it in enumerate(items)}
-    enc_out = np.empty((len(items), registry.stack_width(enc)), np.float32)
-    dec_out = {s: np.empty((len(items), registry.stack_width("text_decoder")), np.float32) for s in cfg.steps}
-    generated: list = [None] * len(items)
-    prefix: dict[int, list] = {s: [None] * len(items) for s in cfg.steps}
-    for bucket in length_buckets(items, lengths, batch):
-        rec = record_batch(bundle, registry, bucket, cfg.steps, cfg.mode)
-        rows = [pos[it.index] for it in bucket]
-        enc_out[rows] = rec.encoder[enc]
-        for s in cfg.steps:
-            dec_out[s][rows] = rec.decoder[s]
-            for r, n in zip(rows, rec.prefix_lengths[s]):
-                prefix[s][r] = n
-        for r, ids in zip(rows, rec.generated):
-            generated[r] = ids
-    arrays = {enc: enc_out, **{decoder_name(s): dec_out[s] for s in cfg.steps}}
-    meta = {"items": [it.index for it in items], "generated": generated, "prefix_lengths": {str(s): v for s, v in prefix.items()}}
-    write_shard(root, key, arrays, meta)
 
 
 def _examples_frame(run_id: str, examples: Sequence[Example]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -156,6 +125,7 @@ def run_precompute(
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     all_items: dict[str, list[TaskItem]] = {}
+    executor = make_executor(cfg.executor, cfg.workers)
     for task in cfg.tasks:
         items = task_items(task, examples, cfg.corpus.languages)
         if not items:
@@ -166,9 +136,9 @@ def run_precompute(
         done = len(items) - sum(len(r) for _, r in todo)
         with tqdm(total=len(items), initial=done, desc=f"record {task} (steps {','.join(map(str, cfg.steps))})",
                   unit="ex", disable=not progress, leave=True) as bar:
-            for key, rows in todo:
-                record_shard(bundle, registry, cfg, key, rows, root)
-                bar.update(len(rows))
+            for key, arrays, meta in executor.map(bundle, registry, cfg, todo):
+                write_shard(root, key, arrays, meta)
+                bar.update(len(meta["items"]))
                 if after_shard is not None:
                     after_shard(key)
         names = [encoder_stack(task)] + [decoder_name(s) for s in cfg.steps]

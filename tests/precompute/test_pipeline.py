@@ -111,6 +111,15 @@ def test_resume_after_crash_gives_identical_results(tmp_path, finished, tiny_bun
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+def test_process_pool_gives_the_same_arrays_as_one_process(tmp_path, finished):
+    _, ref = finished
+    cfg = small_config(tmp_path, tasks=["s2tt", "t2tt"], workers=2)
+    result = run_precompute(cfg, progress=False)
+    assert result.run_id.split("-")[-1] != "" and result.work_dir != ref.work_dir
+    for task, name in [("s2tt", "speech_encoder"), ("t2tt", "text_decoder.step7")]:
+        assert np.array_equal(load_acts(result.work_dir, task, name), load_acts(ref.work_dir, task, name))
+
+
 def test_rerun_replaces_run_rows_without_duplicates(tmp_path, finished, tiny_bundle):
     cfg = small_config(tmp_path, tasks=["t2tt"], steps=[2])
     run_precompute(cfg, progress=False, bundle=tiny_bundle)
