@@ -58,6 +58,9 @@ _worker: dict = {}
 
 
 def _init_worker(model_spec: str, device: str, cfg, checksum: str) -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
     bundle = load_model(model_spec, device=device)
     if bundle.checksum != checksum:
         raise RuntimeError(
