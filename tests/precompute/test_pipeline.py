@@ -213,3 +213,12 @@ def test_cli_prints_clear_errors_and_full_size_counts(tmp_path, capsys):
     assert main(["sites", "--model", "full-random"]) == 0
     out = capsys.readouterr().out
     assert "1,502,208 units" in out and "text_decoder" in out
+
+
+def test_shipped_example_configs_validate():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_run_config(path)
