@@ -34,6 +34,29 @@ class AnalysisConfig(BaseModel):
         return sorted(set(ks))
 
 
+class EvaluateConfig(BaseModel):
+    """Batch intervention experiments run after the statistics (see precompute/evaluate.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    experiments: list[Literal["ablation", "steering", "dose"]] = Field(default_factory=lambda: ["ablation", "steering", "dose"])
+    n_examples: int = Field(100, ge=1)
+    k: int | None = Field(None, ge=1, description="units per set; default: the smallest analysis k")
+    dose_ks: list[int] = Field(default_factory=lambda: [10, 100, 1000, 2000])
+    value: Literal["on_p50", "on_p90", "off_mean", "off_p50", "zero"] = "on_p50"
+    stack: Literal["speech_encoder", "text_encoder", "text_decoder"] = "text_decoder"
+    max_new_tokens: int = Field(128, ge=1, le=1024)
+    seed: int = 0
+    identifier: str = "langid"
+
+    @field_validator("dose_ks")
+    @classmethod
+    def _dose_positive(cls, ks: list[int]) -> list[int]:
+        if any(k < 1 for k in ks):
+            raise ValueError("dose_ks must be positive integers")
+        return sorted(set(ks))
+
+
 class RunConfig(BaseModel):
     """Everything that defines a precompute run; its hash (with model and corpus checksums) is the run id."""
 
@@ -52,6 +75,7 @@ class RunConfig(BaseModel):
     store: Path = Path("data/atlas.duckdb")
     work_dir: Path = Path("data/work")
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
     @field_validator("tasks")
     @classmethod

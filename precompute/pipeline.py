@@ -148,6 +148,11 @@ def run_precompute(
         from precompute.analysis import analyse_run
 
         stats = analyse_run(root, registry, all_items, cfg, run_id, progress=progress)
+    evaluation = None
+    if cfg.evaluate.enabled and stats is not None:
+        from precompute.evaluate import run_experiments
+
+        evaluation = run_experiments(bundle, registry, all_items, stats, cfg, run_id, progress=progress)
     elapsed = time.perf_counter() - t0
     with store_transaction(Path(cfg.store), run_id) as con:
         insert_frame(con, "runs", pd.DataFrame([{
@@ -176,4 +181,7 @@ def run_precompute(
             insert_frame(con, "items", _items_frame(run_id, bundle, task, items, metas))
         if stats is not None:
             stats.write(con, run_id)
+        if evaluation is not None:
+            insert_frame(con, "interventions", evaluation.conditions)
+            insert_frame(con, "intervention_outputs", evaluation.outputs)
     return RunResult(run_id, Path(cfg.store), root, {t: len(v) for t, v in all_items.items()}, elapsed)

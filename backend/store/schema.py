@@ -55,12 +55,23 @@ CREATE TABLE IF NOT EXISTS spearman (
     run_id VARCHAR, role VARCHAR, step INTEGER, scope VARCHAR, layer SMALLINT, text_lang VARCHAR, speech_lang VARCHAR,
     text_concept INTEGER, speech_concept INTEGER, rho DOUBLE, n_units INTEGER
 );
+CREATE TABLE IF NOT EXISTS interventions (
+    run_id VARCHAR, experiment_id INTEGER, experiment VARCHAR, input_task VARCHAR, step INTEGER, concept_id INTEGER,
+    concept_task VARCHAR, language VARCHAR, unit_source VARCHAR, set_kind VARCHAR, k INTEGER, n_units INTEGER,
+    spec JSON, spec_digest VARCHAR, n_items INTEGER, skipped VARCHAR, mean_p_concept_lang DOUBLE,
+    mean_p_tgt_lang DOUBLE, mean_combined DOUBLE, mean_cer DOUBLE, mean_m_index DOUBLE
+);
+CREATE TABLE IF NOT EXISTS intervention_outputs (
+    run_id VARCHAR, experiment_id INTEGER, item INTEGER, tgt_lang VARCHAR, reference VARCHAR, output_text VARCHAR,
+    p_concept_lang DOUBLE, p_tgt_lang DOUBLE, lang_probs JSON, wer DOUBLE, cer DOUBLE, bleu DOUBLE, chrfpp DOUBLE,
+    combined DOUBLE, m_index DOUBLE, i_index DOUBLE
+);
 """
 
 #: Tables whose rows belong to one run (deleted and rewritten when that run is written again).
 RUN_TABLES = (
     "runs", "sites", "units", "examples", "example_audio", "items", "concepts", "unit_stats", "selections",
-    "concentration", "overlap", "spearman",
+    "concentration", "overlap", "spearman", "interventions", "intervention_outputs",
 )
 
 

@@ -32,6 +32,7 @@ def small_config(tmp_path, **over):
         "store": str(tmp_path / "atlas.duckdb"),
         "work_dir": str(tmp_path / "work"),
         "analysis": {"ks": [10, 20]},
+        "evaluate": {"n_examples": 4, "max_new_tokens": 8, "dose_ks": [5, 10]},
     }
     for key, value in over.items():
         data[key] = value
@@ -222,3 +223,42 @@ def test_shipped_example_configs_validate():
     assert configs
     for path in configs:
         load_run_config(path)
+
+
+def test_intervention_tables_cover_every_task_and_step(finished):
+    cfg, _ = finished
+    con = duckdb.connect(str(cfg.store), read_only=True)
+    covered = set(con.execute("SELECT input_task, step FROM interventions WHERE experiment='ablation' AND step IS NOT NULL").fetchall())
+    assert covered == {(t, s) for t in cfg.tasks for s in cfg.steps}
+    kinds = {k for (k,) in con.execute("SELECT DISTINCT set_kind FROM interventions").fetchall()}
+    assert {"baseline", "top", "bottom", "both", "random_top", "random_both"} <= kinds
+    sources = {k for (k,) in con.execute("SELECT DISTINCT unit_source FROM interventions WHERE experiment='steering'").fetchall()}
+    assert sources == {"none", "same-modality", "cross-modal", "random"}
+    assert con.execute("SELECT count(*) FROM interventions WHERE skipped IS NOT NULL").fetchone()[0] == 0
+    # random controls have the size of the set they control for
+    sizes = dict(con.execute("SELECT set_kind, max(n_units) FROM interventions WHERE experiment='ablation' GROUP BY 1").fetchall())
+    assert sizes["random_both"] == sizes["both"] == 2 * sizes["top"]
+    n = con.execute("SELECT count(*) FROM intervention_outputs o JOIN interventions i USING (run_id, experiment_id)").fetchone()[0]
+    assert n == con.execute("SELECT sum(n_items) FROM interventions").fetchone()[0]
+
+
+def test_stored_condition_replays_from_its_spec_json(finished, tiny_bundle, tiny_registry):
+    """The batch path (batched generate) and a single request replaying the stored spec give the same text."""
+    from backend.concept_stats import LazyConceptStats, parquet_loader
+    from backend.interventions import InterventionSpec, generate_with, prepare_inputs, resolve
+
+    cfg, result = finished
+    con = duckdb.connect(str(cfg.store), read_only=True)
+    exp, spec_json = con.execute(
+        "SELECT experiment_id, spec FROM interventions WHERE experiment='steering' AND input_task='en2x_t2tt' AND set_kind='both' LIMIT 1"
+    ).fetchone()
+    item, tgt, stored = con.execute("SELECT item, tgt_lang, output_text FROM intervention_outputs WHERE experiment_id=? LIMIT 1", [exp]).fetchone()
+    text, src = con.execute(
+        "SELECT e.text, i.src_lang FROM items i JOIN examples e USING (run_id, example_id) WHERE i.task='en2x_t2tt' AND i.item=?", [item]
+    ).fetchone()
+    stats = LazyConceptStats(tiny_registry, parquet_loader(result.work_dir / "stats", tiny_registry.n_units))
+    resolved = resolve(InterventionSpec.from_json(spec_json), tiny_registry, stats)
+    live = generate_with(tiny_bundle, tiny_registry, resolved, prepare_inputs(tiny_bundle, text=text, src_lang=src), tgt,
+                         max_new_tokens=cfg.evaluate.max_new_tokens)
+    assert live.text == stored
+    assert resolved.unit_ids.size == 2 * 10
