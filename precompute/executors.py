@@ -20,18 +20,24 @@ ShardJob = tuple[ShardKey, list[TaskItem]]
 ShardResult = tuple[ShardKey, dict[str, np.ndarray], dict]
 
 
-def item_lengths(bundle: ModelBundle, items: Sequence[TaskItem]) -> list[int]:
+def item_lengths(bundle: ModelBundle, items: Sequence[TaskItem], audio: dict[str, np.ndarray] | None = None) -> list[int]:
     """Input length per item (audio samples or tokens), for length bucketing."""
     import soundfile as sf
 
     if TASKS[items[0].task].modality == "speech":
+        if audio is not None:
+            return [len(audio[it.example.id]) for it in items]
         return [sf.info(str(it.example.audio_path)).frames for it in items]
     return [len(bundle.tokenizer(it.example.text, src_lang=it.src_lang)["input_ids"]) for it in items]
 
 
-def record_shard(bundle: ModelBundle, registry: SiteRegistry, cfg, key: ShardKey, items: list[TaskItem]) -> ShardResult:
-    """Record one shard in length buckets; returns its arrays ([items, units] per stack/step) and meta."""
-    lengths = item_lengths(bundle, items)
+def record_shard(bundle: ModelBundle, registry: SiteRegistry, cfg, key: ShardKey, items: list[TaskItem],
+                 audio: dict[str, np.ndarray] | None = None) -> ShardResult:
+    """Record one shard in length buckets; returns its arrays ([items, units] per stack/step) and meta.
+
+    `audio` (example id -> 16 kHz waveform) lets remote workers record without access to the corpus files.
+    """
+    lengths = item_lengths(bundle, items, audio)
     batch = 1 if cfg.mode == "faithful" else cfg.batch_size
     enc = encoder_stack(key.task)
     pos = {it.index: i for i, it in enumerate(items)}
@@ -40,7 +46,7 @@ def record_shard(bundle: ModelBundle, registry: SiteRegistry, cfg, key: ShardKey
     generated: list = [None] * len(items)
     prefix: dict[int, list] = {s: [None] * len(items) for s in cfg.steps}
     for bucket in length_buckets(items, lengths, batch):
-        rec = record_batch(bundle, registry, bucket, cfg.steps, cfg.mode)
+        rec = record_batch(bundle, registry, bucket, cfg.steps, cfg.mode, audio)
         rows = [pos[it.index] for it in bucket]
         enc_out[rows] = rec.encoder[enc]
         for s in cfg.steps:

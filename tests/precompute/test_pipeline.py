@@ -262,3 +262,22 @@ def test_stored_condition_replays_from_its_spec_json(finished, tiny_bundle, tiny
                          max_new_tokens=cfg.evaluate.max_new_tokens)
     assert live.text == stored
     assert resolved.unit_ids.size == 2 * 10
+
+
+def test_ray_executor_writes_the_same_store_as_local(tmp_path, finished):
+    """A local Ray instance on CPU: same arrays and statistics, bit for bit, as the local executor."""
+    ray = pytest.importorskip("ray")
+    cfg_ref, ref = finished
+    cfg = small_config(tmp_path, tasks=["s2tt", "t2tt"], executor="ray", workers=2, evaluate={"enabled": False})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        result = run_precompute(cfg, progress=False)
+    finally:
+        ray.shutdown()
+    for task, name in [("s2tt", "speech_encoder"), ("s2tt", "text_decoder.step2"), ("t2tt", "text_decoder.step7")]:
+        assert np.array_equal(load_acts(result.work_dir, task, name), load_acts(ref.work_dir, task, name))
+    sql = "SELECT c.task, c.step, c.language, s.unit_id, s.ap FROM unit_stats s JOIN concepts c USING (run_id, concept_id) " \
+          "WHERE c.kind='language' AND c.task IN ('s2tt', 't2tt') ORDER BY 1, 2, 3, 4"
+    a = duckdb.connect(str(cfg.store), read_only=True).execute(sql).fetchall()
+    b = duckdb.connect(str(cfg_ref.store), read_only=True).execute(sql).fetchall()
+    assert a == b

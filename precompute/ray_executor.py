@@ -1,0 +1,60 @@
+"""Recording shards as Ray tasks: one actor per GPU (or CPU slot), each loading the model once.
+
+Point it at a cluster with `RAY_ADDRESS` (e.g. `ray://head:10001`) or run `ray start --head` on the driver's machine;
+without either, a local Ray instance is started. Jobs carry their decoded audio and results come back through Ray's
+object store, so workers need neither the corpus files nor the work folder; the driver writes every shard, then
+computes the statistics exactly as the local executor does (same store, bit for bit).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from backend.audio import load_audio_file
+from backend.model.loading import ModelBundle
+from backend.model.unit_sites import SiteRegistry
+from precompute.executors import ShardJob, ShardResult, _init_worker, _worker, record_shard
+from precompute.tasks import TASKS
+
+
+class _ShardWorker:
+    """A Ray actor holding one loaded model."""
+
+    def __init__(self, model_spec: str, device: str, cfg, checksum: str):
+        _init_worker(model_spec, device, cfg, checksum)
+
+    def record(self, job: ShardJob, audio: dict[str, np.ndarray] | None) -> ShardResult:
+        key, items = job
+        return record_shard(_worker["bundle"], _worker["registry"], _worker["cfg"], key, items, audio)
+
+
+def _job_audio(job: ShardJob) -> dict[str, np.ndarray] | None:
+    key, items = job
+    if TASKS[key.task].modality != "speech":
+        return None
+    return {it.example.id: load_audio_file(it.example.audio_path) for it in items}
+
+
+class RayExecutor:
+    """Run shard jobs on Ray actors, `workers` of them (one GPU each when the cluster has GPUs)."""
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, workers)
+
+    def map(self, bundle: ModelBundle, registry: SiteRegistry, cfg, jobs: Sequence[ShardJob]) -> Iterator[ShardResult]:
+        import ray
+        from ray.util import ActorPool
+
+        if not jobs:
+            return
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"TRANSFORMERS_VERBOSITY": "error"}})
+        gpus = ray.cluster_resources().get("GPU", 0)
+        actor = ray.remote(num_gpus=1 if gpus >= 1 else 0, num_cpus=1)(_ShardWorker)
+        n = min(self.workers, len(jobs))
+        device = cfg.device if gpus >= 1 else "cpu"
+        pool = ActorPool([actor.remote(cfg.model, device, cfg, bundle.checksum) for _ in range(n)])
+        yield from pool.map_unordered(lambda a, job: a.record.remote(job, _job_audio(job)), list(jobs))
