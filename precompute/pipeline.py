@@ -40,6 +40,28 @@ class RunResult:
     work_dir: Path
     n_items: dict[str, int]
     elapsed_s: float
+    reused: bool = False
+
+
+def stored_run(store: Path, run_id: str) -> bool:
+    """Whether `store` exists, is readable by this engine, and holds `run_id`."""
+    import duckdb
+
+    from backend.store.schema import StoreVersionError, check_version
+
+    if not store.is_file():
+        return False
+    try:
+        con = duckdb.connect(str(store), read_only=True)
+    except duckdb.Error:
+        return False
+    try:
+        check_version(con)
+        return con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()[0] > 0
+    except (duckdb.Error, StoreVersionError):
+        return False
+    finally:
+        con.close()
 
 
 def corpus_hash(examples: Sequence[Example]) -> str:
@@ -107,8 +129,12 @@ def run_precompute(
     progress: bool = True,
     after_shard: Callable[[ShardKey], None] | None = None,
     bundle: ModelBundle | None = None,
+    reuse: bool = False,
 ) -> RunResult:
-    """Run (or resume) a precompute: finished shards are skipped, so a killed run restarts where it stopped."""
+    """Run (or resume) a precompute: finished shards are skipped, so a killed run restarts where it stopped.
+
+    With `reuse`, a store that already holds this exact run (same config, model checksum and corpus) is kept as is.
+    """
     t0 = time.perf_counter()
     examples = load_corpus(cfg.corpus, progress=progress)
     bundle = bundle or load_model(cfg.model, device=cfg.device)
@@ -122,6 +148,8 @@ def run_precompute(
     chash = corpus_hash(examples)
     run_id = f"{cfg.name}-{cfg.digest(bundle.checksum, chash)}"
     root = Path(cfg.work_dir) / run_id
+    if reuse and stored_run(Path(cfg.store), run_id):
+        return RunResult(run_id, Path(cfg.store), root, {}, time.perf_counter() - t0, reused=True)
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     all_items: dict[str, list[TaskItem]] = {}

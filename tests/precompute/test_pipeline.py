@@ -281,3 +281,11 @@ def test_ray_executor_writes_the_same_store_as_local(tmp_path, finished):
     a = duckdb.connect(str(cfg.store), read_only=True).execute(sql).fetchall()
     b = duckdb.connect(str(cfg_ref.store), read_only=True).execute(sql).fetchall()
     assert a == b
+
+
+def test_reuse_keeps_a_store_that_already_holds_the_run(finished, tiny_bundle):
+    cfg, ref = finished
+    before = cfg.store.stat().st_mtime_ns
+    again = run_precompute(cfg, progress=False, bundle=tiny_bundle, reuse=True)
+    assert again.reused and again.run_id == ref.run_id
+    assert cfg.store.stat().st_mtime_ns == before
