@@ -25,7 +25,7 @@ from precompute.activation_store import decoder_name, load_acts
 from precompute.concentration import group_concentration, mean_abs_activation
 from precompute.crossmodal import overlap_matrix, spearman_matrix
 from precompute.record import encoder_stack
-from precompute.selectivity import build_selections, unit_stats
+from precompute.selectivity import UnitStats, build_selections, unit_stats
 from precompute.tasks import TASKS, TaskItem
 
 DECODER = "text_decoder"
@@ -105,6 +105,20 @@ def concept_matrix(root: Path, concept: ConceptDef, stack: str) -> np.ndarray:
     name = decoder_name(concept.step) if stack == DECODER else stack
     parts = [np.asarray(load_acts(root, task, name)[:, cols]) for task, cols in concept.columns]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def group_concepts(concepts: Sequence[ConceptDef]) -> dict[tuple[str, tuple], list[ConceptDef]]:
+    """Concepts that read the same activation matrix, per stack: one sort then serves all of them.
+
+    Decoder matrices depend on the step; encoder matrices do not, so an encoder group spans every step.
+    """
+    groups: dict[tuple[str, tuple], list[ConceptDef]] = {}
+    for c in concepts:
+        cols = tuple((task, idx.tobytes()) for task, idx in c.columns)
+        for stack in c.stacks:
+            key = (stack, (c.step if stack == DECODER else None, cols))
+            groups.setdefault(key, []).append(c)
+    return groups
 
 
 def decoder_scopes(registry: SiteRegistry, stack: str) -> dict[str, np.ndarray]:
@@ -244,21 +258,25 @@ def analyse_run(root: Path, registry: SiteRegistry, items: dict[str, Sequence[Ta
     scopes_by_stack = {s: decoder_scopes(registry, s) for s in registry.stack_ranges}
     sel_frames = []
     ap_dec: dict[int, np.ndarray] = {}
-    for concept in tqdm(concepts, desc="selectivity (AP per unit and concept)", unit="concept", disable=not progress):
-        ids_parts, stat_parts = [], []
-        for stack in concept.stacks:
-            rng = registry.stack_ranges[stack]
-            unit_ids = np.arange(rng.start, rng.stop, dtype=np.int64)
-            stats = unit_stats(concept_matrix(root, concept, stack), concept.labels)
-            _write_stats(stats_dir / f"concept-{concept.concept_id:05d}-{stack}.parquet", concept.concept_id, unit_ids, stats)
+    groups = group_concepts(concepts)
+    for (stack, _), members in tqdm(groups.items(), desc="selectivity (AP per unit, concepts sharing a sort)",
+                                    unit="group", disable=not progress):
+        rng = registry.stack_ranges[stack]
+        unit_ids = np.arange(rng.start, rng.stop, dtype=np.int64)
+        acts = concept_matrix(root, members[0], stack)
+        labels, row_of = np.unique(np.stack([c.labels for c in members]), axis=0, return_inverse=True)
+        stats = unit_stats(acts, labels)
+        for i, concept in enumerate(members):
+            one = UnitStats(*(getattr(stats, f)[row_of[i]] for f in ("ap", "on_p50", "on_p90", "off_mean", "off_p50")))
+            _write_stats(stats_dir / f"concept-{concept.concept_id:05d}-{stack}.parquet", concept.concept_id, unit_ids, one)
             if stack == DECODER:
-                ap_dec[concept.concept_id] = stats.ap
+                ap_dec[concept.concept_id] = one.ap
             seed_key = f"{run_id}:{concept.concept_id}"
-            for s in build_selections(stats.ap, unit_ids, scopes_by_stack[stack], cfg.analysis.ks, cfg.analysis.seed, seed_key):
+            for sel in build_selections(one.ap, unit_ids, scopes_by_stack[stack], cfg.analysis.ks, cfg.analysis.seed, seed_key):
                 sel_frames.append(pd.DataFrame({
-                    "run_id": run_id, "concept_id": concept.concept_id, "kind": s.kind, "scope": s.scope,
-                    "k_requested": s.k_requested, "k": len(s.units) if s.kind != "both" else len(s.units) // 2,
-                    "matches": s.matches or None, "unit_id": s.units.astype(np.int64), "rank": s.ranks,
+                    "run_id": run_id, "concept_id": concept.concept_id, "kind": sel.kind, "scope": sel.scope,
+                    "k_requested": sel.k_requested, "k": len(sel.units) if sel.kind != "both" else len(sel.units) // 2,
+                    "matches": sel.matches or None, "unit_id": sel.units.astype(np.int64), "rank": sel.ranks,
                 }))
     selections = pd.concat(sel_frames, ignore_index=True) if sel_frames else pd.DataFrame()
     concentration = compute_concentration(root, registry, items, cfg.steps, run_id)
