@@ -39,7 +39,7 @@ from pydantic_core import PydanticCustomError
 from backend.model.hooks import AdapterPaddingGuard, HookPoints
 from backend.model.loading import ModelBundle
 from backend.model.tokenizer import lang_token
-from backend.model.unit_sites import COMPONENTS, STACKS, SiteRegistry, UnitSite
+from backend.model.unit_sites import COMPONENTS, STACKS, SiteRegistry, UnitSite, component_members
 
 SPEC_VERSION = 1
 STATISTICS: tuple[str, ...] = ("on_p50", "on_p90", "off_mean", "off_p50")
@@ -287,18 +287,21 @@ def _unit_codes(registry: SiteRegistry) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(stack, widths), np.repeat(comp, widths)
 
 
-def _highest(ids: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
-    """The k ids (ascending array) with the highest score, ties going to the smaller id; O(n) via a partition."""
+def _highest(ids: np.ndarray, score: np.ndarray, k: int, larger_ids_first: bool = False) -> np.ndarray:
+    """The k ids (ascending array) with the highest score, ties going to the smaller id (or the larger, for bottom
+    sets, which are the reverse of the top order as in the atlas's stored selections); O(n) via a partition."""
     threshold = np.partition(score, len(score) - k)[len(score) - k]
     above = score > threshold
     tied = ids[score == threshold]
-    return np.concatenate([ids[above], tied[: k - int(above.sum())]])
+    need = k - int(above.sum())
+    return np.concatenate([ids[above], tied[len(tied) - need :] if larger_ids_first else tied[:need]])
 
 
 class InMemoryStats:
     """A `UnitStatsSource` over in-memory per-unit arrays (AP and statistics per concept): for tests and batch code.
 
-    Selections follow the paper: top-k = highest AP, bottom-k = lowest AP (ties by unit id), both = their union (2k),
+    Selections follow the paper: top-k = highest AP (ties by lower unit id), bottom-k = lowest AP (the reverse order:
+    ties by higher unit id), both = their union (2k),
     random = a seeded random k from the same scope. Units whose AP is NaN (not recorded for the concept) are out of scope.
     """
 
@@ -333,7 +336,7 @@ class InMemoryStats:
         if stack is not None:
             keep &= self._stack == STACKS.index(stack)
         if component is not None:
-            keep &= self._component == COMPONENTS.index(component)
+            keep &= np.isin(self._component, [COMPONENTS.index(c) for c in component_members(component)])
             label += f" ({component})"
         return np.flatnonzero(keep), label
 
@@ -353,7 +356,7 @@ class InMemoryStats:
         if set in ("top", "both"):
             parts.append(_highest(ids, ap, k))
         if set in ("bottom", "both"):
-            parts.append(_highest(ids, -ap, k))
+            parts.append(_highest(ids, -ap, k, larger_ids_first=True))
         return np.unique(np.concatenate(parts)).astype(np.int64)
 
     def unit_values(self, concept_id: int, unit_ids: np.ndarray, stat: str) -> np.ndarray:
@@ -503,8 +506,11 @@ def _explicit_ids(units: ExplicitUnits, registry: SiteRegistry) -> np.ndarray:
 def _concept_ids(units: ConceptUnits, registry: SiteRegistry, stats: UnitStatsSource) -> np.ndarray:
     if units.stack is not None and units.stack not in registry.stack_ranges:
         raise SpecError("units.stack", f"unknown stack {units.stack!r}; this model has {sorted(registry.stack_ranges)}")
-    if units.component is not None and units.component not in COMPONENTS:
-        raise SpecError("units.component", f"unknown component {units.component!r}; expected one of {COMPONENTS}")
+    if units.component is not None:
+        try:
+            component_members(units.component)
+        except ValueError as exc:
+            raise SpecError("units.component", str(exc)) from None
     if not stats.concept_exists(units.concept_id):
         raise SpecError("units.concept_id", f"unknown concept {units.concept_id}")
     ids = np.asarray(stats.selection(units.concept_id, units.set, units.k, units.seed, units.stack, units.component))

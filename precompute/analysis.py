@@ -152,7 +152,7 @@ class AnalysisResult:
         if files:
             con.execute(
                 "INSERT INTO unit_stats SELECT ?, concept_id, unit_id, ap, on_p50, on_p90, off_mean, off_p50 "
-                "FROM read_parquet(?)",
+                "FROM read_parquet(?) ORDER BY concept_id, unit_id",
                 [run_id, [str(f) for f in files]],
             )
         insert_frame(con, "selections", self.selections)

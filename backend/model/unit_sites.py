@@ -15,7 +15,18 @@ from torch import nn
 
 STACKS: tuple[str, ...] = ("speech_encoder", "text_encoder", "text_decoder")
 COMPONENTS: tuple[str, ...] = ("self-attn", "cross-attn", "ffn", "conv", "norm", "adapter")
+#: Named groups of components usable wherever a component filter is (the paper's decoder attention-only sets).
+COMPONENT_GROUPS: dict[str, tuple[str, ...]] = {"attention": ("self-attn", "cross-attn")}
 EXCLUDED = ("feature_projection", "distance_embedding")
+
+
+def component_members(name: str) -> tuple[str, ...]:
+    """The components a component filter names: itself, or the members of a group such as `attention`."""
+    if name in COMPONENT_GROUPS:
+        return COMPONENT_GROUPS[name]
+    if name in COMPONENTS:
+        return (name,)
+    raise ValueError(f"unknown component {name!r}; expected one of {', '.join(COMPONENTS + tuple(COMPONENT_GROUPS))}")
 UNIT_TYPES = (nn.Linear, nn.Conv1d, nn.LayerNorm, nn.GLU)
 
 #: GLUs whose input width comes from a sibling conv; a GLU shared by two paths is called once per path, in order.

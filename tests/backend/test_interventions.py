@@ -363,15 +363,30 @@ def test_concept_selections_match_an_independent_ranking(tiny_registry, stats):
     assert ties.selection(9, "top", 3, 0, "text_decoder", None).tolist() == list(tiny_registry.stack_ranges["text_decoder"][:3])
 
 
-def test_tied_aps_go_to_the_smaller_unit_id_as_a_full_sort_would(tiny_registry):
+def test_tied_aps_follow_the_atlas_order_as_a_full_sort_would(tiny_registry):
+    """Top ties go to the smaller unit id; bottom is the reverse of the top order (ties to the larger id), as in
+    precompute.selectivity.build_selections, so spec sets equal the atlas's stored sets."""
+    from precompute.selectivity import build_selections
+
     ap = np.random.default_rng(3).integers(0, 5, tiny_registry.n_units).astype(float)
     tied = InMemoryStats(tiny_registry, {5: ap})
     ids = np.arange(tiny_registry.n_units)
+    stored = {s.kind: s.units for s in build_selections(ap, ids, {"all": np.ones(len(ids), bool)}, ks=[37])}
+    assert tied.selection(5, "bottom", 37, 0, None, None).tolist() == sorted(stored["bottom"].tolist())
+    assert tied.selection(5, "top", 37, 0, None, None).tolist() == sorted(stored["top"].tolist())
     for k in (1, 37, 500):
         top = ids[np.lexsort((ids, -ap))[:k]]
-        bottom = ids[np.lexsort((ids, ap))[:k]]
+        bottom = ids[np.lexsort((-ids, ap))[:k]]
         assert tied.selection(5, "top", k, 0, None, None).tolist() == sorted(top.tolist())
         assert tied.selection(5, "bottom", k, 0, None, None).tolist() == sorted(bottom.tolist())
+
+
+def test_attention_component_group_spans_self_and_cross_attention(tiny_registry, stats):
+    both_kinds = stats.selection(1, "top", 300, 0, "text_decoder", "attention")
+    comps = {tiny_registry.site_of_unit(int(u))[0].component for u in both_kinds}
+    assert comps == {"self-attn", "cross-attn"}
+    with pytest.raises(SpecError, match="units.component: unknown component 'mlp'"):
+        resolve({"units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 5, "component": "mlp"}}, tiny_registry, stats)
 
 
 def test_resolved_concept_intervention_carries_the_concepts_values_grouped_by_site(tiny_registry, stats):

@@ -1,0 +1,68 @@
+"""Request dependencies: the shared state, the read-only store, write authorisation, rate limits, content types."""
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Depends, Request
+
+from backend.api.app import AtlasState
+from backend.api.errors import ApiProblem
+from backend.store.reader import StoreReader
+
+#: Largest value accepted for integer query and path parameters (DuckDB INTEGER range).
+INT_MAX = 2**31 - 1
+
+
+def get_state(request: Request) -> AtlasState:
+    return request.app.state.atlas
+
+
+def get_reader(state: AtlasState = Depends(get_state)) -> StoreReader:
+    return state.reader()
+
+
+def require_write_token(request: Request, state: AtlasState = Depends(get_state)) -> None:
+    """When an API token is configured, writes need `Authorization: Bearer <token>` (or `X-API-Token: <token>`)."""
+    token = state.settings.api_token
+    if token is None:
+        return
+    given = request.headers.get("x-api-token")
+    auth = request.headers.get("authorization", "")
+    if given is None and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if given is None:
+        raise ApiProblem(401, "this server requires an API token for writes: send `Authorization: Bearer <token>`",
+                         headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+        raise ApiProblem(403, "the API token is not valid for this server")
+
+
+def client_key(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
+def rate_limited(request: Request, state: AtlasState = Depends(get_state)) -> None:
+    """Spend one token of the client's bucket; 429 with Retry-After when it is empty."""
+    allowed, wait = state.buckets.take(client_key(request))
+    if not allowed:
+        raise ApiProblem(429, f"too many intervention requests from this client; retry in {wait} s "
+                              f"(limit: {state.settings.rate_burst:g} at once, {state.settings.rate_per_s:g} per second)",
+                         headers={"Retry-After": str(wait)})
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def json_body(request: Request) -> None:
+    """415 unless the request body is declared as JSON."""
+    media = _media_type(request)
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiProblem(415, f"content type {media or '(none)'!r} is not accepted here; send the body as application/json")
+
+
+def multipart_body(request: Request) -> None:
+    """415 unless the request is a multipart form (file upload)."""
+    media = _media_type(request)
+    if media != "multipart/form-data":
+        raise ApiProblem(415, f"content type {media or '(none)'!r} is not accepted here; upload the audio as multipart/form-data")

@@ -1,0 +1,358 @@
+"""Live interventions: the model loaded once at start-up, request preparation, generation, and result shaping.
+
+`ModelHost` loads the configured model in a background thread (so /healthz answers at once and /readyz reports
+progress), falling back to a built-in model when the demo model is missing, and says so. `InterventionService`
+turns a request into model inputs and a resolved intervention (validating everything before the request takes a
+queue slot), computes its cache key, and runs baseline and intervened generation on the queue's worker thread.
+"""
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.api.errors import ApiProblem
+from backend.api.settings import Settings
+from backend.audio import TARGET_RATE, decode_audio, encode_wav
+from backend.interventions import InterventionSpec, ResolvedIntervention, generate_with, prepare_inputs, resolve
+from backend.model.loading import ModelBundle, ModelLoadError, configure_cpu_threads, load_model
+from backend.model.unit_sites import SiteRegistry
+from backend.queue import Job
+from backend.store.reader import NotFoundError, StoreReader, StoreStats
+from neuron_atlas.versions import ENGINE_VERSION
+
+log = logging.getLogger("backend.api")
+
+#: Shortest audio input: the speech front end needs several 25 ms frames (a single frame normalises to NaN).
+MIN_AUDIO_SECONDS = 0.1
+
+#: Decoding settings that are part of every cache key (greedy search, one beam, KV cache on).
+DECODING = {"strategy": "greedy", "num_beams": 1, "do_sample": False, "use_cache": True}
+
+
+class ModelHost:
+    """The one loaded model: its state (`disabled`, `loading`, `ready`, `error`), bundle, registry and identifier."""
+
+    def __init__(self, settings: Settings, bundle: ModelBundle | None = None):
+        self.settings = settings
+        self.requested = settings.model
+        self.ready = threading.Event()
+        self.state = "loading"
+        self.bundle: ModelBundle | None = None
+        self.registry: SiteRegistry | None = None
+        self.identifier = None
+        self.error: str | None = None
+        self.note: str | None = None
+        self.load_s: float | None = None
+        self._given = bundle
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Load in the background (or adopt a given bundle at once); `model = none` disables live interventions."""
+        if self._given is not None:
+            self._adopt(self._given, 0.0)
+            return
+        if self.requested.lower() == "none":
+            self.state = "disabled"
+            return
+        self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            try:
+                bundle = load_model(self.requested, device=self.settings.device)
+            except ModelLoadError as exc:
+                fallback = self.settings.model_fallback
+                if self.requested != "demo" or not fallback:
+                    raise
+                self.note = f"model {self.requested!r} is unavailable ({exc}); serving the built-in fallback {fallback!r} instead"
+                log.warning(self.note)
+                bundle = load_model(fallback, device=self.settings.device)
+            self._adopt(bundle, time.perf_counter() - t0)
+        except Exception as exc:  # reported by /readyz and every intervention request
+            self.state = "error"
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("model load failed: %s", self.error)
+
+    def _adopt(self, bundle: ModelBundle, seconds: float) -> None:
+        from precompute.metrics import MetricsError, LangIdIdentifier, make_identifier
+
+        configure_cpu_threads(bundle)
+        self.registry = SiteRegistry.from_model(bundle.model)
+        if self.settings.language_identifier == "langid":
+            known = []
+            for lang in bundle.languages:
+                try:
+                    LangIdIdentifier([lang])
+                except MetricsError:
+                    continue
+                known.append(lang)
+            self.identifier = LangIdIdentifier(known) if known else None
+        else:
+            self.identifier = make_identifier(self.settings.language_identifier, list(bundle.languages))
+        self.bundle = bundle
+        self.load_s = seconds
+        self.state = "ready"
+        self.ready.set()
+
+    def describe(self) -> dict:
+        out: dict[str, Any] = {"requested": self.requested, "state": self.state, "fallback_note": self.note, "error": self.error}
+        if self.bundle is not None:
+            b = self.bundle
+            out.update({"loaded": b.spec, "checksum": b.checksum, "device": str(b.device),
+                        "dtype": str(b.dtype).removeprefix("torch."), "languages": list(b.languages),
+                        "speech_output": speech_source(b), "load_s": self.load_s})
+        return out
+
+    def require(self) -> tuple[ModelBundle, SiteRegistry]:
+        """The bundle and registry, or a 503 saying why there is none yet."""
+        if self.state == "ready":
+            return self.bundle, self.registry
+        if self.state == "disabled":
+            raise ApiProblem(503, "live interventions are disabled on this server (model = none)")
+        if self.state == "error":
+            raise ApiProblem(503, f"the model failed to load: {self.error}")
+        raise ApiProblem(503, f"the model {self.requested!r} is still loading; retry shortly", headers={"Retry-After": "5"})
+
+
+def speech_source(bundle: ModelBundle) -> str:
+    """`model` when the model's own speech decoder is usable, `tts` when speech must come from the bundled TTS."""
+    return "tts" if getattr(bundle.config, "speech_decoder_trained", None) is False else "model"
+
+
+@dataclass
+class Prepared:
+    """A validated request: model inputs, resolved intervention, and the cache key that identifies its result."""
+
+    key: str
+    inputs: dict[str, torch.Tensor]
+    input_desc: dict[str, Any]
+    tgt_lang: str
+    max_new_tokens: int
+    speech: bool
+    spec: InterventionSpec | None
+    resolved: ResolvedIntervention | None
+    run_id: str | None
+    prepare_s: float
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+
+
+class InterventionService:
+    """Validate, key, and run live intervention requests against the hosted model and the store's statistics."""
+
+    def __init__(self, settings: Settings, host: ModelHost, reader_fn):
+        self.settings = settings
+        self.host = host
+        self.reader_fn = reader_fn
+        self._model_lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------------------------- prepare
+
+    def _reader(self) -> StoreReader:
+        reader = self.reader_fn()
+        if reader is None:
+            raise ApiProblem(503, f"no analysis store is open (expected at {self.settings.store})")
+        return reader
+
+    def _run_for(self, run_id: str | None, bundle: ModelBundle) -> str:
+        reader = self._reader()
+        if run_id is not None:
+            return reader.resolve_run(run_id)
+        latest = reader.latest_run(bundle.checksum)
+        if latest is None:
+            raise ApiProblem(404, "the store holds no runs yet")
+        return latest
+
+    def prepare(self, request: dict[str, Any], audio: bytes | None = None, filename: str | None = None) -> Prepared:
+        """Validate a request fully (input, languages, spec against the model and the run) and compute its cache key."""
+        t0 = time.perf_counter()
+        bundle, registry = self.host.require()
+        s = self.settings
+        tgt = request["tgt_lang"]
+        if tgt not in bundle.languages:
+            raise ApiProblem(422, f"tgt_lang: {tgt!r} is not a target language of the loaded model; it has {', '.join(bundle.languages)}", "tgt_lang")
+        max_new = request.get("max_new_tokens") or s.max_new_tokens
+        if max_new > s.max_new_tokens:
+            raise ApiProblem(422, f"max_new_tokens: {max_new} is above this server's limit of {s.max_new_tokens}", "max_new_tokens")
+        spec: InterventionSpec | None = request.get("spec")
+        needs_run = spec is not None and (spec.statistics_concept() is not None or spec.units.kind == "concept")
+        run_id = request.get("run_id")
+        example_id = request.get("example_id")
+        text = request.get("text")
+        if (example_id is not None) + (text is not None) + (audio is not None) != 1:
+            raise ApiProblem(422, "input: give exactly one of example_id, text (with src_lang) or an uploaded audio file", "input")
+        if example_id is not None or needs_run or run_id is not None:
+            run_id = self._run_for(run_id, bundle)
+        if example_id is not None:
+            inputs, desc = self._example_inputs(bundle, run_id, example_id, request.get("modality", "text"))
+        elif text is not None:
+            src = request.get("src_lang")
+            if not src:
+                raise ApiProblem(422, "src_lang: required with text (the source language of the input)", "src_lang")
+            if src not in bundle.languages:
+                raise ApiProblem(422, f"src_lang: {src!r} is not a language of the loaded model; it has {', '.join(bundle.languages)}", "src_lang")
+            if not text.strip():
+                raise ApiProblem(422, "text: the input text is empty", "text")
+            if len(text) > s.max_text_chars:
+                raise ApiProblem(422, f"text: {len(text)} characters; the limit is {s.max_text_chars}", "text")
+            inputs = prepare_inputs(bundle, text=text, src_lang=src)
+            desc = {"kind": "text", "text": text, "src_lang": src}
+        else:
+            wave = decode_audio(audio, max_bytes=s.max_upload_bytes, max_seconds=s.max_audio_seconds, filename=filename)
+            if len(wave) < MIN_AUDIO_SECONDS * TARGET_RATE:
+                raise ApiProblem(422, f"file: upload {filename!r} holds {len(wave) / TARGET_RATE:.3f} s of audio; at least "
+                                      f"{MIN_AUDIO_SECONDS:g} s is needed", "file")
+            inputs = prepare_inputs(bundle, audio=wave)
+            desc = {"kind": "audio", "filename": filename, "sha256": hashlib.sha256(audio).hexdigest(),
+                    "duration_s": round(len(wave) / TARGET_RATE, 3)}
+        resolved = None
+        if spec is not None:
+            if needs_run:
+                run = self._reader().run(run_id)
+                if run["model_checksum"] != bundle.checksum:
+                    raise ApiProblem(409, f"run {run_id} was computed with model {run['model_spec']!r} (checksum "
+                                          f"{run['model_checksum']}), but the loaded model is {bundle.spec!r} (checksum "
+                                          f"{bundle.checksum}): its concepts do not describe this model's units", "run_id")
+            stats = StoreStats(self._reader(), run_id) if needs_run else None
+            resolved = resolve(spec, registry, stats)
+        speech = bool(request.get("return_speech"))
+        key = _digest({
+            "spec": spec.canonical_json() if spec is not None else None,
+            "stats_run": run_id if needs_run else None,
+            "model": bundle.checksum,
+            "decoding": {**DECODING, "max_new_tokens": max_new, "speech": speech, "speech_source": speech_source(bundle)},
+            "input": {k: v for k, v in desc.items() if k != "filename"},
+            "tgt_lang": tgt,
+            "engine": ENGINE_VERSION,
+        })
+        return Prepared(key, inputs, desc, tgt, max_new, speech, spec, resolved, run_id, time.perf_counter() - t0)
+
+    def _example_inputs(self, bundle: ModelBundle, run_id: str, example_id: str, modality: str) -> tuple[dict, dict]:
+        reader = self._reader()
+        try:
+            ex = reader.example(run_id, example_id)
+        except NotFoundError as exc:
+            raise ApiProblem(404, str(exc), "example_id") from None
+        desc = {"kind": "example", "run_id": run_id, "example_id": example_id, "modality": modality, "lang": ex["lang"]}
+        if modality == "text":
+            if ex["lang"] not in bundle.languages:
+                raise ApiProblem(422, f"example_id: language {ex['lang']!r} is not a language of the loaded model", "example_id")
+            return prepare_inputs(bundle, text=ex["text"], src_lang=ex["lang"]), {**desc, "text": ex["text"]}
+        wave, rate = reader.example_audio(run_id, example_id)
+        if rate != TARGET_RATE:
+            raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {TARGET_RATE}", "example_id")
+        return prepare_inputs(bundle, audio=np.asarray(wave, dtype=np.float32)), desc
+
+    # --------------------------------------------------------------------------------------------------- run
+
+    def execute(self, prepared: Prepared, job: Job | None = None) -> dict[str, Any]:
+        """Baseline and intervened generation (one at a time on the model), language probabilities, diff, audio."""
+        bundle, registry = self.host.require()
+        timing = {"prepare": round(prepared.prepare_s, 4)}
+        use_model_speech = prepared.speech and speech_source(bundle) == "model"
+        outs, speech_errors = {}, {}
+        with self._model_lock:
+            for name, resolved in (("baseline", None), ("intervened", prepared.resolved)):
+                t0 = time.perf_counter()
+                out = None
+                if use_model_speech:
+                    try:
+                        out = generate_with(bundle, registry, resolved, prepared.inputs, prepared.tgt_lang,
+                                            max_new_tokens=prepared.max_new_tokens, speech=True)
+                    except (IndexError, RuntimeError, ValueError) as exc:
+                        speech_errors[name] = f"the model's speech output failed ({type(exc).__name__}: {exc}); spoken by the bundled TTS instead"
+                        log.warning("speech generation failed, falling back to TTS: %s", exc)
+                if out is None:
+                    out = generate_with(bundle, registry, resolved, prepared.inputs, prepared.tgt_lang,
+                                        max_new_tokens=prepared.max_new_tokens, speech=False)
+                outs[name] = out
+                timing[name] = round(time.perf_counter() - t0, 4)
+        t0 = time.perf_counter()
+        texts = [outs["baseline"].text, outs["intervened"].text]
+        probs = self.host.identifier.probabilities(texts) if self.host.identifier is not None else [{}, {}]
+        timing["language_id"] = round(time.perf_counter() - t0, 4)
+        result_outputs = {}
+        for (name, out), p in zip(outs.items(), probs):
+            ids = out.token_ids[0]
+            audio = None
+            if prepared.speech:
+                t1 = time.perf_counter()
+                audio = self._audio(out, prepared.tgt_lang, use_model_speech and name not in speech_errors)
+                if name in speech_errors:
+                    audio["note"] = speech_errors[name]
+                timing[f"audio_{name}"] = round(time.perf_counter() - t1, 4)
+            clean = {k: float(v) for k, v in p.items()}
+            top = max(clean, key=clean.get) if clean and max(clean.values()) > 0 else None
+            result_outputs[name] = {
+                "text": out.text, "token_ids": [int(i) for i in ids],
+                "tokens": bundle.tokenizer.convert_ids_to_tokens(ids), "language_probabilities": clean,
+                "top_language": top, "audio": audio,
+            }
+        base, inter = result_outputs["baseline"], result_outputs["intervened"]
+        diff = token_diff(base["token_ids"], inter["token_ids"], base["tokens"], inter["tokens"])
+        first = next((d["baseline_start"] for d in diff if d["op"] != "equal"), None)
+        return {
+            "key": prepared.key, "cached": False, "engine_version": ENGINE_VERSION,
+            "store_version": None,
+            "model": {"spec": bundle.spec, "checksum": bundle.checksum, "device": str(bundle.device)},
+            "run_id": prepared.run_id, "input": prepared.input_desc, "tgt_lang": prepared.tgt_lang,
+            "decoding": {**DECODING, "max_new_tokens": prepared.max_new_tokens},
+            "spec": None if prepared.spec is None else json.loads(prepared.spec.canonical_json()),
+            "intervention": None if prepared.resolved is None else prepared.resolved.describe(),
+            "baseline": base, "intervened": inter, "changed": base["token_ids"] != inter["token_ids"],
+            "first_difference": first, "diff": diff, "timing_s": timing,
+        }
+
+    def _audio(self, out, tgt_lang: str, from_model: bool) -> dict[str, Any]:
+        if from_model:
+            wave = np.asarray(out.waveform, dtype=np.float32)
+            rate = int(out.sample_rate)
+            if wave.size == 0 or not np.isfinite(wave).all():
+                return {"audio_source": "model", "error": "the model produced no usable speech"}
+            return _wav_payload(wave, rate, "model")
+        from precompute.corpus import CorpusError
+        from precompute.corpus.tts import SAMPLE_RATE, VOICES, synthesize
+
+        voices = VOICES.get(tgt_lang)
+        if not voices:
+            return {"audio_source": "tts", "error": f"the bundled TTS has no voice for {tgt_lang!r}"}
+        if not any(ch.isalpha() for ch in out.text):
+            return {"audio_source": "tts", "error": "the output has no words to speak"}
+        try:
+            wave = synthesize(out.text, voices[0])
+        except CorpusError as exc:
+            return {"audio_source": "tts", "error": f"speech synthesis failed: {exc}"}
+        return _wav_payload(wave, SAMPLE_RATE, "tts")
+
+
+def _wav_payload(wave: np.ndarray, rate: int, source: str) -> dict[str, Any]:
+    data = encode_wav(np.clip(wave, -1.0, 1.0), rate)
+    return {"audio_source": source, "sample_rate": rate, "duration_s": round(len(wave) / rate, 3),
+            "wav_base64": base64.b64encode(data).decode("ascii"), "error": None}
+
+
+def token_diff(a_ids: list[int], b_ids: list[int], a_tok: list[str], b_tok: list[str]) -> list[dict[str, Any]]:
+    """difflib opcodes between two token-id sequences, with the tokens of each side."""
+    ops = difflib.SequenceMatcher(None, a_ids, b_ids, autojunk=False).get_opcodes()
+    return [{"op": op, "baseline_start": i1, "baseline_end": i2, "intervened_start": j1, "intervened_end": j2,
+             "baseline_tokens": a_tok[i1:i2], "intervened_tokens": b_tok[j1:j2]} for op, i1, i2, j1, j2 in ops]
+
+
+def result_size(result: dict[str, Any]) -> int:
+    """Approximate bytes a cached result holds (its JSON length)."""
+    return len(json.dumps(result))
+

@@ -1,0 +1,42 @@
+"""Saved findings: create (token-guarded when a token is configured), read, list."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import JSONResponse
+
+from backend.api.app import AtlasState
+from backend.api.deps import INT_MAX, get_state, json_body, require_write_token
+from backend.api.errors import ApiProblem
+from backend.api.routers import errors
+from backend.api.schemas import Finding, FindingCreate, FindingList
+from backend.findings import valid_id
+
+router = APIRouter(tags=["findings"])
+
+
+@router.post("/findings", status_code=201, response_model=Finding, responses=errors(400, 401, 403, 413, 415, 422),
+             dependencies=[Depends(json_body), Depends(require_write_token)],
+             summary="Save a finding (title, note, dashboard state, spec) under a short id")
+def create_finding(body: FindingCreate, state: AtlasState = Depends(get_state)):
+    model = None
+    if state.host.bundle is not None:
+        model = {"spec": state.host.bundle.spec, "checksum": state.host.bundle.checksum}
+    spec = None if body.spec is None else body.spec.model_dump(mode="json")
+    finding = state.findings.create(body.title, body.note, body.state, spec, body.run_id, model)
+    return JSONResponse(finding, status_code=201, headers={"Location": f"/findings/{finding['id']}"})
+
+
+@router.get("/findings", response_model=FindingList, responses=errors(422), summary="List findings, newest first")
+def list_findings(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=INT_MAX),
+                  state: AtlasState = Depends(get_state)) -> dict[str, Any]:
+    page, total = state.findings.list(limit, offset)
+    return {"total": total, "limit": limit, "offset": offset, "findings": page}
+
+
+@router.get("/findings/{finding_id}", response_model=Finding, responses=errors(404, 422), summary="One finding")
+def get_finding(finding_id: str = Path(max_length=64), state: AtlasState = Depends(get_state)) -> dict[str, Any]:
+    if not valid_id(finding_id):
+        raise ApiProblem(404, f"unknown finding {finding_id!r}: finding ids are 8 characters of a-z and 2-7")
+    return state.findings.get(finding_id)

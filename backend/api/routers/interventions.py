@@ -1,0 +1,84 @@
+"""Live interventions: baseline vs intervened generation on the loaded model (JSON input or an uploaded audio file)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from backend.api.app import AtlasState
+from backend.api.deps import get_state, json_body, multipart_body, rate_limited
+from backend.api.errors import ApiProblem
+from backend.api.routers import errors
+from backend.api.schemas import InterventionRequest, InterventionResult, UploadOptions
+
+router = APIRouter(tags=["interventions"])
+
+ERRORS = errors(400, 404, 409, 413, 415, 422, 429, 503, 504)
+#: Declared content types accepted for an uploaded file part (the bytes are checked by decoding them).
+AUDIO_TYPES = ("audio/", "application/octet-stream", "application/ogg", "video/ogg")
+
+
+def request_dict(body: InterventionRequest) -> dict[str, Any]:
+    """The validated request as the service's plain dict (the spec stays a parsed InterventionSpec)."""
+    data = body.model_dump(exclude={"spec"})
+    data["spec"] = body.spec
+    return data
+
+
+def _validation_problem(exc: ValidationError, prefix: str) -> ApiProblem:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    ctx = err.get("ctx") or {}
+    if err.get("type") == "spec":
+        return ApiProblem(422, f"{prefix}.{err['msg']}", f"{prefix}.{ctx.get('field', 'spec')}")
+    if err.get("type") == "json_invalid":
+        return ApiProblem(422, f"{prefix}: not valid JSON ({ctx.get('error', err.get('msg'))})", prefix)
+    where = f"{prefix}.{loc}" if loc else prefix
+    if err.get("type") == "missing":
+        return ApiProblem(422, f"{where}: required field is missing", where)
+    return ApiProblem(422, f"{where}: {err.get('msg')}", where)
+
+
+async def read_upload(state: AtlasState, file: UploadFile, options: str) -> tuple[dict[str, Any], bytes, str | None]:
+    """Check the form: options JSON, the file's declared type and size; returns (request, bytes, filename)."""
+    try:
+        opts = UploadOptions.model_validate_json(options)
+    except ValidationError as exc:
+        raise _validation_problem(exc, "options") from None
+    declared = (file.content_type or "").split(";")[0].strip().lower()
+    if declared and not declared.startswith(AUDIO_TYPES):
+        raise ApiProblem(415, f"file: upload {file.filename!r} is declared as {declared!r}; send audio "
+                              "(WAV, FLAC, OGG or MP3, e.g. audio/wav)", "file")
+    limit = state.settings.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise ApiProblem(413, f"file: upload {file.filename!r} is larger than the limit of {limit / 1e6:g} MB", "file")
+    req = opts.model_dump(exclude={"spec"})
+    req["spec"] = opts.spec
+    return req, data, file.filename
+
+
+@router.post("/interventions", response_model=InterventionResult, responses=ERRORS,
+             dependencies=[Depends(json_body), Depends(rate_limited)],
+             summary="Run baseline and intervened generation on a corpus example or a text")
+async def intervene(body: InterventionRequest, state: AtlasState = Depends(get_state)) -> dict:
+    prepared = await run_in_threadpool(state.service.prepare, request_dict(body))
+    return await state.run_sync(prepared)
+
+
+@router.post("/interventions/upload", response_model=InterventionResult, responses=ERRORS,
+                    dependencies=[Depends(multipart_body), Depends(rate_limited)],
+                    summary="Run baseline and intervened generation on an uploaded audio file (WAV, FLAC, OGG, MP3)")
+async def intervene_upload(
+    file: UploadFile = File(description="audio: WAV, FLAC, OGG or MP3; any rate; mono or stereo"),
+    options: str = Form(description="JSON generation options (tgt_lang, spec, return_speech, max_new_tokens, run_id)",
+                        examples=[json.dumps({"tgt_lang": "eng", "spec": {"units": {"kind": "explicit", "units": [
+                            {"module": "text_decoder.layers.0.ffn.fc1", "channel": 3}]}, "value": {"kind": "zero"}}})]),
+    state: AtlasState = Depends(get_state),
+) -> dict:
+    req, data, name = await read_upload(state, file, options)
+    prepared = await run_in_threadpool(state.service.prepare, req, data, name)
+    return await state.run_sync(prepared)

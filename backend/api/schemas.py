@@ -1,0 +1,348 @@
+"""Request and response models of the HTTP API (they make the OpenAPI document, with an example per request body)."""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from pydantic_core import PydanticCustomError
+
+from backend.interventions import InterventionSpec, SpecError
+
+# ------------------------------------------------------------------------------------------------------ shared
+
+
+class _Open(BaseModel):
+    """Response models document the fields the API always sends; extra fields may be added later."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: what went wrong, which field (when one is to blame), and the versions."""
+
+    error: str = Field(description="what went wrong, naming the offending field or entity")
+    status: int
+    field: str | None = Field(None, description="dotted path of the offending request field, when there is one")
+    engine_version: str
+    store_version: str | None
+
+
+def _parse_spec(value: Any) -> InterventionSpec:
+    """Validate a spec in JSON mode (as a share link would carry it); errors name the spec field."""
+    if isinstance(value, InterventionSpec):
+        return value
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PydanticCustomError("spec", "spec: not JSON-serialisable ({error})", {"error": str(exc)}) from None
+    try:
+        return InterventionSpec.from_json(text)
+    except SpecError as exc:
+        where = f"spec.{exc.field}" if exc.field else "spec"
+        raise PydanticCustomError("spec", "{where}: {reason}", {"where": where, "reason": exc.reason, "field": where}) from None
+
+
+SpecField = Annotated[InterventionSpec, PlainValidator(_parse_spec, json_schema_input_type=InterventionSpec)]
+
+EXAMPLE_SPEC = {
+    "version": 1,
+    "units": {"kind": "concept", "concept_id": 12, "set": "top", "k": 10, "seed": 0, "stack": "text_decoder"},
+    "value": {"kind": "on_p50"},
+    "scope": {"positions": "all", "steps": "all"},
+}
+EXAMPLE_EXPLICIT_SPEC = {
+    "units": {"kind": "explicit", "units": [{"module": "text_decoder.layers.0.ffn.fc1", "channel": 3}]},
+    "value": {"kind": "zero"},
+}
+
+# ------------------------------------------------------------------------------------------------ interventions
+
+
+class GenerationOptions(BaseModel):
+    """What to generate and under which intervention (shared by the JSON and the upload endpoints)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tgt_lang: str = Field(description="target language (Seamless code, e.g. `eng`)", min_length=1, max_length=16)
+    spec: SpecField | None = Field(None, description="InterventionSpec; null = baseline only")
+    run_id: str | None = Field(None, description="run whose concepts and statistics the spec refers to (default: the newest run of the loaded model)", max_length=200)
+    return_speech: bool = Field(False, description="also return audio of both outputs")
+    max_new_tokens: int | None = Field(None, ge=1, description="tokens to generate (default and maximum: the server's max_new_tokens)")
+
+
+class InterventionRequest(GenerationOptions):
+    """Input (a corpus example, or text with its source language) plus generation options."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [
+            {"text": "Le train part à sept heures.", "src_lang": "fra", "tgt_lang": "eng", "spec": EXAMPLE_EXPLICIT_SPEC},
+            {"example_id": "builtin:s000:fra:fra-m1", "modality": "speech", "tgt_lang": "eng", "spec": EXAMPLE_SPEC,
+             "return_speech": True},
+        ]},
+    )
+
+    example_id: str | None = Field(None, description="a corpus example of the run (its text or its audio is the input)", max_length=500)
+    modality: Literal["text", "speech"] = Field("text", description="with example_id: feed its text or its audio")
+    text: str | None = Field(None, description="input text (with src_lang)", max_length=100_000)
+    src_lang: str | None = Field(None, description="language of `text` (Seamless code)", max_length=16)
+
+
+class UploadOptions(GenerationOptions):
+    """Generation options sent as the `request` form field (JSON) next to an uploaded audio file."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tgt_lang": "eng", "spec": EXAMPLE_EXPLICIT_SPEC}]})
+
+
+class AudioOut(BaseModel):
+    """Audio of one output: WAV bytes (base64), where it came from (`model` speech output or `tts` of the text)."""
+
+    audio_source: Literal["model", "tts"] | None
+    sample_rate: int | None = None
+    duration_s: float | None = None
+    wav_base64: str | None = None
+    error: str | None = Field(None, description="why there is no audio, when there is none")
+    note: str | None = Field(None, description="why the audio comes from the TTS although the model has a speech decoder")
+
+
+class Output(BaseModel):
+    """One generation: text, content token ids and tokens, output-language probabilities, optional audio."""
+
+    text: str
+    token_ids: list[int]
+    tokens: list[str]
+    language_probabilities: dict[str, float]
+    top_language: str | None
+    audio: AudioOut | None = None
+
+
+class DiffOp(BaseModel):
+    """One difflib opcode over the two token sequences: [start, end) ranges and the tokens in them."""
+
+    op: Literal["equal", "replace", "insert", "delete"]
+    baseline_start: int
+    baseline_end: int
+    intervened_start: int
+    intervened_end: int
+    baseline_tokens: list[str]
+    intervened_tokens: list[str]
+
+
+class InterventionResult(_Open):
+    """Baseline and intervened outputs, their token-level diff and the resolved intervention."""
+
+    key: str = Field(description="cache key: hash of canonical spec, model checksum, decoding settings and input")
+    cached: bool
+    engine_version: str
+    store_version: str | None
+    model: dict[str, Any]
+    run_id: str | None
+    input: dict[str, Any]
+    tgt_lang: str
+    decoding: dict[str, Any]
+    spec: dict[str, Any] | None
+    intervention: dict[str, Any] | None
+    baseline: Output
+    intervened: Output
+    changed: bool
+    first_difference: int | None
+    diff: list[DiffOp]
+    timing_s: dict[str, float]
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    state: str
+    status_url: str
+    cached: bool = False
+
+
+class JobStatus(_Open):
+    job_id: str
+    state: Literal["queued", "loading model", "running", "done", "error"]
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    queue_position: int | None
+    result: InterventionResult | None = None
+    error: ErrorBody | None = None
+
+
+# ----------------------------------------------------------------------------------------------------- findings
+
+
+class FindingCreate(BaseModel):
+    """A finding to save: title, note, the dashboard state (URL state, figure settings) and optionally a spec."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "title": "French control units steer English text",
+        "note": "Top-10 decoder units of fra (en2x_s2tt, step 2) at on_p50 turn the output French.",
+        "state": {"page": "lab", "run_id": "atlas-1a2b3c4d5e6f", "example_id": "builtin:s000:eng:eng-m1", "tgt_lang": "eng"},
+        "spec": EXAMPLE_SPEC,
+        "run_id": "atlas-1a2b3c4d5e6f",
+    }]})
+
+    title: str = Field(min_length=1, max_length=300)
+    note: str = Field("", max_length=20_000)
+    state: dict[str, Any] = Field(default_factory=dict, description="dashboard state, stored as given")
+    spec: SpecField | None = None
+    run_id: str | None = Field(None, max_length=200)
+
+
+class Finding(BaseModel):
+    id: str
+    created_at: str
+    title: str
+    note: str
+    state: dict[str, Any]
+    spec: dict[str, Any] | None
+    run_id: str | None
+    model: dict[str, Any] | None
+    engine_version: str
+
+
+class FindingList(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    findings: list[Finding]
+
+
+# --------------------------------------------------------------------------------------------------------- data
+
+
+class RunSummary(_Open):
+    run_id: str
+    name: str | None
+    created_at: str | None
+    model_spec: str | None
+    model_checksum: str | None
+    mode: str | None
+    tasks: list[str]
+    steps: list[int]
+    languages: list[str]
+
+
+class RunList(BaseModel):
+    engine_version: str
+    store_version: str | None
+    runs: list[RunSummary]
+
+
+class Concept(_Open):
+    concept_id: int
+    kind: str
+    role: str
+    task: str
+    step: int
+    language: str | None
+    modality: str | None
+    positives: int
+    negatives: int
+    stacks: list[str]
+    description: str | None
+
+
+class ConceptList(BaseModel):
+    run_id: str
+    total: int
+    limit: int
+    offset: int
+    concepts: list[Concept]
+
+
+class Heatmap(_Open):
+    run_id: str
+    stack: str
+    component: str | None
+    mode: str
+    threshold: float | None
+    k: int | None
+    layers: list[int]
+    concepts: list[Concept]
+    counts: list[list[int]] = Field(description="counts[i][j]: concept i, layer j")
+    by_component: dict[str, list[list[int]]]
+    units_per_layer: list[int]
+
+
+class Concentration(_Open):
+    run_id: str
+    stack: str
+    step: int
+    metric: str
+    layers: list[int]
+    series: list[dict[str, Any]]
+
+
+class OverlapMatrix(_Open):
+    run_id: str
+    role: str
+    step: int
+    set_kind: str
+    k: int
+    metric: str
+    text_langs: list[str]
+    speech_langs: list[str]
+    matrix: list[list[float | None]]
+    chance: list[list[float | None]]
+
+
+class UnitRow(_Open):
+    unit_id: int
+    site: str
+    channel: int
+    stack: str
+    layer: int
+    component: str
+
+
+class UnitPage(_Open):
+    total: int
+    limit: int
+    offset: int
+    units: list[UnitRow]
+
+
+class SpearmanMatrices(_Open):
+    run_id: str
+    role: str
+    step: int
+    scope: str
+    text_langs: list[str]
+    speech_langs: list[str]
+    matrices: list[dict[str, Any]]
+
+
+class UnitDetail(_Open):
+    run_id: str
+    unit_id: int
+    site: str
+    channel: int
+    stack: str
+    layer: int
+    component: str
+    kind: str
+    stats: list[dict[str, Any]]
+
+
+class ExamplePage(_Open):
+    run_id: str
+    total: int
+    limit: int
+    offset: int
+    examples: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    status: str
+    engine_version: str
+    store_version: str | None
+
+
+class Readiness(_Open):
+    ready: bool
+    model: dict[str, Any]
+    store: dict[str, Any]
+    engine_version: str
+    store_version: str | None
