@@ -34,7 +34,14 @@ def run_demo(args: argparse.Namespace) -> int:
     from precompute.config import load_run_config
     from precompute.pipeline import run_precompute
 
-    cfg = load_run_config(args.config, {"model": args.model})
+    from backend.model.loading import DEMO_MODEL_DIR
+
+    model = args.model
+    if model is None and args.config == DEMO_CONFIG and not DEMO_MODEL_DIR.is_dir():
+        model = "tiny-random"
+        print(f"NOTE: the trained demo model is not in this checkout ({DEMO_MODEL_DIR}); running the tiny RANDOM model "
+              "instead. Its figures show the pipeline's structure, not language or modality structure.", flush=True)
+    cfg = load_run_config(args.config, {"model": model, "name": "demo" if model is None else f"demo-{model}"})
     t0 = time.perf_counter()
     result = run_precompute(cfg, progress=True, reuse=not args.force)
     how = "reused" if result.reused else f"computed in {time.perf_counter() - t0:.0f} s"

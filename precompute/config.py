@@ -41,6 +41,7 @@ class EvaluateConfig(BaseModel):
     enabled: bool = True
     experiments: list[Literal["ablation", "steering", "dose"]] = Field(default_factory=lambda: ["ablation", "steering", "dose"])
     n_examples: int = Field(100, ge=1)
+    steps: list[int] | None = Field(None, description="steps whose units are intervened; default: every recorded step")
     k: int | None = Field(None, ge=1, description="units per set; default: the smallest analysis k")
     dose_ks: list[int] = Field(default_factory=lambda: [10, 100, 1000, 2000])
     value: Literal["on_p50", "on_p90", "off_mean", "off_p50", "zero"] = "on_p50"

@@ -64,6 +64,7 @@ def plan_conditions(items: dict[str, Sequence[TaskItem]], concepts: pd.DataFrame
     """Every condition of the configured experiments (without running anything)."""
     ev = cfg.evaluate
     k = ev.k or min(cfg.analysis.ks)
+    steps = [s for s in cfg.steps if ev.steps is None or s in ev.steps]
     lang_concepts = concepts[concepts["kind"] == "language"]
     cid = {(r.task, int(r.step), r.language): int(r.concept_id) for r in lang_concepts.itertuples()}
     out: list[Condition] = []
@@ -73,7 +74,7 @@ def plan_conditions(items: dict[str, Sequence[TaskItem]], concepts: pd.DataFrame
         for lang in dict.fromkeys(it.label for it in rows):
             inputs = [it for it in rows if it.label == lang][: ev.n_examples]
             out.append(Condition("ablation", task, inputs, None, None, None, lang, "none", "baseline", 0, None))
-            for step in cfg.steps:
+            for step in steps:
                 c = cid.get((task, step, lang))
                 if c is None:
                     continue
@@ -94,7 +95,7 @@ def plan_conditions(items: dict[str, Sequence[TaskItem]], concepts: pd.DataFrame
             if not inputs:
                 continue
             out.append(Condition("steering", task, inputs, None, None, None, lang, "none", "baseline", 0, None))
-            for step in cfg.steps:
+            for step in steps:
                 for source, ctask in (("same-modality", task), ("cross-modal", other)):
                     c = cid.get((ctask, step, lang))
                     if c is None or "steering" not in ev.experiments:
@@ -104,11 +105,11 @@ def plan_conditions(items: dict[str, Sequence[TaskItem]], concepts: pd.DataFrame
                 if c is not None and "steering" in ev.experiments:
                     out.append(Condition("steering", task, inputs, step, c, task, lang, "random", "random_both", k,
                                          _random_matched(c, "both", k, ev.value, ev.stack, ev.seed)))
-            c = cid.get((task, cfg.steps[0], lang))
+            c = cid.get((task, steps[0], lang)) if steps else None
             if c is not None and "dose" in ev.experiments:
                 for dk in ev.dose_ks:
-                    out.append(Condition("dose", task, inputs, cfg.steps[0], c, task, lang, "same-modality", "both", dk, _spec(c, "both", dk, ev.value, ev.stack, ev.seed)))
-                    out.append(Condition("dose", task, inputs, cfg.steps[0], c, task, lang, "random", "random_both", dk,
+                    out.append(Condition("dose", task, inputs, steps[0], c, task, lang, "same-modality", "both", dk, _spec(c, "both", dk, ev.value, ev.stack, ev.seed)))
+                    out.append(Condition("dose", task, inputs, steps[0], c, task, lang, "random", "random_both", dk,
                                          _random_matched(c, "both", dk, ev.value, ev.stack, ev.seed)))
     return out
 
