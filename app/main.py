@@ -1,0 +1,143 @@
+"""The Dash app factory: pages, the shared header (navigation, backend status, copy link, save as finding), the audio
+proxy and the guard that keeps anything but the dashboard's own CSS/JS out of static serving.
+
+`create_app(backend_url)` returns a `dash.Dash`; its Flask server is `app.server`. The app talks to the backend only
+through `app.client.AtlasClient`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+import dash
+import flask
+from dash import ClientsideFunction, Dash, Input, Output, dcc, html
+
+from app import context
+from app.client import AtlasClient, BackendError
+from app.pages import findings, lab, layer, overview, unit
+
+REPO = Path(__file__).resolve().parent.parent
+ASSETS = REPO / "assets"
+#: Only these files under assets/ are served (the demo model and corpus that may live there never are).
+STATIC_ALLOWED = re.compile(r"^[A-Za-z0-9_.-]+\.(css|js|ico|svg|png|woff2)$")
+PAGES = (
+    (overview, "/", "Overview", "Neuron Atlas · overview"),
+    (layer, "/layer", "Layer", "Neuron Atlas · layer"),
+    (unit, "/unit", "Unit", "Neuron Atlas · unit"),
+    (lab, "/lab", "Lab", "Neuron Atlas · intervention lab"),
+    (findings, "/findings", "Findings", "Neuron Atlas · findings"),
+)
+
+
+def _header() -> html.Header:
+    links = [dcc.Link(name, href=path, className="nav-link", id=f"nav-{name.lower()}") for _, path, name, _ in PAGES]
+    return html.Header([
+        html.Div([html.Span("Neuron Atlas", className="brand"), html.Nav(links, className="nav")], className="header-left"),
+        html.Div([
+            html.Span(id="backend-status", className="status"),
+            html.Span(id="basket-count", className="status"),
+            html.Button("Copy link", id="copy-link", className="button copy-link", title="copy this view's URL"),
+            html.Span(className="copy-feedback", id="copy-feedback", role="status"),
+            html.Details([
+                html.Summary("Save as finding", className="button"),
+                html.Div([
+                    dcc.Input(id="save-title", placeholder="Title", maxLength=300, className="input", debounce=False),
+                    dcc.Textarea(id="save-note", placeholder="Note (what you see, why it matters)", maxLength=20000,
+                                 className="textarea"),
+                    html.Button("Save", id="save-button", className="button primary"),
+                    html.Div(id="save-status", role="status"),
+                ], className="save-panel"),
+            ], className="save-details", id="save-details"),
+        ], className="header-right"),
+    ], className="header")
+
+
+def _shell() -> html.Div:
+    return html.Div([
+        dcc.Location(id="nav", refresh="callback-nav"),
+        dcc.Store(id="basket", storage_type="local", data=[]),
+        dcc.Store(id="view-result", storage_type="memory"),
+        dcc.Store(id="save-request"),
+        dcc.Interval(id="status-tick", interval=30_000, n_intervals=0),
+        _header(),
+        html.Main(dash.page_container, className="main"),
+    ], className="shell")
+
+
+def _register_shell_callbacks(app: Dash) -> None:
+    @app.callback(Output("backend-status", "children"), Output("backend-status", "className"), Input("status-tick", "n_intervals"))
+    def status(_):
+        try:
+            ready = context.client().ready()
+        except BackendError as exc:
+            return f"backend unreachable: {exc.message}", "status status-error"
+        model = ready.get("model") or {}
+        if ready.get("ready"):
+            name = model.get("loaded") or model.get("requested")
+            live = f"model {name}" if model.get("state") == "ready" else "live model disabled"
+            return f"backend ready · {live}", "status status-ok"
+        return ready.get("error") or "backend not ready", "status status-warn"
+
+    @app.callback(Output("basket-count", "children"), Input("basket", "data"))
+    def basket_count(basket):
+        n = len(basket or [])
+        return f"basket: {n} unit{'s' if n != 1 else ''}"
+
+    app.clientside_callback(ClientsideFunction(namespace="atlas", function_name="saveRequest"),
+                            Output("save-request", "data"), Input("save-button", "n_clicks"), prevent_initial_call=True)
+
+
+def _install_routes(server: flask.Flask) -> None:
+    @server.before_request
+    def guard_static():
+        path = flask.request.path
+        if path.startswith("/assets/"):
+            name = path[len("/assets/"):]
+            if "/" in name or not STATIC_ALLOWED.match(name):
+                flask.abort(404)
+        return None
+
+    @server.route("/media/audio/<run_id>/<path:example_id>")
+    def audio(run_id: str, example_id: str):
+        """An example's audio, fetched from the backend (the browser never needs to reach the backend itself)."""
+        try:
+            data = context.client().example_audio(run_id, example_id)
+        except BackendError as exc:
+            return flask.Response(exc.message, status=exc.status if 400 <= exc.status < 600 else 502, mimetype="text/plain")
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", example_id)[:120] or "audio"
+        return flask.Response(data, mimetype="audio/wav", headers={
+            "Cache-Control": "public, max-age=3600", "Content-Disposition": f"inline; filename=\"{quote(name)}.wav\""})
+
+
+def create_app(backend_url: str, *, public_backend_url: str | None = None, token: str | None = None,
+               client: AtlasClient | None = None) -> Dash:
+    """The dashboard for the backend at `backend_url` (`public_backend_url`: the address written into exported
+    scripts, default the same). `client` replaces the HTTP client (tests)."""
+    client = client or AtlasClient(backend_url, token=token)
+    app = Dash(
+        __name__,
+        use_pages=True,
+        pages_folder="",
+        assets_folder=str(ASSETS),
+        assets_path_ignore=["demo-model", "demo_model", "corpus"],
+        suppress_callback_exceptions=True,
+        title="Neuron Atlas",
+        update_title=None,
+        serve_locally=True,
+    )
+    context.install(app.server, context.AppContext(client, backend_url, public_backend_url or backend_url))
+    for module, path, name, title in PAGES:
+        dash.register_page(module.__name__, path=path, name=name, title=title, layout=module.layout)
+    app.layout = _shell()
+    _register_shell_callbacks(app)
+    for module, *_ in PAGES:
+        module.register_callbacks(app)
+    _install_routes(app.server)
+    return app
+
+
+def backend_url_from_env() -> str:
+    return os.environ.get("NEURON_ATLAS_BACKEND_URL", "http://127.0.0.1:8000")

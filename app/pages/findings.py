@@ -1,0 +1,198 @@
+"""Findings: saved views under permalinks (`/findings?id=...`), the list of them, and saving the current view.
+
+URL state keys: id (a finding), offset (list page). A finding card shows what it froze (model and checksum, run, mode,
+corpus, spec, decoding settings), draws its stored result at once, re-runs it to verify (flagging any difference), and
+offers a standalone Python script that replays it against the backend's HTTP API.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from dash import Dash, Input, Output, State, dcc, html, no_update
+
+from app import context, state as st, ui, views
+from app.client import BackendError
+from app.components.common import Provenance, loading, notice
+
+PAGE = "findings"
+PAGE_SIZE = 25
+
+
+def _frozen_rows(finding: dict[str, Any]) -> list[tuple[str, Any]]:
+    state = finding.get("state") or {}
+    prov = state.get("provenance") or {}
+    frozen = state.get("frozen") or {}
+    model = finding.get("model") or {}
+    decoding: Any = "not applicable: the view reads stored statistics"
+    rows: list[tuple[str, Any]] = [("view", f"{state.get('description', state.get('page'))}")]
+    if state.get("page") == "lab" and frozen.get("responses"):
+        result = frozen["responses"][0]
+        decoding = json.dumps(result.get("decoding"), sort_keys=True)
+        rows.append(("input", input_summary(result.get("input") or {}, result.get("tgt_lang"))))
+    if finding.get("spec"):
+        rows.append(("spec", spec_summary(finding["spec"])))
+    return rows + [
+        ("live model at save", f"{model.get('spec', '?')} · checksum {model.get('checksum', '?')}"),
+        ("run", f"{finding.get('run_id')} · model {prov.get('model_spec')} · checksum {prov.get('model_checksum')}"),
+        ("mode", prov.get("mode")),
+        ("corpus", f"{prov.get('corpus_source')} · {prov.get('n_examples')} examples"),
+        ("decoding", decoding),
+        ("engine", finding.get("engine_version")),
+    ]
+
+
+def spec_summary(spec: dict[str, Any]) -> str:
+    """An intervention spec in one line: which units, what value, where."""
+    units = spec.get("units") or {}
+    value = (spec.get("value") or {}).get("kind", "?")
+    if units.get("kind") == "concept":
+        where = units.get("stack") or "all stacks"
+        comp = f" ({units['component']})" if units.get("component") else ""
+        what = f"{units.get('set')}-{units.get('k')} units of concept {units.get('concept_id')} in {where}{comp}"
+        if units.get("set") == "random":
+            what += f", seed {units.get('seed')}"
+    else:
+        what = f"{len(units.get('units') or [])} explicit units"
+        if spec.get("stats_concept_id") is not None:
+            what += f", statistics of concept {spec['stats_concept_id']}"
+    scope = spec.get("scope") or {}
+    return f"{what} · value {value} · positions {scope.get('positions', 'all')}, steps {scope.get('steps', 'all')}"
+
+
+def input_summary(inp: dict[str, Any], tgt: str | None) -> str:
+    if inp.get("kind") == "example":
+        source = f"corpus example {inp.get('example_id')} ({inp.get('modality')}, {inp.get('lang')})"
+    elif inp.get("kind") == "text":
+        source = f"text ({inp.get('src_lang')}): {inp.get('text')}"
+    else:
+        source = f"uploaded audio {inp.get('filename') or ''} (sha256 {str(inp.get('sha256', ''))[:12]})"
+    return f"{source} → {tgt}"
+
+
+def card(finding: dict[str, Any]) -> html.Div:
+    state = finding.get("state") or {}
+    page = state.get("page") or ""
+    href = state.get("href") or "/"
+    view_state, _ = st.parse(page, {k: v for k, v in (state.get("query") or {}).items()}) if page in st.PAGES else ({}, [])
+    prov = Provenance(**(state.get("provenance") or {"run_id": finding.get("run_id") or "?"}))
+    frozen = state.get("frozen") or {}
+    try:
+        result = views.render(page, view_state, frozen, prov)
+    except (KeyError, TypeError, ValueError) as exc:
+        result = [notice(f"the stored result could not be drawn ({type(exc).__name__}: {exc})", "warning")]
+    script = views.python_script(context.current().public_backend_url, finding)
+    return html.Div([
+        html.H1(finding.get("title") or "(untitled)", id="finding-title"),
+        html.P(finding.get("note") or "", className="note"),
+        html.P(f"finding {finding['id']} · saved {finding.get('created_at')}", className="muted"),
+        html.Div([dcc.Link("Open this view", href=href, id="finding-open", className="button-link primary"),
+                  html.Button("Re-run to verify", id="finding-verify", className="button"),
+                  html.Button("Copy as Python", className="button copy-text", **{"data-copy-target": "finding-python"})],
+                 className="actions"),
+        loading(html.Div(id="finding-verify-out")),
+        html.H2("What it froze"),
+        html.Table(html.Tbody([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in _frozen_rows(finding)]), className="table kv"),
+        html.Details([html.Summary("Intervention spec (JSON)"), html.Pre(json.dumps(finding.get("spec"), indent=2, sort_keys=True),
+                                                                          className="code")]) if finding.get("spec") else None,
+        html.H2("Stored result"),
+        html.Div(result, id="finding-result"),
+        html.Details([html.Summary("Python (standard library only) reproducing it"),
+                      html.Pre(script, id="finding-python", className="code")]),
+        dcc.Store(id="finding-id", data=finding["id"]),
+    ], className="finding-card")
+
+
+def listing(offset: int) -> html.Div:
+    page = context.client().findings(limit=PAGE_SIZE, offset=offset)
+    rows = [html.Tr([html.Td(dcc.Link(f["title"], href=f"/findings?id={f['id']}")), html.Td(f.get("created_at", "")[:19]),
+                     html.Td((f.get("state") or {}).get("description", "")), html.Td(f.get("run_id") or "")])
+            for f in page["findings"]]
+    nav = []
+    if offset > 0:
+        nav.append(dcc.Link("← newer", href=f"/findings?offset={max(offset - PAGE_SIZE, 0)}", className="button-link"))
+    if offset + PAGE_SIZE < page["total"]:
+        nav.append(dcc.Link("older →", href=f"/findings?offset={offset + PAGE_SIZE}", className="button-link"))
+    if not rows:
+        return html.Div([html.P("No findings yet. Use “Save as finding” at the top of any page to save what you see.")])
+    return html.Div([
+        html.P(f"{page['total']} findings, newest first"),
+        html.Table([html.Thead(html.Tr([html.Th(h) for h in ("title", "saved (UTC)", "view", "run")])), html.Tbody(rows)],
+                   className="table"),
+        html.Div(nav, className="actions"),
+    ])
+
+
+def layout(**query: Any) -> html.Div:
+    s, problems = st.parse(PAGE, query)
+    body: Any
+    try:
+        body = card(context.client().finding(s["id"])) if s["id"] else [html.H1("Findings"), listing(int(s["offset"]))]
+    except BackendError as exc:
+        body = [html.H1("Findings"), notice(exc.message, "error")]
+    return html.Div([
+        notice([html.Div(p) for p in problems], "warning") if problems else None,
+        html.Div(body),
+        ui.url_sync(PAGE, st.href(PAGE, s)),
+    ], className="page page-findings")
+
+
+def save(href: str, title: str, note: str, view_result: dict | None) -> dict[str, Any]:
+    """Freeze the view at `href` (path + query) as a finding; returns the created finding. Raises BackendError / ViewError."""
+    path, _, query = href.partition("?")
+    page = st.page_of(path)
+    if page is None or page == PAGE:
+        raise views.ViewError("open a dashboard view (overview, layer, unit or lab) to save it as a finding")
+    raw = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    s, _ = st.parse(page, raw)
+    client = context.client()
+    rid, _, prov = context.run_and_provenance(s.get("run"))
+    s["run"] = rid
+    try:
+        frozen = views.snapshot(client, page, s)
+    except views.ViewError as exc:
+        if page == "lab" and view_result and view_result.get("page") == "lab":
+            frozen = {"calls": [], "responses": [view_result["summary"]], "not_replayable": str(exc)}
+        else:
+            raise
+    spec = None
+    if page == "lab":
+        spec = (frozen["calls"][0]["body"].get("spec") if frozen["calls"] else frozen["responses"][0].get("spec"))
+    state = {"page": page, "href": st.href(page, s), "query": dict(st.query_items(page, s)), "provenance": prov.as_dict(),
+             "description": views.describe_state(page, s), "frozen": frozen}
+    return client.create_finding(title, note, state, spec=spec, run_id=rid)
+
+
+def register_callbacks(app: Dash) -> None:
+    ui.register_url_sync(app, PAGE)
+
+    @app.callback(Output("save-status", "children"), Input("save-request", "data"), State("save-title", "value"),
+                  State("save-note", "value"), State("view-result", "data"), prevent_initial_call=True)
+    def save_current(request, title, note, view_result):
+        if not request or not request.get("href"):
+            return no_update
+        if not (title or "").strip():
+            return html.Div("title: give the finding a title", className="field-error")
+        try:
+            finding = save(request["href"], title.strip(), note or "", view_result)
+        except (BackendError, views.ViewError) as exc:
+            return html.Div(ui.plain(exc) if isinstance(exc, BackendError) else str(exc), className="field-error")
+        link = f"/findings?id={finding['id']}"
+        return html.Div(["Saved: ", dcc.Link(link, href=link, id="save-permalink"),
+                         html.Button("Copy", className="button small copy-text", **{"data-copy-href": link})])
+
+    @app.callback(Output("finding-verify-out", "children"), Input("finding-verify", "n_clicks"), State("finding-id", "data"),
+                  prevent_initial_call=True)
+    def verify(n, finding_id):
+        if not n or not finding_id:
+            return no_update
+        try:
+            finding = context.client().finding(finding_id)
+            differences = views.verify(context.client(), (finding.get("state") or {}).get("frozen") or {})
+        except (BackendError, views.ViewError) as exc:
+            return notice(f"could not re-run: {ui.plain(exc) if isinstance(exc, BackendError) else exc}", "warning")
+        if not differences:
+            return notice("Re-run matches the stored result exactly.", "success")
+        return notice([html.Div(f"Re-run differs from the stored result in {len(differences)} place(s):"),
+                       html.Ul([html.Li(d) for d in differences])], "error")

@@ -1,0 +1,443 @@
+"""Overview: selectivity heatmaps, the decoder modality map, concentration and cross-modal matrices.
+
+URL state keys: see `app.state.PAGES["overview"]` (run, tab, step, k, set, thr, kind, task, comp, mm_role, c_role,
+c_stack, c_metric, c_cell, x_role, x_set, x_metric, x_scope, x_layer, x_cell). A click on a selectivity cell opens
+the layer view; a click on a concentration cell lists the units carrying the mass; a click on an overlap or
+Spearman cell lists the units the two sets share.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+
+from app import context, state as st, ui
+from app.client import BackendError
+from app.components import figures as fg
+from app.components.common import STACK_NAMES, TASK_NAMES, Provenance, control, error_text, lang_label, loading, notice
+
+PAGE = "overview"
+STACKS = ("speech_encoder", "text_encoder", "text_decoder")
+TAB_LABELS = {"selectivity": "Selectivity", "modality": "Modality map", "concentration": "Concentration",
+              "crossmodal": "Speech × text"}
+SET_LABELS = {"ap": "AP ≥ threshold", "top": "top-k", "bottom": "bottom-k", "both": "both (2k)"}
+KIND_LABELS = {"language": "language", "multimodal_language": "language (speech+text)", "modality": "modality (speech vs text)"}
+ROLE_TASKS = {"representation": ("s2tt", "t2tt"), "control": ("en2x_s2tt", "en2x_t2tt")}
+MODALITY_TASK = {"representation": "s2tt+t2tt", "control": "en2x_s2tt+en2x_t2tt"}
+SCOPE_LABELS = {"text_decoder": "whole decoder", "text_decoder/self-attn": "self-attention",
+                "text_decoder/cross-attn": "cross-attention", "text_decoder/ffn": "FFN", "text_decoder/layer": "per layer"}
+DRILL_UNITS = 15
+
+
+def _run_meta(run_id: str | None) -> tuple[str | None, dict, list[str]]:
+    """(run id, run record, problems) — tolerant of an unreachable backend so the layout still renders."""
+    try:
+        rid, run, _ = context.run_and_provenance(run_id)
+        return rid, run, []
+    except BackendError as exc:
+        return None, {}, [exc.message]
+
+
+def stored_ks(run: dict) -> list[int]:
+    ks = ((run.get("config") or {}).get("analysis") or {}).get("ks") or []
+    return sorted(int(k) for k in ks)
+
+
+def resolve_defaults(s: dict[str, Any], run: dict) -> list[str]:
+    """Fill run-dependent defaults (step, k) and replace values the run does not have; returns the problems."""
+    problems = []
+    steps = run.get("steps") or []
+    if s["step"] is None or (steps and s["step"] not in steps):
+        if s["step"] is not None:
+            problems.append(f"step {s['step']} is not a recorded step of this run; showing step {steps[0] if steps else '?'}")
+        s["step"] = steps[0] if steps else None
+    ks = stored_ks(run)
+    if s["k"] is None or (ks and s["k"] not in ks):
+        if s["k"] is not None:
+            problems.append(f"k={s['k']} was not stored for this run; showing k={ks[0] if ks else '?'}")
+        s["k"] = ks[0] if ks else None
+    return problems
+
+
+def layout(**query: Any) -> html.Div:
+    s, problems = st.parse(PAGE, query)
+    rid, run, run_problems = _run_meta(s["run"])
+    problems += run_problems
+    task_opts: list[dict[str, Any]] = []
+    if rid:
+        s["run"] = rid
+        problems += resolve_defaults(s, run)
+        task_opts, s["task"], task_problem = _task_choices(rid, s["kind"], s["task"])
+        problems += task_problem
+    steps = run.get("steps") or [2]
+    ks = stored_ks(run) or ([s["k"]] if s["k"] else [])
+    top = html.Div([
+        control("Run", ui.dropdown("ov-run", context.run_options(), s["run"]), "ov-run-error", class_name="w-wide"),
+        control("Decoding step", dcc.Slider(id="ov-step", min=min(steps), max=max(steps), step=None, value=s["step"],
+                                            marks={v: f"{v}" for v in steps}, included=False, allow_direct_input=False),
+                "ov-step-error", help_text="decoder prefix length: 2 = before content token 1", class_name="w-slider"),
+        control("Unit set", ui.radio("ov-set", ui.options(["ap", "top", "bottom", "both"], SET_LABELS), s["set"])),
+        control("k", ui.dropdown("ov-k", ui.options(ks), s["k"], searchable=False), "ov-k-error", class_name="w-narrow"),
+        control("AP threshold", dcc.Slider(id="ov-thr", min=0.5, max=1.0, step=0.01, value=s["thr"],
+                                           marks={v: f"{v:g}" for v in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)}),
+                class_name="w-slider"),
+    ], className="controls")
+
+    selectivity = html.Div([
+        html.Div([
+            control("Concept kind", ui.dropdown("ov-kind", ui.options(list(KIND_LABELS), KIND_LABELS), s["kind"])),
+            control("Task", ui.dropdown("ov-task", task_opts, s["task"]), "ov-task-error", class_name="w-wide"),
+            control("Component", ui.dropdown("ov-comp", ui.options(list(st.COMPONENT_CHOICES)), s["comp"])),
+        ], className="controls"),
+        error_text("ov-sel-error"),
+        loading(html.Div([html.Div([ui.graph(f"ov-heat-{stack}", class_name="graph wide"),
+                                    ui.graph(f"ov-bars-{stack}", class_name="graph narrow")],
+                                   id=f"ov-row-{stack}", className="row", hidden=True) for stack in STACKS],
+                         id="ov-sel-figures"), "ov-sel-loading"),
+        html.P("Click a cell to open that layer's units for the concept.", className="hint"),
+    ])
+    modality = html.Div([
+        html.Div([control("Role", ui.radio("ov-mm-role", ui.options(list(st.ROLES)), s["mm_role"]))], className="controls"),
+        html.P("Decoder units separating speech-conditioned from text-conditioned decoding (pooled over languages). "
+               "Uses the unit set, k and threshold above.", className="hint"),
+        error_text("ov-mm-error"),
+        loading(ui.graph("ov-mm-graph")),
+    ])
+    concentration = html.Div([
+        html.Div([
+            control("Role", ui.radio("ov-c-role", ui.options(list(st.ROLES)), s["c_role"])),
+            control("Stack", ui.radio("ov-c-stack", [{"label": "text decoder", "value": "decoder"},
+                                                     {"label": "encoders (speech | text)", "value": "encoder"}], s["c_stack"])),
+            control("Metric", ui.radio("ov-c-metric", [{"label": "Gini", "value": "gini"},
+                                                       {"label": "top-1 % share", "value": "top1_share"}], s["c_metric"])),
+        ], className="controls"),
+        error_text("ov-c-error"),
+        loading(ui.graph("ov-c-graph")),
+        html.P("Click a cell to list the units that carry the most magnitude in it.", className="hint"),
+        loading(html.Div(id="ov-c-drill")),
+    ])
+    crossmodal = html.Div([
+        html.Div([
+            control("Role", ui.radio("ov-x-role", ui.options(list(st.ROLES)), s["x_role"])),
+            control("Set", ui.radio("ov-x-set", ui.options(list(st.SET_KINDS)), s["x_set"])),
+            control("Overlap metric", ui.radio("ov-x-metric", [{"label": "count", "value": "count"},
+                                                               {"label": "c/k", "value": "c_over_k"},
+                                                               {"label": "Jaccard", "value": "jaccard"}], s["x_metric"])),
+            control("Spearman scope", ui.dropdown("ov-x-scope", ui.options(list(st.SPEARMAN_SCOPES), SCOPE_LABELS), s["x_scope"])),
+            control("Layer", ui.dropdown("ov-x-layer", [], s["x_layer"], clearable=True, placeholder="first"),
+                    "ov-x-layer-error", class_name="w-narrow"),
+        ], className="controls"),
+        error_text("ov-x-error"),
+        loading(html.Div([ui.graph("ov-x-overlap", class_name="graph half"), ui.graph("ov-x-spearman", class_name="graph half")],
+                         className="row")),
+        loading(html.Div(id="ov-x-bylayer")),
+        html.P("Click a cell of either matrix to list the units both sets share.", className="hint"),
+        loading(html.Div(id="ov-x-shared")),
+    ])
+    tabs = dcc.Tabs(id="ov-tab", value=s["tab"], children=[
+        dcc.Tab(label=TAB_LABELS["selectivity"], value="selectivity", children=selectivity),
+        dcc.Tab(label=TAB_LABELS["modality"], value="modality", children=modality),
+        dcc.Tab(label=TAB_LABELS["concentration"], value="concentration", children=concentration),
+        dcc.Tab(label=TAB_LABELS["crossmodal"], value="crossmodal", children=crossmodal),
+    ])
+    return html.Div([
+        html.H1("Overview"),
+        notice([html.Div(p) for p in problems], "warning") if problems else None,
+        top,
+        tabs,
+        dcc.Store(id="ov-c-cell", data=s["c_cell"]),
+        dcc.Store(id="ov-heat-rows", data={}),
+        dcc.Store(id="ov-x-cell", data=s["x_cell"]),
+        dcc.Store(id="ov-state", data=s),
+        ui.url_sync(PAGE, st.href(PAGE, s)),
+    ], className="page page-overview")
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+
+
+def _task_choices(run_id: str, kind: str, current: str | None) -> tuple[list[dict[str, Any]], str | None, list[str]]:
+    """Task options of a concept kind in a run, the task to show and any problem with the requested one."""
+    try:
+        concepts = context.client().concepts(run_id, kind=kind)
+    except BackendError as exc:
+        return [], current, [exc.message]
+    tasks = list(dict.fromkeys(c["task"] for c in concepts))
+    opts = [{"label": TASK_NAMES.get(t, t), "value": t} for t in tasks]
+    if current in tasks:
+        return opts, current, []
+    problem = [f"task {current!r} has no {kind} concepts in this run"] if current else []
+    return opts, (tasks[0] if tasks else None), problem
+
+
+def _concept_for(run_id: str, *, kind: str, task: str, step: int, language: str | None) -> dict | None:
+    for c in context.client().concepts(run_id, kind=kind, task=task, step=step):
+        if c.get("language") == language:
+            return c
+    return None
+
+
+def selectivity_figures(s: dict[str, Any], prov: Provenance) -> tuple[dict[str, tuple], dict[str, dict[str, int]]]:
+    """Heatmap and sub-module bars for each stack the selected concepts have statistics for, and for each stack the
+    concept id behind each row label (clicks report the label)."""
+    c = context.client()
+    concepts = c.concepts(s["run"], kind=s["kind"], task=s["task"], step=s["step"])
+    if not concepts:
+        raise BackendError(404, f"no {s['kind']} concepts for task {s['task']} at step {s['step']} in this run", "task")
+    stacks = [stack for stack in STACKS if any(stack in (cc.get("stacks") or []) for cc in concepts)]
+    ids = [int(cc["concept_id"]) for cc in concepts]
+    comp = None if s["comp"] == "all" else s["comp"]
+
+    def one(stack: str):
+        return c.heatmap(s["run"], stack, mode=s["set"], threshold=s["thr"], k=s["k"], component=comp, concept_ids=ids)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        heatmaps = list(pool.map(one, stacks))
+    figures, rows = {}, {}
+    for stack, hm in zip(stacks, heatmaps):
+        fig = fg.selectivity_heatmap(hm, prov)
+        rows[stack] = {label: int(cc["concept_id"]) for label, cc in zip(fig.data[0].y, hm["concepts"])}
+        figures[stack] = (fig, fg.component_bars(hm, prov))
+    return figures, rows
+
+
+def drill_down(s: dict[str, Any], prov: Provenance) -> list[Any]:
+    """Units with the largest |median activation| over a concentration cell's items (proxy for the mass carriers)."""
+    modality, lang, layer = s["c_cell"].split(":")
+    speech_task, text_task = ROLE_TASKS[s["c_role"]]
+    task = speech_task if modality == "speech" else text_task
+    stack = "text_decoder" if s["c_stack"] == "decoder" else ("speech_encoder" if modality == "speech" else "text_encoder")
+    concept = _concept_for(s["run"], kind="language", task=task, step=s["step"], language=lang)
+    if concept is None:
+        return [notice(f"No {task} concept for {lang_label(lang)} at step {s['step']}: the drill-down lists units by "
+                       "their statistics on that concept's items.", "warning")]
+    c = context.client()
+    pages = [c.layer_units(s["run"], stack, int(layer), int(concept["concept_id"]), sort="on_p50", order=order,
+                           limit=DRILL_UNITS) for order in ("desc", "asc")]
+    seen: dict[int, dict] = {}
+    for page in pages:
+        for u in page["units"]:
+            if u.get("on_p50") is not None:
+                seen[int(u["unit_id"])] = u
+    units = sorted(seen.values(), key=lambda u: -abs(float(u["on_p50"])))[:DRILL_UNITS]
+    total = pages[0].get("total", 0)
+    title = f"Largest |median activation| in {STACK_NAMES[stack]} layer {layer} · {task} · {lang_label(lang)}"
+    fig = fg.mass_units_bars(units, prov, title=title, value_key="on_p50",
+                             value_title=f"|on_p50| (median over the {concept.get('positives')} {lang} items)")
+    links = html.Ul([html.Li(ui.unit_link(s["run"], u, int(concept["concept_id"]))) for u in units], className="unit-list")
+    return [
+        html.H3(f"Units carrying the mass: {modality}-conditioned · {lang_label(lang)} · layer {layer} ({total} units)"),
+        notice("Ranked by |on_p50| — the unit's median activation over this cell's items — from the store's statistics. "
+               "The exact ranking by mean |activation| needs a backend endpoint this server does not offer "
+               "(GET /runs/{run}/concentration/units).", "info"),
+        html.Div([ui.graph("ov-c-drill-graph", fig, class_name="graph half"), links], className="row"),
+    ]
+
+
+def shared_units(s: dict[str, Any]) -> list[Any]:
+    text_lang, speech_lang = s["x_cell"].split(":")
+    page = context.client().overlap_units(s["run"], text_lang=text_lang, speech_lang=speech_lang, role=s["x_role"],
+                                          step=s["step"], set_kind=s["x_set"], k=s["k"], limit=100)
+    head = (f"{page['total']} units shared by the {s['x_set']}-{page.get('k')} sets of text {lang_label(text_lang)} "
+            f"(concept {page.get('text_concept')}) and speech {lang_label(speech_lang)} (concept {page.get('speech_concept')})")
+    if not page["units"]:
+        return [html.H3(head)]
+    items = [html.Li([ui.unit_link(s["run"], u, page.get("text_concept")),
+                      html.Span(f" · rank {u.get('text_rank')} in text, {u.get('speech_rank')} in speech", className="muted")])
+             for u in page["units"]]
+    more = [html.P(f"showing the first {len(items)}", className="muted")] if page["total"] > len(items) else []
+    return [html.H3(head), html.Ul(items, className="unit-list"), *more]
+
+
+# ----------------------------------------------------------------------------------------------------- callbacks
+
+
+def register_callbacks(app: Dash) -> None:
+    ui.register_url_sync(app, PAGE)
+
+    @app.callback(Output("ov-task", "options"), Output("ov-task", "value"), Output("ov-task-error", "children"),
+                  Input("ov-kind", "value"), State("ov-run", "value"), State("ov-task", "value"), prevent_initial_call=True)
+    def task_options(kind, run_id, current):
+        try:
+            rid = context.client().resolve_run(run_id)
+        except BackendError as exc:
+            return [], None, exc.message
+        opts, value, problems = _task_choices(rid, kind, current)
+        if not opts:
+            return [], None, problems[0] if problems else f"this run has no {kind} concepts"
+        return opts, value, ""
+
+    @app.callback(Output("ov-state", "data"), Output(f"{PAGE}-url", "data"),
+                  Input("ov-run", "value"), Input("ov-tab", "value"), Input("ov-step", "value"), Input("ov-k", "value"),
+                  Input("ov-set", "value"), Input("ov-thr", "value"), Input("ov-kind", "value"), Input("ov-task", "value"),
+                  Input("ov-comp", "value"), Input("ov-mm-role", "value"), Input("ov-c-role", "value"),
+                  Input("ov-c-stack", "value"), Input("ov-c-metric", "value"), Input("ov-c-cell", "data"),
+                  Input("ov-x-role", "value"), Input("ov-x-set", "value"), Input("ov-x-metric", "value"),
+                  Input("ov-x-scope", "value"), Input("ov-x-layer", "value"), Input("ov-x-cell", "data"),
+                  State("ov-state", "data"), prevent_initial_call=True)
+    def update_state(run_id, tab, step, k, set_kind, thr, kind, task, comp, mm_role, c_role, c_stack, c_metric,
+                     c_cell, x_role, x_set, x_metric, x_scope, x_layer, x_cell, previous):
+        new = {"run": run_id, "tab": tab, "step": step, "k": k, "set": set_kind, "thr": thr, "kind": kind,
+               "task": task, "comp": comp, "mm_role": mm_role, "c_role": c_role, "c_stack": c_stack,
+               "c_metric": c_metric, "c_cell": c_cell, "x_role": x_role, "x_set": x_set, "x_metric": x_metric,
+               "x_scope": x_scope, "x_layer": x_layer, "x_cell": x_cell}
+        if previous and new == previous:
+            return no_update, no_update
+        return new, st.href(PAGE, new)
+
+    @app.callback(Output("nav", "href", allow_duplicate=True), Input("ov-run", "value"), State("ov-state", "data"),
+                  prevent_initial_call=True)
+    def change_run(run_id, s):
+        if not s or not run_id or run_id == s.get("run"):
+            return no_update
+        return st.href(PAGE, {**s, "run": run_id, "step": None, "k": None, "task": None, "c_cell": None, "x_cell": None})
+
+    sel_outputs = [Output(f"ov-{kind}-{stack}", "figure") for stack in STACKS for kind in ("heat", "bars")]
+    sel_outputs += [Output(f"ov-row-{stack}", "hidden") for stack in STACKS]
+
+    @app.callback(*sel_outputs, Output("ov-heat-rows", "data"), Output("ov-sel-error", "children"), Input("ov-state", "data"))
+    def selectivity(s):
+        n = len(sel_outputs) + 2
+        if not s or s["tab"] != "selectivity":
+            return (no_update,) * n
+        hidden = (True,) * len(STACKS)
+        blank = (no_update,) * (2 * len(STACKS))
+        if not s.get("run") or not s.get("task"):
+            return (*blank, *hidden, {}, "choose a run and a task")
+        try:
+            _, _, prov = context.run_and_provenance(s["run"])
+            figures, rows = selectivity_figures(s, prov)
+        except BackendError as exc:
+            return (*blank, *hidden, {}, exc.message)
+        figs = [figures[stack][i] if stack in figures else no_update for stack in STACKS for i in (0, 1)]
+        return (*figs, *[stack not in figures for stack in STACKS], rows, "")
+
+    @app.callback(Output("nav", "href", allow_duplicate=True),
+                  *[Input(f"ov-heat-{stack}", "clickData") for stack in STACKS], State("ov-state", "data"),
+                  State("ov-heat-rows", "data"), prevent_initial_call=True)
+    def open_layer(*args):
+        s, rows = args[-2], args[-1]
+        trigger = ctx.triggered_id
+        if not trigger or not s:
+            return no_update
+        data = ctx.triggered[0]["value"]
+        if not data or not data.get("points"):
+            return no_update
+        stack = trigger.removeprefix("ov-heat-")
+        point = data["points"][0]
+        concept_id = (rows or {}).get(stack, {}).get(str(point.get("y")))
+        if concept_id is None or point.get("x") is None:
+            return no_update
+        return ui.href("layer", run=s["run"], stack=stack, layer=int(point["x"]), concept=int(concept_id), comp=s["comp"])
+
+    @app.callback(Output("ov-mm-graph", "figure"), Output("ov-mm-error", "children"), Input("ov-state", "data"))
+    def modality(s):
+        if not s or s["tab"] != "modality":
+            return no_update, no_update
+        try:
+            _, _, prov = context.run_and_provenance(s["run"])
+            concept = _concept_for(s["run"], kind="modality", task=MODALITY_TASK[s["mm_role"]], step=s["step"], language=None)
+            if concept is None:
+                return fg.message_figure("this run has no pooled modality concept for that role and step", prov), ""
+            hm = context.client().heatmap(s["run"], "text_decoder", mode=s["set"], threshold=s["thr"], k=s["k"],
+                                          concept_ids=[int(concept["concept_id"])])
+            return fg.modality_map(hm, prov), ""
+        except BackendError as exc:
+            return fg.message_figure("no figure: " + exc.message), exc.message
+
+    @app.callback(Output("ov-c-graph", "figure"), Output("ov-c-error", "children"), Input("ov-state", "data"))
+    def concentration(s):
+        if not s or s["tab"] != "concentration":
+            return no_update, no_update
+        speech_task, text_task = ROLE_TASKS[s["c_role"]]
+        c = context.client()
+        try:
+            _, _, prov = context.run_and_provenance(s["run"])
+            if s["c_stack"] == "decoder":
+                data = c.concentration(s["run"], "text_decoder", step=s["step"], metric=s["c_metric"])
+                speech, text = data, data
+            else:
+                speech = c.concentration(s["run"], "speech_encoder", step=s["step"], task=speech_task, metric=s["c_metric"])
+                text = c.concentration(s["run"], "text_encoder", step=s["step"], task=text_task, metric=s["c_metric"])
+            return fg.concentration_pair(speech, text, prov, speech_task=speech_task, text_task=text_task), ""
+        except BackendError as exc:
+            return fg.message_figure("no figure: " + exc.message), exc.message
+
+    @app.callback(Output("ov-c-cell", "data"), Input("ov-c-graph", "clickData"), prevent_initial_call=True)
+    def concentration_click(data):
+        if not data or not data.get("points"):
+            return no_update
+        point = data["points"][0]
+        modality = "speech" if point.get("curveNumber", 0) == 0 else "text"
+        return f"{modality}:{point['y']}:{int(point['x'])}"
+
+    @app.callback(Output("ov-c-drill", "children"), Input("ov-state", "data"))
+    def concentration_drill(s):
+        if not s or s["tab"] != "concentration" or not s.get("c_cell"):
+            return [] if s and not s.get("c_cell") else no_update
+        try:
+            _, _, prov = context.run_and_provenance(s["run"])
+            return drill_down(s, prov)
+        except (BackendError, ValueError) as exc:
+            return [notice(ui.plain(exc) if isinstance(exc, BackendError) else f"c_cell: {s['c_cell']!r} is not "
+                           "modality:language:layer", "error")]
+
+    @app.callback(Output("ov-x-layer", "options"), Input("ov-run", "value"))
+    def decoder_layers(run_id):
+        try:
+            rid = context.client().resolve_run(run_id)
+            layers = [r["layer"] for r in context.client().layers(rid) if r["stack"] == "text_decoder"]
+        except BackendError:
+            return []
+        return ui.options(layers)
+
+    @app.callback(Output("ov-x-overlap", "figure"), Output("ov-x-spearman", "figure"), Output("ov-x-bylayer", "children"),
+                  Output("ov-x-error", "children"), Input("ov-state", "data"))
+    def crossmodal(s):
+        if not s or s["tab"] != "crossmodal":
+            return no_update, no_update, no_update, no_update
+        c = context.client()
+        errors = []
+        try:
+            _, _, prov = context.run_and_provenance(s["run"])
+        except BackendError as exc:
+            empty = fg.message_figure(exc.message)
+            return empty, empty, [], exc.message
+        try:
+            ov = fg.overlap_matrix(c.overlap(s["run"], role=s["x_role"], step=s["step"], set_kind=s["x_set"], k=s["k"],
+                                             metric=s["x_metric"]), prov)
+        except BackendError as exc:
+            ov = fg.message_figure("no overlap: " + exc.message, prov)
+            errors.append(exc.message)
+        bylayer: list[Any] = []
+        try:
+            layer = s["x_layer"] if s["x_scope"] == "text_decoder/layer" else None
+            sp_data = c.spearman(s["run"], role=s["x_role"], step=s["step"], scope=s["x_scope"])
+            sp = fg.spearman_matrix(sp_data, prov, layer=layer)
+            if s["x_scope"] == "text_decoder/layer":
+                bylayer = [ui.graph("ov-x-bylayer-graph", fg.spearman_by_layer(sp_data, prov))]
+        except BackendError as exc:
+            sp = fg.message_figure("no Spearman correlations: " + exc.message, prov)
+            errors.append(exc.message)
+        return ov, sp, bylayer, " · ".join(errors)
+
+    @app.callback(Output("ov-x-cell", "data"), Input("ov-x-overlap", "clickData"), Input("ov-x-spearman", "clickData"),
+                  prevent_initial_call=True)
+    def crossmodal_click(a, b):
+        data = a if ctx.triggered_id == "ov-x-overlap" else b
+        if not data or not data.get("points"):
+            return no_update
+        point = data["points"][0]
+        return f"{point['y']}:{point['x']}"
+
+    @app.callback(Output("ov-x-shared", "children"), Input("ov-state", "data"))
+    def crossmodal_shared(s):
+        if not s or s["tab"] != "crossmodal":
+            return no_update
+        if not s.get("x_cell") or ":" not in s["x_cell"]:
+            return []
+        try:
+            return shared_units(s)
+        except BackendError as exc:
+            return [notice(exc.message, "error")]

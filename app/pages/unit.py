@@ -1,0 +1,309 @@
+"""Unit: one unit's AP across concepts, its activation distribution, its top and bottom examples with audio, and the
+same sentence spoken and written side by side.
+
+URL state keys: run, unit, concept, step, task, sent, lang.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Input, Output, State, dcc, html, no_update
+
+from app import context, state as st, ui
+from app.client import BackendError
+from app.components import figures as fg
+from app.components.audio import AudioDataError, audio_player, read_wav, spectrogram
+from app.components.common import STACK_NAMES, Provenance, concept_label, control, error_text, lang_label, loading, notice
+
+PAGE = "unit"
+SPEECH_TASKS = ("asr", "s2tt", "en2x_s2tt")
+TEXT_TASKS = ("t2tt", "en2x_t2tt")
+TRACE_ROUTE = "GET /runs/{run}/units/{unit}/trace?example_id=&modality=speech|text&task=&step="
+
+
+def audio_src(run_id: str, example_id: str) -> str:
+    """URL of an example's audio on this dashboard (proxied from the backend)."""
+    return f"/media/audio/{run_id}/{example_id}"
+
+
+def tasks_for_stack(stack: str, tasks: list[str]) -> list[str]:
+    if stack == "speech_encoder":
+        return [t for t in tasks if t in SPEECH_TASKS]
+    if stack == "text_encoder":
+        return [t for t in tasks if t in TEXT_TASKS]
+    return list(tasks)
+
+
+def resolve(s: dict[str, Any]) -> tuple[dict, dict, list[str]]:
+    """Fetch the run and unit, fill run-dependent defaults; returns (run, unit, problems)."""
+    c = context.client()
+    problems: list[str] = []
+    s["run"] = c.resolve_run(s["run"])
+    run = c.run(s["run"])
+    unit = c.unit(s["run"], int(s["unit"]))
+    steps = run.get("steps") or []
+    if unit["stack"] == "text_decoder":
+        if s["step"] not in steps:
+            if s["step"] is not None:
+                problems.append(f"step {s['step']} was not recorded; showing step {steps[0]}")
+            s["step"] = steps[0] if steps else None
+    elif s["step"] is not None and s["step"] not in steps:
+        s["step"] = steps[0] if steps else None
+    if s["step"] is None and steps:
+        s["step"] = steps[0]
+    concept_ids = {x["concept_id"] for x in unit["stats"]}
+    if s["concept"] is not None and s["concept"] not in concept_ids:
+        problems.append(f"concept {s['concept']} has no statistics for this unit")
+        s["concept"] = None
+    tasks = tasks_for_stack(unit["stack"], run.get("tasks") or [])
+    if s["task"] not in tasks:
+        chosen = next((x["task"] for x in unit["stats"] if x["concept_id"] == s["concept"]), None)
+        s["task"] = chosen if chosen in tasks else (tasks[0] if tasks else None)
+    langs = run.get("languages") or []
+    if s["lang"] not in langs:
+        s["lang"] = next((l for l in langs if l != "eng"), langs[0] if langs else None)
+    return run, unit, problems
+
+
+def sentence_options(run_id: str, lang: str | None) -> list[dict[str, str]]:
+    """Sentences of a language that have audio (for the spoken-and-written comparison)."""
+    if not lang:
+        return []
+    page = context.client().examples(run_id, lang=lang, has_audio=True, limit=200)
+    return [{"label": f"{e['sentence_id']} · {e['text'][:60]}", "value": e["sentence_id"]} for e in page["examples"]]
+
+
+def layout(**query: Any) -> html.Div:
+    s, problems = st.parse(PAGE, query)
+    try:
+        run, unit, more = resolve(s)
+    except BackendError as exc:
+        return html.Div([html.H1(f"Unit {s['unit']}"), notice(exc.message, "error"), ui.url_sync(PAGE, st.href(PAGE, s))],
+                        className="page page-unit")
+    problems += more
+    sent_opts = sentence_options(s["run"], s["lang"])
+    if s["sent"] not in [o["value"] for o in sent_opts]:
+        if s["sent"] is not None:
+            problems.append(f"sentence {s['sent']!r} has no {s['lang']} recording; showing the first one")
+        s["sent"] = sent_opts[0]["value"] if sent_opts else None
+    steps = run.get("steps") or []
+    concept_opts = [{"label": f"{x['concept_id']} · {concept_label(x)} ({x['kind']})", "value": x["concept_id"]}
+                    for x in unit["stats"] if x.get("step") == s["step"]]
+    tasks = tasks_for_stack(unit["stack"], run.get("tasks") or [])
+    where = f"{unit['site']}[{unit['channel']}]"
+    lab_href = ui.href("lab", run=s["run"], us="basket", units=(int(s["unit"]),), step=s["step"])
+    layer_href = ui.href("layer", run=s["run"], stack=unit["stack"], layer=unit["layer"], concept=s["concept"],
+                         site=unit["site"])
+    return html.Div([
+        html.H1(f"Unit {unit['unit_id']}"),
+        html.P(f"{where} · {STACK_NAMES.get(unit['stack'])} layer {unit['layer']} · {unit['component']} · {unit['kind']}",
+               className="muted", id="unit-where"),
+        notice([html.Div(p) for p in problems], "warning") if problems else None,
+        html.Div([
+            html.Button("Add to basket", id="unit-basket-add", className="button"),
+            html.Span(id="unit-basket-status", className="muted"),
+            dcc.Link("Open its layer", href=layer_href, className="button-link"),
+            dcc.Link("Intervene on it in the lab", href=lab_href, className="button-link"),
+        ], className="actions"),
+        html.Div([
+            control("Run", ui.dropdown("unit-run", context.run_options(), s["run"]), class_name="w-wide"),
+            control("Unit id", dcc.Input(id="unit-id", type="number", min=0, step=1, value=s["unit"], debounce=True),
+                    "unit-id-error", class_name="w-narrow"),
+            control("Decoding step", ui.dropdown("unit-step", ui.options(steps), s["step"]), class_name="w-narrow"),
+            control("Highlight concept", ui.dropdown("unit-concept", concept_opts, s["concept"], clearable=True,
+                                                     placeholder="none"), class_name="w-wide"),
+        ], className="controls"),
+        html.Div([html.Div(loading(ui.graph("unit-ap")), className="half"),
+                  html.Div(loading(ui.graph("unit-dist")), className="half")], className="row"),
+        error_text("unit-error"),
+        html.H2("Top and bottom examples"),
+        html.Div([control("Task", ui.dropdown("unit-task", ui.options(tasks), s["task"]), "unit-task-error")],
+                 className="controls"),
+        loading(html.Div(id="unit-examples")),
+        html.H2("The same sentence, spoken and written"),
+        html.Div([
+            control("Language", ui.dropdown("unit-lang", ui.options(run.get("languages") or [], {l: lang_label(l) for l in run.get("languages") or []}), s["lang"])),
+            control("Sentence", ui.dropdown("unit-sent", sent_opts, s["sent"], placeholder="first with audio"), "unit-sent-error",
+                    class_name="w-wide"),
+        ], className="controls"),
+        loading(html.Div(id="unit-sbs")),
+        dcc.Store(id="unit-state", data=s),
+        dcc.Store(id="unit-info", data={"unit_id": unit["unit_id"], "site": unit["site"], "channel": unit["channel"],
+                                        "stack": unit["stack"], "run": s["run"]}),
+        ui.url_sync(PAGE, st.href(PAGE, s)),
+    ], className="page page-unit")
+
+
+def examples_block(s: dict[str, Any], prov: Provenance) -> list[Any]:
+    c = context.client()
+    data = c.unit_examples(s["run"], int(s["unit"]), task=s["task"], step=s["step"], n=5)
+    out = []
+    for group in data["sets"]:
+        cols = []
+        for which in ("top", "bottom"):
+            rows = []
+            for item in group[which]:
+                audio = None
+                if item.get("modality") == "speech" and item.get("example_id"):
+                    audio = audio_player(audio_src(s["run"], item["example_id"]), "", source="corpus")
+                rows.append(html.Tr([
+                    html.Td(f"{item['activation']:.4f}" if item.get("activation") is not None else "–", className="num"),
+                    html.Td(item.get("label")),
+                    html.Td([html.Div(item.get("text") or ""), html.Div(f"→ {item.get('output_text') or ''}", className="muted")]),
+                    html.Td(audio),
+                ]))
+            cols.append(html.Div([
+                html.H3(f"{'Highest' if which == 'top' else 'Lowest'} activation · {group['task']}"
+                        + (f" · step {group['step']}" if group.get("step") is not None else "")),
+                html.Table([html.Thead(html.Tr([html.Th("activation"), html.Th("lang"), html.Th("input → output"),
+                                                html.Th("audio")])), html.Tbody(rows)], className="table"),
+            ], className="half"))
+        out.append(html.Div(cols, className="row"))
+    out.append(html.P(prov.line(), className="provenance"))
+    return out
+
+
+def _modality_ap(unit: dict, lang: str, step: int | None) -> list[dict[str, Any]]:
+    """The unit's AP for the sentence's language as a speech-input and as a text-input concept (when it has them)."""
+    items = []
+    for modality, tasks in (("speech", ("s2tt", "asr")), ("text", ("t2tt",))):
+        for task in tasks:
+            hit = next((x for x in unit["stats"] if x.get("kind") == "language" and x.get("task") == task
+                        and x.get("language") == lang and x.get("step") == step), None)
+            if hit is not None:
+                items.append({"label": f"{modality} ({task})", "modality": modality, "ap": hit.get("ap"),
+                              "chance": hit.get("chance_ap")})
+                break
+    return items
+
+
+def side_by_side(s: dict[str, Any], example: dict, unit: dict, prov: Provenance) -> list[Any]:
+    """Speech (audio, spectrogram, per-frame trace) and text (tokens, per-token trace) of one example."""
+    c = context.client()
+    notes: list[Any] = []
+    traces: dict[str, dict | None] = {"speech": None, "text": None}
+    speech_task = "s2tt" if example["lang"] != "eng" else "asr"
+    for modality, task in (("speech", speech_task), ("text", "t2tt")):
+        try:
+            traces[modality] = c.unit_trace(s["run"], int(s["unit"]), example_id=example["example_id"], modality=modality,
+                                            task=task, step=s["step"])
+        except BackendError as exc:
+            if exc.missing_route:
+                notes = [notice(f"Per-frame and per-token activations need a backend endpoint this server does not offer "
+                                f"({TRACE_ROUTE}); showing the audio, its spectrogram and the text.", "info")]
+                break
+            notes.append(notice(f"{modality} trace: {exc.message}", "warning"))
+    speech_col: list[Any] = [html.H3(f"Spoken · {lang_label(example['lang'])}")]
+    if example.get("has_audio"):
+        try:
+            x, rate = read_wav(c.example_audio(s["run"], example["example_id"]))
+            times, freqs, db = spectrogram(x, rate)
+            fig = fg.spectrogram_figure(times, freqs, db, prov, title=f"Spectrogram · {example['example_id']}",
+                                        trace=traces["speech"])
+            speech_col += [audio_player(audio_src(s["run"], example["example_id"]), "play the sentence", source="corpus",
+                                        playhead_for="unit-spec"), ui.graph("unit-spec", fig)]
+        except (BackendError, AudioDataError) as exc:
+            speech_col.append(notice(f"audio: {exc}", "warning"))
+    else:
+        speech_col.append(notice("this example has no audio", "info"))
+    text_col: list[Any] = [html.H3(f"Written · {lang_label(example['lang'])}"), html.P(example.get("text") or "", className="sentence")]
+    if traces["text"] is not None:
+        tr = traces["text"]
+        text_col.append(ui.graph("unit-tokens", fg.token_activation_figure(tr.get("tokens") or [], tr.get("values") or [],
+                                                                            prov, title="Activation per text token")))
+    ap_items = _modality_ap(unit, example["lang"], s["step"])
+    if ap_items:
+        text_col.append(ui.graph("unit-modality-ap", fg.modality_ap_bars(
+            ap_items, prov, title=f"AP for {example['lang']} by input modality · step {s['step']}")))
+    else:
+        text_col.append(notice(f"the unit has no {example['lang']} language concept at this step (encoder units only have "
+                               "statistics for their own modality; English is the pivot of X→en tasks)", "info"))
+    return [*notes, html.Div([html.Div(speech_col, className="half"), html.Div(text_col, className="half")], className="row")]
+
+
+def register_callbacks(app: Dash) -> None:
+    ui.register_url_sync(app, PAGE)
+
+    @app.callback(Output("nav", "href", allow_duplicate=True), Input("unit-run", "value"), Input("unit-id", "value"),
+                  State("unit-state", "data"), prevent_initial_call=True)
+    def reload(run_id, unit_id, s):
+        if not s or unit_id is None or (run_id, unit_id) == (s["run"], s["unit"]):
+            return no_update
+        return ui.href(PAGE, run=run_id, unit=int(unit_id), step=s["step"], lang=s["lang"])
+
+    @app.callback(Output("unit-state", "data"), Output(f"{PAGE}-url", "data"),
+                  Input("unit-step", "value"), Input("unit-concept", "value"), Input("unit-task", "value"),
+                  Input("unit-lang", "value"), Input("unit-sent", "value"), State("unit-state", "data"),
+                  prevent_initial_call=True)
+    def update(step, concept, task, lang, sent, s):
+        new = {**s, "step": step, "concept": concept, "task": task, "lang": lang, "sent": sent}
+        if new == s:
+            return no_update, no_update
+        return new, st.href(PAGE, new)
+
+    @app.callback(Output("unit-ap", "figure"), Output("unit-dist", "figure"), Output("unit-error", "children"),
+                  Input("unit-state", "data"))
+    def figures(s):
+        try:
+            _, _, prov = context.run_and_provenance(s["run"])
+            c = context.client()
+            unit = c.unit(s["run"], int(s["unit"]))
+            ap = fg.unit_ap_profile(unit, prov, step=s["step"], highlight=s["concept"])
+        except BackendError as exc:
+            return fg.message_figure(exc.message), fg.message_figure(""), exc.message
+        try:
+            dist = fg.activation_distribution(c.unit_activations(s["run"], int(s["unit"]),
+                                                                 step=s["step"] if unit["stack"] == "text_decoder" else None),
+                                              prov, step=s["step"] if unit["stack"] == "text_decoder" else None)
+            err = ""
+        except BackendError as exc:
+            dist, err = fg.message_figure("no activation distribution: " + exc.message, prov), exc.message
+        return ap, dist, err
+
+    @app.callback(Output("unit-examples", "children"), Output("unit-task-error", "children"), Input("unit-state", "data"))
+    def examples(s):
+        if not s.get("task"):
+            return [], "this unit's stack has no recorded task"
+        try:
+            _, _, prov = context.run_and_provenance(s["run"])
+            return examples_block(s, prov), ""
+        except BackendError as exc:
+            return [], exc.message
+
+    @app.callback(Output("unit-sent", "options"), Output("unit-sent", "value"), Input("unit-lang", "value"),
+                  State("unit-state", "data"), State("unit-sent", "value"), prevent_initial_call=True)
+    def sentences(lang, s, current):
+        try:
+            opts = sentence_options(s["run"], lang)
+        except BackendError:
+            return [], None
+        ids = [o["value"] for o in opts]
+        return opts, current if current in ids else (ids[0] if ids else None)
+
+    @app.callback(Output("unit-sbs", "children"), Output("unit-sent-error", "children"), Input("unit-state", "data"))
+    def spoken_written(s):
+        if not s.get("sent") or not s.get("lang"):
+            return [], ""
+        try:
+            _, _, prov = context.run_and_provenance(s["run"])
+            c = context.client()
+            page = c.examples(s["run"], lang=s["lang"], sentence_id=s["sent"], limit=10)
+            if not page["examples"]:
+                return [], f"no {s['lang']} example of sentence {s['sent']}"
+            example = next((e for e in page["examples"] if e.get("has_audio")), page["examples"][0])
+            unit = c.unit(s["run"], int(s["unit"]))
+            return side_by_side(s, example, unit, prov), ""
+        except BackendError as exc:
+            return [], exc.message
+
+    @app.callback(Output("basket", "data", allow_duplicate=True), Output("unit-basket-status", "children"),
+                  Input("unit-basket-add", "n_clicks"), State("basket", "data"), State("unit-info", "data"),
+                  prevent_initial_call=True)
+    def add_to_basket(n, basket, info):
+        if not n or not info:
+            return no_update, no_update
+        basket = [b for b in (basket or []) if b.get("run") == info["run"]]
+        if any(b["unit_id"] == info["unit_id"] for b in basket):
+            return no_update, f"already in the basket ({len(basket)} units)"
+        basket.append(info)
+        return basket, f"added · the basket holds {len(basket)} units"

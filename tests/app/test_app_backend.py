@@ -1,0 +1,142 @@
+"""The dashboard in-process against the real backend (FastAPI TestClient transport) on the tiny-model store:
+the client, page layouts, the audio proxy and static guard, and findings (freeze, render, verify)."""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from app import context, state as st, views
+from app.client import AtlasClient, BackendError
+from app.main import create_app
+from app.pages import findings, lab, layer, overview, unit
+from tests.backend.api_support import atlas_store, client_for, make_settings  # noqa: F401  (atlas_store is a fixture)
+
+
+def forwarding(tc) -> httpx.MockTransport:
+    """An httpx transport that hands each request to the backend's TestClient (the app under test, in-process)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        r = tc.request(request.method, request.url.raw_path.decode(), headers=dict(request.headers), content=request.read())
+        return httpx.Response(r.status_code, headers=[(k, v) for k, v in r.headers.items()
+                                                      if k.lower() not in ("content-encoding", "transfer-encoding")],
+                              content=r.content)
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.fixture(scope="module")
+def env(atlas_store, tiny_bundle, tmp_path_factory):  # noqa: F811
+    store, run_id = atlas_store
+    settings = make_settings(store, tmp_path_factory.mktemp("app-findings"))
+    with client_for(settings, bundle=tiny_bundle) as tc:
+        client = AtlasClient("http://testserver", transport=forwarding(tc))
+        dash_app = create_app("http://testserver", client=client)
+        yield dash_app, client, run_id
+
+
+def test_client_reads_the_real_backend(env):
+    _, client, run_id = env
+    assert client.resolve_run(None) == run_id
+    run = client.run(run_id)
+    assert run["model_spec"] == "tiny-random" and run["steps"] == [2, 7]
+    concepts = client.concepts(run_id, kind="language", task="s2tt", step=2)
+    assert [c["language"] for c in concepts] == ["deu", "fra"]
+    hm = client.heatmap(run_id, "text_decoder", mode="top", k=5, concept_ids=[c["concept_id"] for c in concepts])
+    assert [sum(row) for row in hm["counts"]] == [5, 5]
+    page = client.layer_units(run_id, "text_decoder", 1, concepts[0]["concept_id"], sort="ap", order="desc", limit=7,
+                              bounds={"ap": (0.5, None)})
+    aps = [u["ap"] for u in page["units"]]
+    assert len(aps) == 7 and aps == sorted(aps, reverse=True) and min(aps) >= 0.5
+    with pytest.raises(BackendError) as info:
+        client.unit(run_id, 10**8)
+    assert info.value.status == 404 and "out of range" in info.value.message
+
+
+def test_every_page_layout_renders_and_reports_bad_query_values(env):
+    dash_app, _, run_id = env
+    with dash_app.server.app_context():
+        for module, query in ((overview, {"step": "99", "tab": "concentration"}), (layer, {"layer": "x"}),
+                              (unit, {"unit": "3246", "concept": "999999"}), (lab, {"k": "-3"}), (findings, {})):
+            tree = module.layout(run=run_id, **query)
+            text = str(tree)
+            assert "Traceback" not in text
+            if module is not findings:
+                assert "notice-warning" in text, module.__name__
+        missing = unit.layout(run=run_id, unit="99999999")
+        assert "out of range" in str(missing) and "notice-error" in str(missing)
+
+
+def test_audio_proxy_and_static_guard(env):
+    dash_app, _, run_id = env
+    web = dash_app.server.test_client()
+    r = web.get(f"/media/audio/{run_id}/builtin:s000:deu:deu-m1")
+    assert r.status_code == 200 and r.mimetype == "audio/wav" and r.data[:4] == b"RIFF"
+    r = web.get(f"/media/audio/{run_id}/builtin:nope")
+    assert r.status_code == 404 and "unknown example" in r.get_data(as_text=True)
+    assert web.get("/assets/style.css").status_code == 200
+    assert web.get("/assets/app.js").status_code == 200
+    for path in ("/assets/demo-model/config.json", "/assets/demo-model/model.safetensors", "/assets/notes.md",
+                 "/assets/%2e%2e/pyproject.toml"):
+        assert web.get(path).status_code == 404, path
+    assert web.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("page, query", [
+    ("overview", {"tab": "selectivity", "task": "s2tt", "set": "top", "k": "5"}),
+    ("overview", {"tab": "modality", "set": "ap", "thr": "0.8"}),
+    ("overview", {"tab": "concentration", "c_stack": "encoder"}),
+    ("overview", {"tab": "crossmodal", "x_scope": "text_decoder/layer"}),
+    ("layer", {"stack": "text_decoder", "layer": "1", "concept": "3", "sort": "on_p50", "order": "asc"}),
+    ("unit", {"unit": "3246"}),
+    ("lab", {"in": "text", "text": "Guten Morgen", "src": "deu", "tgt": "eng", "role": "representation", "umod": "speech",
+             "ulang": "deu", "k": "3"}),
+])
+def test_frozen_views_replay_identically_and_render(env, page, query):
+    dash_app, client, run_id = env
+    s, problems = st.parse(page, {"run": run_id, **query})
+    assert not problems
+    if page == "overview":
+        overview.resolve_defaults(s, client.run(run_id))
+    if page == "unit":
+        s["step"] = 2
+    if page == "lab":
+        s["step"] = 2
+    frozen = views.snapshot(client, page, s)
+    assert frozen["calls"] and len(frozen["responses"]) == len(frozen["calls"])
+    assert views.verify(client, frozen) == []
+    prov = context.Provenance.from_run(client.run(run_id))
+    with dash_app.server.app_context():
+        rendered = views.render(page, s, frozen, prov)
+    assert rendered and "no renderer" not in str(rendered)
+
+
+def test_saving_a_lab_finding_freezes_spec_and_result(env):
+    dash_app, client, run_id = env
+    href = st.href("lab", st.parse("lab", {"run": run_id, "in": "example", "ex": "builtin:s001:fra:fra-m1", "mod": "text",
+                                           "tgt": "deu", "role": "control", "umod": "speech", "ulang": "deu", "step": "7",
+                                           "set": "both", "k": "2"})[0])
+    with dash_app.server.app_context():
+        finding = findings.save(href, "both-2 deu units", "note", None)
+        card = findings.card(client.finding(finding["id"]))
+    assert finding["run_id"] == run_id and finding["title"] == "both-2 deu units"
+    assert finding["spec"]["units"]["set"] == "both" and finding["spec"]["units"]["k"] == 2
+    concept = client.concept(run_id, finding["spec"]["units"]["concept_id"])
+    assert (concept["task"], concept["language"], concept["step"]) == ("en2x_s2tt", "deu", 7)
+    frozen = finding["state"]["frozen"]
+    assert frozen["responses"][0]["tgt_lang"] == "deu" and views.verify(client, frozen) == []
+    assert finding["state"]["href"] == href
+    text = str(card)
+    assert "both-2 units of concept" in text and "corpus example builtin:s001:fra:fra-m1 (text, fra) → deu" in text
+
+
+def test_saving_refuses_the_findings_page_and_keeps_uploaded_results(env):
+    dash_app, _, run_id = env
+    with dash_app.server.app_context():
+        with pytest.raises(views.ViewError, match="open a dashboard view"):
+            findings.save("/findings?id=abcd2345", "t", "", None)
+        summary = {"tgt_lang": "eng", "spec": None, "baseline": {"text": "a", "language_probabilities": {}},
+                   "intervened": {"text": "b", "language_probabilities": {}}, "diff": []}
+        finding = findings.save(f"/lab?run={run_id}&in=upload&tgt=eng", "upload", "", {"page": "lab", "summary": summary})
+    frozen = finding["state"]["frozen"]
+    assert frozen["calls"] == [] and "not stored with findings" in frozen["not_replayable"]
+    assert frozen["responses"] == [summary]

@@ -1,0 +1,108 @@
+"""Components and helpers: diff rendering, WAV reading, audio player labels, error routing, finding comparison
+and the exported Python script."""
+from __future__ import annotations
+
+import ast
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from app import ui, views
+from app.client import BackendError
+from app.components.audio import AudioDataError, audio_player, read_wav
+from app.components.diff import diff_segments, diff_view, token_text
+
+DIFF = [
+    {"op": "equal", "baseline_tokens": ["▁Der", "▁Zug"], "intervened_tokens": ["▁Der", "▁Zug"]},
+    {"op": "replace", "baseline_tokens": ["▁fährt"], "intervened_tokens": ["▁part", "ira"]},
+    {"op": "delete", "baseline_tokens": ["▁ab"], "intervened_tokens": []},
+    {"op": "insert", "baseline_tokens": [], "intervened_tokens": ["."]},
+]
+
+
+def test_diff_segments_mark_each_side():
+    assert diff_segments(DIFF, "baseline") == [(" Der Zug", "equal"), (" fährt", "changed"), (" ab", "removed")]
+    assert diff_segments(DIFF, "intervened") == [(" Der Zug", "equal"), (" partira", "changed"), (".", "added")]
+    with pytest.raises(ValueError, match="side: expected"):
+        diff_segments(DIFF, "left")
+    assert token_text("▁Zug") == " Zug"
+
+
+def test_diff_view_spans_carry_classes_and_fall_back_to_text():
+    view = diff_view(DIFF, "intervened")
+    assert [c.className for c in view.children] == ["tok tok-equal", "tok tok-changed", "tok tok-added"]
+    assert diff_view([], "baseline", "plain").children == "plain"
+    assert diff_view([], "baseline").children == "(empty output)"
+
+
+def test_read_wav_matches_soundfile():
+    rng = np.random.default_rng(1)
+    x = (0.5 * rng.standard_normal((1600, 2))).clip(-1, 1).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, x, 22050, format="WAV", subtype="PCM_16")
+    got, rate = read_wav(buf.getvalue())
+    ref, ref_rate = sf.read(io.BytesIO(buf.getvalue()), dtype="float32")
+    assert rate == ref_rate == 22050
+    np.testing.assert_allclose(got, ref.mean(axis=1), atol=1e-6)
+    with pytest.raises(AudioDataError, match="not a PCM WAV file"):
+        read_wav(b"not audio at all")
+
+
+def test_audio_player_says_where_the_sound_comes_from():
+    tts = audio_player("data:audio/wav;base64,AAAA", "intervened output", source="tts")
+    audio, label = tts.children[1], tts.children[2]
+    assert audio.src == "data:audio/wav;base64,AAAA" and audio.controls
+    assert "synthesised by the bundled TTS" in label.children and "player-source-tts" in label.className
+    missing = audio_player(None, "baseline output", source="tts", error="the bundled TTS has no voice for 'jpn'")
+    assert missing.children[1].children == "the bundled TTS has no voice for 'jpn'"
+    played = audio_player("/media/audio/r/e", "input", playhead_for="unit-spec")
+    assert getattr(played.children[1], "data-playhead") == "unit-spec"
+
+
+def test_route_error_finds_the_control():
+    spec_err = BackendError(422, "spec.units.k: k=5000 is larger than the 928 units", "spec.units.k")
+    assert ui.route_error(spec_err, ("file", "spec", "tgt_lang"), "run") == {"spec": spec_err.message}
+    opt_err = BackendError(422, "options.tgt_lang: required field is missing", "options.tgt_lang")
+    assert ui.route_error(opt_err, ("file", "spec", "tgt_lang"), "run") == {"tgt_lang": opt_err.message}
+    bare = BackendError(422, "file: upload 'x.txt' is declared as 'text/plain'")
+    assert ui.route_error(bare, ("file",), "run") == {"file": bare.message}
+    other = BackendError(429, "too many intervention requests from this client; retry in 3 s")
+    assert ui.route_error(other, ("file",), "run") == {"run": other.message}
+    assert "ValueError" in ui.plain(ValueError("boom")) and "Traceback" not in ui.plain(ValueError("boom"))
+
+
+def test_compare_reports_differences_in_plain_words():
+    then = [{"a": 1.0, "b": [1, 2, 3], "c": "x", "d": {"e": True}}]
+    assert views.compare(then, [{"a": 1.0 + 1e-13, "b": [1, 2, 3], "c": "x", "d": {"e": True}}]) == []
+    diffs = views.compare(then, [{"a": 1.5, "b": [1, 2], "c": "y", "d": {"e": True, "f": 1}}], ["heatmap"])
+    assert diffs == ["heatmap.a: 1.0 then, 1.5 now", "heatmap.b: 3 entries then, 2 now", 'heatmap.c: "x" then, "y" now',
+                     "heatmap.d.f: added"]
+    assert views.compare([1], [1, 2]) == ["1 answers were stored, 2 came back"]
+    assert len(views.compare([list(range(50))], [list(range(1, 51))])) == views.MAX_DIFFERENCES
+
+
+def test_verify_refuses_findings_without_calls():
+    with pytest.raises(views.ViewError, match="uploaded audio"):
+        views.verify(None, {"calls": [], "not_replayable": "uploaded audio is not stored"})
+
+
+def test_python_script_is_valid_standalone_python_replaying_the_calls():
+    finding = {"id": "abcd2345", "title": 'Say "hi"', "created_at": "2026-01-01", "run_id": "r",
+               "model": {"spec": "demo", "checksum": "c0ffee"},
+               "state": {"href": "/lab?x=1", "frozen": {"calls": [
+                   {"method": "GET", "path": "/runs/r/heatmap", "label": "heatmap", "params": {"stack": "text_decoder", "k": 5}},
+                   {"method": "POST", "path": "/interventions", "label": "intervention",
+                    "body": {"text": "null true", "tgt_lang": "eng", "spec": None, "return_speech": True}}]}}}
+    script = views.python_script("http://backend:8000/", finding)
+    tree = ast.parse(script)
+    imports = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert imports == {"json", "os", "urllib.parse", "urllib.request"}
+    assert "BACKEND = os.environ.get(\"NEURON_ATLAS_BACKEND\", 'http://backend:8000')" in script
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") in ("get", "post")]
+    assert [c.func.id for c in calls] == ["get", "post"]
+    assert ast.literal_eval(calls[0].args[1]) == {"k": 5, "stack": "text_decoder"}
+    assert ast.literal_eval(calls[1].args[1]) == {"text": "null true", "tgt_lang": "eng", "spec": None, "return_speech": True}
+    empty = views.python_script("http://b", {"id": "x", "state": {"frozen": {"not_replayable": "uploaded audio"}}})
+    assert "raise SystemExit('uploaded audio')" in empty

@@ -1,0 +1,136 @@
+"""The lab's request logic (pure): concept choice, cross-modal wording, specs, requests, uploads, sweeps."""
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+
+from app import state as st
+from app.pages import lab
+
+SITES = [  # deliberately out of order: the lookup must sort by offset
+    {"site": "text_decoder.layers.0.ffn.fc1", "unit_offset": 100, "width": 50},
+    {"site": "speech_encoder.encoder.layers.0.ffn1.intermediate_dense", "unit_offset": 0, "width": 100},
+    {"site": "text_decoder.layers.0.ffn.fc2", "unit_offset": 150, "width": 10},
+]
+CONCEPT = {"concept_id": 8, "stacks": ["speech_encoder", "text_decoder"]}
+
+
+def lab_state(**over):
+    s, _ = st.parse("lab", {})
+    s.update(run="run-1", ulang="fra", step=2, tgt="fra")
+    s.update(over)
+    return s
+
+
+def test_concept_query_follows_role_and_modality():
+    assert lab.concept_query(lab_state(role="control", umod="speech")) == {
+        "kind": "language", "task": "en2x_s2tt", "step": 2, "language": "fra"}
+    assert lab.concept_query(lab_state(role="representation", umod="text"))["task"] == "t2tt"
+    q = lab.concept_query(lab_state(role="representation", umod="multimodal"))
+    assert (q["kind"], q["task"]) == ("multimodal_language", "s2tt+t2tt")
+
+
+@pytest.mark.parametrize("over, words", [
+    ({"umod": "speech", "in": "example", "mod": "text"}, "cross-modal steering: units found on speech, applied to text input"),
+    ({"umod": "text", "in": "upload"}, "cross-modal steering: units found on text, applied to speech input"),
+    ({"umod": "speech", "in": "mic"}, "same-modality: units found on speech, applied to speech input"),
+    ({"umod": "multimodal", "in": "text"}, "units found on speech and text alike, applied to text input"),
+    ({"us": "basket", "units": (4, 9), "in": "example", "mod": "speech"}, "2 basket units applied to speech input"),
+])
+def test_crossmodal_note(over, words):
+    assert lab.crossmodal_note(lab_state(**over)) == words
+
+
+def test_unit_refs_map_global_ids_to_site_and_channel():
+    refs = lab.unit_refs([0, 99, 100, 149, 159], SITES)
+    assert refs == [
+        {"module": "speech_encoder.encoder.layers.0.ffn1.intermediate_dense", "channel": 0},
+        {"module": "speech_encoder.encoder.layers.0.ffn1.intermediate_dense", "channel": 99},
+        {"module": "text_decoder.layers.0.ffn.fc1", "channel": 0},
+        {"module": "text_decoder.layers.0.ffn.fc1", "channel": 49},
+        {"module": "text_decoder.layers.0.ffn.fc2", "channel": 9},
+    ]
+    with pytest.raises(lab.LabInputError, match="unit 160 does not exist"):
+        lab.unit_refs([5, 160], SITES)
+    assert lab.unit_refs([], SITES) == []
+
+
+def test_unit_refs_agree_with_a_loop_reference():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 160, size=50).tolist()
+    expected = []
+    for i in ids:
+        site = next(x for x in SITES if x["unit_offset"] <= i < x["unit_offset"] + x["width"])
+        expected.append({"module": site["site"], "channel": i - site["unit_offset"]})
+    assert lab.unit_refs(ids, SITES) == expected
+
+
+def test_concept_specs_pick_the_stack():
+    spec = lab.build_spec(lab_state(set="both", k=7, stack="text_decoder", value="on_p90"), CONCEPT)
+    assert spec == {"units": {"kind": "concept", "concept_id": 8, "set": "both", "k": 7, "seed": 0, "stack": "text_decoder"},
+                    "value": {"kind": "on_p90"}}
+    assert lab.build_spec(lab_state(stack="encoder"), CONCEPT)["units"]["stack"] == "speech_encoder"
+    assert lab.build_spec(lab_state(stack="all"), CONCEPT)["units"]["stack"] is None
+    with pytest.raises(lab.LabInputError, match="decoder statistics only"):
+        lab.build_spec(lab_state(stack="encoder"), {"concept_id": 1, "stacks": ["text_decoder"]})
+    with pytest.raises(lab.LabInputError, match="no concept matches") as info:
+        lab.build_spec(lab_state(), None)
+    assert info.value.field == "spec"
+    sweep = lab.build_spec(lab_state(set="top", k=10), CONCEPT, set_kind="random", k=3)
+    assert (sweep["units"]["set"], sweep["units"]["k"]) == ("random", 3)
+
+
+def test_basket_specs_are_explicit_and_need_a_concept_for_statistics():
+    refs = [{"module": "text_decoder.layers.0.ffn.fc1", "channel": 3}]
+    spec = lab.build_spec(lab_state(us="basket", value="on_p50"), CONCEPT, refs)
+    assert spec == {"units": {"kind": "explicit", "units": refs}, "value": {"kind": "on_p50"}, "stats_concept_id": 8}
+    assert "stats_concept_id" not in lab.build_spec(lab_state(us="basket", value="zero"), None, refs)
+    with pytest.raises(lab.LabInputError, match="reads a concept's statistics"):
+        lab.build_spec(lab_state(us="basket", value="off_mean"), None, refs)
+    with pytest.raises(lab.LabInputError, match="the basket is empty"):
+        lab.build_spec(lab_state(us="basket"), CONCEPT, [])
+
+
+def test_requests_for_example_and_text_inputs():
+    body = lab.build_request(lab_state(**{"in": "example", "ex": "builtin:s000:eng:eng-m1", "mod": "speech", "max_new": 9}),
+                             {"units": {}})
+    assert body == {"tgt_lang": "fra", "spec": {"units": {}}, "run_id": "run-1", "return_speech": True,
+                    "max_new_tokens": 9, "example_id": "builtin:s000:eng:eng-m1", "modality": "speech"}
+    body = lab.build_request(lab_state(**{"in": "text", "text": "Hallo Welt", "src": "deu"}), None)
+    assert (body["text"], body["src_lang"], body["spec"]) == ("Hallo Welt", "deu", None)
+    for over, field in (({"in": "text", "text": "  "}, "text"), ({"in": "example", "ex": None}, "example_id"),
+                        ({"tgt": None}, "tgt_lang"), ({"in": "upload"}, "input")):
+        with pytest.raises(lab.LabInputError) as info:
+            lab.build_request(lab_state(**over), None)
+        assert info.value.field == field
+
+
+def test_uploads_decode_from_data_uris_and_types_are_checked():
+    raw = b"RIFF\x00\x00WAVEdata"
+    data, name, mime = lab.decode_upload({"contents": "data:audio/wav;base64," + base64.b64encode(raw).decode(),
+                                          "filename": "clip.wav"})
+    assert (data, name, mime) == (raw, "clip.wav", "audio/wav")
+    with pytest.raises(lab.LabInputError, match="no recording yet"):
+        lab.decode_upload(None, "recording")
+    with pytest.raises(lab.LabInputError, match="could not be read"):
+        lab.decode_upload({"contents": "data:audio/wav;base64,@@@", "filename": "x.wav"})
+    assert lab.check_upload_type("clip.mp3", "audio/mpeg") is None
+    assert lab.check_upload_type("x.bin", "application/octet-stream") is None
+    assert lab.check_upload_type("notes.txt", "text/plain").startswith("file: 'notes.txt' is text/plain, not audio")
+
+
+def test_sweep_ks_and_result_summary():
+    assert lab.sweep_ks(10) == [1, 2, 5, 10]
+    assert lab.sweep_ks(1) == [1]
+    assert lab.sweep_ks(1000) == [125, 250, 500, 1000]
+    result = {"key": "k", "model": {"spec": "demo"}, "run_id": "r", "tgt_lang": "fra", "decoding": {"max_new_tokens": 8},
+              "spec": None, "intervention": None, "input": {"kind": "text"}, "changed": True, "diff": [],
+              "timing_s": {"baseline": 0.1}, "cached": True,
+              "baseline": {"text": "a", "token_ids": [1], "top_language": "eng", "language_probabilities": {"eng": 0.91234567891},
+                           "audio": {"wav_base64": "UklGR"}},
+              "intervened": {"text": "b", "token_ids": [2], "top_language": "fra", "language_probabilities": {"fra": 1.0}}}
+    summary = lab.result_summary(result)
+    assert "timing_s" not in summary and "cached" not in summary and "audio" not in summary["baseline"]
+    assert summary["baseline"]["language_probabilities"] == {"eng": 0.912346}
