@@ -80,6 +80,7 @@ def plan_conditions(items: dict[str, Sequence[TaskItem]], concepts: pd.DataFrame
                     continue
                 for s in ("top", "bottom", "both"):
                     out.append(Condition("ablation", task, inputs, step, c, task, lang, "same", s, k, _spec(c, s, k, ev.value, ev.stack, ev.seed)))
+                for s in ("top", "both"):  # random k units control top and bottom alike; random 2k controls both
                     out.append(Condition("ablation", task, inputs, step, c, task, lang, "random", f"random_{s}", k,
                                          _random_matched(c, s, k, ev.value, ev.stack, ev.seed)))
     pairs = {"en2x_t2tt": "en2x_s2tt", "en2x_s2tt": "en2x_t2tt"}
