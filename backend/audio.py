@@ -134,6 +134,18 @@ def load_audio_file(path: Path, max_seconds: float | None = None, *, allow_silen
     return _decode(str(path), str(path), max_seconds, allow_silent)
 
 
+def _samples(x: np.ndarray) -> np.ndarray:
+    """float32 samples, 1-D or (frames, channels), non-empty and finite (AudioError otherwise)."""
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim not in (1, 2):
+        raise AudioError(f"audio must be 1-D or (frames, channels), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise AudioError("audio has no samples")
+    if not np.isfinite(arr).all():
+        raise AudioError("audio contains NaN or infinite samples")
+    return arr
+
+
 def resample(x: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:
     """Resample float audio (time on axis 0; 1-D or frames x channels) from `rate` to `target` Hz as float32.
 
@@ -143,13 +155,7 @@ def resample(x: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:
     for name, value in (("rate", rate), ("target", target)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
             raise ValueError(f"{name} must be a positive integer sample rate, got {value!r}")
-    arr = np.asarray(x, dtype=np.float32)
-    if arr.ndim not in (1, 2):
-        raise AudioError(f"audio must be 1-D or (frames, channels), got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise AudioError("audio has no samples")
-    if not np.isfinite(arr).all():
-        raise AudioError("audio contains NaN or infinite samples")
+    arr = _samples(x)
     rate, target = int(rate), int(target)
     if rate == target:
         return arr.copy()
@@ -166,13 +172,7 @@ def encode_wav(x: np.ndarray, rate: int = TARGET_RATE) -> bytes:
     """Encode float audio (1-D or frames x channels, clipped to [-1, 1]) as 16-bit PCM WAV bytes."""
     if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
         raise ValueError(f"rate must be a positive integer sample rate, got {rate!r}")
-    arr = np.asarray(x, dtype=np.float32)
-    if arr.ndim not in (1, 2):
-        raise AudioError(f"audio must be 1-D or (frames, channels), got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise AudioError("audio has no samples")
-    if not np.isfinite(arr).all():
-        raise AudioError("audio contains NaN or infinite samples")
+    arr = _samples(x)
     buf = io.BytesIO()
     sf.write(buf, np.clip(arr, -1.0, 1.0), int(rate), format="WAV", subtype="PCM_16")
     return buf.getvalue()
