@@ -83,11 +83,14 @@ def bytes_data_uri(data: bytes, mime: str = "audio/wav") -> str:
 
 
 def audio_player(src: str | None, label: str, *, source: str | None = None, error: str | None = None,
-                 id_: str | dict | None = None, playhead_for: str | None = None, note: str | None = None) -> html.Div:
-    """A labelled <audio> player that says where its sound comes from (model speech, TTS, corpus, upload)."""
+                 id_: str | dict | None = None, playhead_for: str | None = None, note: str | None = None,
+                 preload: str = "metadata") -> html.Div:
+    """A labelled <audio> player that says where its sound comes from (model speech, TTS, corpus, upload).
+
+    `preload="none"` for long lists of players, so that opening a page does not fetch every recording."""
     parts: list[Any] = [html.Div(label, className="player-label")]
     if src:
-        attrs: dict[str, Any] = {"src": src, "controls": True, "preload": "metadata", "className": "player"}
+        attrs: dict[str, Any] = {"src": src, "controls": True, "preload": preload, "className": "player"}
         if id_ is not None:
             attrs["id"] = id_
         if playhead_for:

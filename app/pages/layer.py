@@ -110,7 +110,7 @@ def layout(**query: Any) -> html.Div:
             control("Run", ui.dropdown("layer-run", context.run_options(), s["run"]), class_name="w-wide"),
             control("Stack", ui.dropdown("layer-stack", ui.options(["speech_encoder", "text_encoder", "text_decoder"], STACK_NAMES), s["stack"])),
             control("Layer", ui.dropdown("layer-layer", ui.options([r["layer"] for r in layers]), s["layer"]), class_name="w-narrow"),
-            control("Concept (statistics shown)", ui.dropdown("layer-concept", concept_opts, s["concept"]), "layer-concept-error",
+            control("Concept (statistics shown)", ui.dropdown("layer-concept", concept_opts, s["concept"]),
                     class_name="w-wide"),
         ], className="controls"),
         html.Div([

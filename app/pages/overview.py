@@ -73,12 +73,12 @@ def layout(**query: Any) -> html.Div:
     steps = run.get("steps") or [2]
     ks = stored_ks(run) or ([s["k"]] if s["k"] else [])
     top = html.Div([
-        control("Run", ui.dropdown("ov-run", context.run_options(), s["run"]), "ov-run-error", class_name="w-wide"),
+        control("Run", ui.dropdown("ov-run", context.run_options(), s["run"]), class_name="w-wide"),
         control("Decoding step", dcc.Slider(id="ov-step", min=min(steps), max=max(steps), step=None, value=s["step"],
                                             marks={v: f"{v}" for v in steps}, included=False, allow_direct_input=False),
-                "ov-step-error", help_text="decoder prefix length: 2 = before content token 1", class_name="w-slider"),
+                help_text="decoder prefix length: 2 = before content token 1", class_name="w-slider"),
         control("Unit set", ui.radio("ov-set", ui.options(["ap", "top", "bottom", "both"], SET_LABELS), s["set"])),
-        control("k", ui.dropdown("ov-k", ui.options(ks), s["k"], searchable=False), "ov-k-error", class_name="w-narrow"),
+        control("k", ui.dropdown("ov-k", ui.options(ks), s["k"], searchable=False), class_name="w-narrow"),
         control("AP threshold", dcc.Slider(id="ov-thr", min=0.5, max=1.0, step=0.01, value=s["thr"],
                                            marks={v: f"{v:g}" for v in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)}),
                 class_name="w-slider"),
@@ -125,8 +125,7 @@ def layout(**query: Any) -> html.Div:
                                                                {"label": "c/k", "value": "c_over_k"},
                                                                {"label": "Jaccard", "value": "jaccard"}], s["x_metric"])),
             control("Spearman scope", ui.dropdown("ov-x-scope", ui.options(list(st.SPEARMAN_SCOPES), SCOPE_LABELS), s["x_scope"])),
-            control("Layer", ui.dropdown("ov-x-layer", [], s["x_layer"], clearable=True, placeholder="first"),
-                    "ov-x-layer-error", class_name="w-narrow"),
+            control("Layer", ui.dropdown("ov-x-layer", [], s["x_layer"], clearable=True, placeholder="first"), class_name="w-narrow"),
         ], className="controls"),
         error_text("ov-x-error"),
         loading(html.Div([ui.graph("ov-x-overlap", class_name="graph half"), ui.graph("ov-x-spearman", class_name="graph half")],

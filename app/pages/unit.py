@@ -107,8 +107,7 @@ def layout(**query: Any) -> html.Div:
         ], className="actions"),
         html.Div([
             control("Run", ui.dropdown("unit-run", context.run_options(), s["run"]), class_name="w-wide"),
-            control("Unit id", dcc.Input(id="unit-id", type="number", min=0, step=1, value=s["unit"], debounce=True),
-                    "unit-id-error", class_name="w-narrow"),
+            control("Unit id", dcc.Input(id="unit-id", type="number", min=0, step=1, value=s["unit"], debounce=True), class_name="w-narrow"),
             control("Decoding step", ui.dropdown("unit-step", ui.options(steps), s["step"]), class_name="w-narrow"),
             control("Highlight concept", ui.dropdown("unit-concept", concept_opts, s["concept"], clearable=True,
                                                      placeholder="none"), class_name="w-wide"),
@@ -145,7 +144,7 @@ def examples_block(s: dict[str, Any], prov: Provenance) -> list[Any]:
             for item in group[which]:
                 audio = None
                 if item.get("modality") == "speech" and item.get("example_id"):
-                    audio = audio_player(audio_src(s["run"], item["example_id"]), "", source="corpus")
+                    audio = audio_player(audio_src(s["run"], item["example_id"]), "", source="corpus", preload="none")
                 rows.append(html.Tr([
                     html.Td(f"{item['activation']:.4f}" if item.get("activation") is not None else "–", className="num"),
                     html.Td(item.get("label")),

@@ -18,12 +18,15 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 import soundfile as sf
-from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.common.action_chains import ActionChains
-from selenium.webdriver.common.actions.action_builder import ActionBuilder
-from selenium.webdriver.common.by import By
 
-from tests.browser.harness import console_errors, make_driver, screenshot, wait_for
+pytest.importorskip("selenium", reason="browser tests need selenium (pip install selenium)")
+
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+
+from tests.browser.harness import console_errors, make_driver, screenshot, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
