@@ -349,6 +349,13 @@ class AtlasClient:
                       metric: str = "gini") -> dict[str, Any]:
         return self._run_get(run_id, "/concentration", {"stack": stack, "step": step, "task": task, "metric": metric})
 
+    def concentration_units(self, run_id: str, *, stack: str, layer: int, task: str, language: str,
+                            step: int | None = None, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+        """Units of one concentration cell ranked by mean |activation|, with each unit's share of the layer total."""
+        return self._run_get(run_id, "/concentration/units", {"stack": stack, "layer": int(layer), "task": task,
+                                                               "language": language, "step": step, "limit": limit,
+                                                               "offset": offset})
+
     def overlap(self, run_id: str, *, role: str = "representation", step: int = 2, set_kind: str = "top",
                 k: int | None = None, metric: str = "c_over_k") -> dict[str, Any]:
         return self._run_get(run_id, "/overlap", {"role": role, "step": step, "set_kind": set_kind, "k": k,

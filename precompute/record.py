@@ -8,7 +8,7 @@ Two modes (stored with the run):
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -92,8 +92,13 @@ def record_batch(
     steps: Sequence[int] = DEFAULT_STEPS,
     mode: str = "clean",
     audio: dict[str, np.ndarray] | None = None,
+    make_recorder: Callable[[list[str]], Recorder] | None = None,
 ) -> BatchRecording:
-    """Record every unit of the task's encoder and the decoder for a batch of items of one task and target language."""
+    """Record every unit of the task's encoder and the decoder for a batch of items of one task and target language.
+
+    `make_recorder(stacks)` builds the recorder of each pass (default: every unit of those stacks); a unit trace
+    passes one that also keeps a single unit's per-position values, so trace and recording pool identically.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown recording mode {mode!r}; choose one of {MODES}")
     task = items[0].task
@@ -130,7 +135,7 @@ def record_batch(
             dec_mask = torch.arange(width, device=prefix.device)[None, :] < valid[:, None]
             prefix = prefix.masked_fill(~dec_mask, pad)
             stacks = [enc_stack, "text_decoder"] if i == 0 else ["text_decoder"]
-            recorder = Recorder(model, registry, stacks)
+            recorder = make_recorder(stacks) if make_recorder is not None else Recorder(model, registry, stacks)
             recorder.prepare(B, {**masks, "decoder": dec_mask}, enc_stack)
             with recorder.active():
                 kwargs = dict(decoder_input_ids=prefix, decoder_attention_mask=dec_mask.long(), attention_mask=inputs["attention_mask"], use_cache=False)

@@ -202,34 +202,28 @@ def selectivity_figures(s: dict[str, Any], prov: Provenance) -> tuple[dict[str, 
 
 
 def drill_down(s: dict[str, Any], prov: Provenance) -> list[Any]:
-    """Units with the largest |median activation| over a concentration cell's items (proxy for the mass carriers)."""
+    """The units carrying a concentration cell's magnitude: ranked by mean |activation| over the cell's items."""
     modality, lang, layer = s["c_cell"].split(":")
     speech_task, text_task = ROLE_TASKS[s["c_role"]]
     task = speech_task if modality == "speech" else text_task
     stack = "text_decoder" if s["c_stack"] == "decoder" else ("speech_encoder" if modality == "speech" else "text_encoder")
+    page = context.client().concentration_units(s["run"], stack=stack, layer=int(layer), task=task, language=lang,
+                                                step=s["step"], limit=DRILL_UNITS)
+    units = page["units"]
+    if not units:
+        return [notice(f"{STACK_NAMES[stack]} layer {layer} has no units for {task} · {lang_label(lang)}", "warning")]
     concept = _concept_for(s["run"], kind="language", task=task, step=s["step"], language=lang)
-    if concept is None:
-        return [notice(f"No {task} concept for {lang_label(lang)} at step {s['step']}: the drill-down lists units by "
-                       "their statistics on that concept's items.", "warning")]
-    c = context.client()
-    pages = [c.layer_units(s["run"], stack, int(layer), int(concept["concept_id"]), sort="on_p50", order=order,
-                           limit=DRILL_UNITS) for order in ("desc", "asc")]
-    seen: dict[int, dict] = {}
-    for page in pages:
-        for u in page["units"]:
-            if u.get("on_p50") is not None:
-                seen[int(u["unit_id"])] = u
-    units = sorted(seen.values(), key=lambda u: -abs(float(u["on_p50"])))[:DRILL_UNITS]
-    total = pages[0].get("total", 0)
-    title = f"Largest |median activation| in {STACK_NAMES[stack]} layer {layer} · {task} · {lang_label(lang)}"
-    fig = fg.mass_units_bars(units, prov, title=title, value_key="on_p50",
-                             value_title=f"|on_p50| (median over the {concept.get('positives')} {lang} items)")
-    links = html.Ul([html.Li(ui.unit_link(s["run"], u, int(concept["concept_id"]))) for u in units], className="unit-list")
+    concept_id = int(concept["concept_id"]) if concept is not None else None
+    title = f"Largest mean |activation| in {STACK_NAMES[stack]} layer {layer} · {task} · {lang_label(lang)}"
+    fig = fg.mass_units_bars(units, prov, title=title, value_key="share",
+                             value_title=f"share of the layer's total |activation| ({page['n_items']} items)")
+    links = html.Ul([html.Li(ui.unit_link(s["run"], u, concept_id)) for u in units], className="unit-list")
+    top = units[-1]
     return [
-        html.H3(f"Units carrying the mass: {modality}-conditioned · {lang_label(lang)} · layer {layer} ({total} units)"),
-        notice("Ranked by |on_p50| — the unit's median activation over this cell's items — from the store's statistics. "
-               "The exact ranking by mean |activation| needs a backend endpoint this server does not offer "
-               "(GET /runs/{run}/concentration/units).", "info"),
+        html.H3(f"Units carrying the mass: {modality}-conditioned · {lang_label(lang)} · layer {layer} "
+                f"({page['n_units']} units, Gini {page['gini']:.3f})"),
+        html.P(f"The top {len(units)} units carry {100 * top['cumulative_share']:.1f} % of the layer's total mean "
+               f"|activation| ({100 * len(units) / page['n_units']:.1f} % of its units).", className="caption"),
         html.Div([ui.graph("ov-c-drill-graph", fig, class_name="graph half"), links], className="row"),
     ]
 

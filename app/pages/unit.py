@@ -176,13 +176,33 @@ def _modality_ap(unit: dict, lang: str, step: int | None) -> list[dict[str, Any]
     return items
 
 
+def trace_details(tr: dict, prov: Provenance, graph_id: str) -> list[Any]:
+    """Per-token bars (text input, or decoder positions) and a line saying what was pooled and that it matches."""
+    out: list[Any] = []
+    where = {"speech_frames": "speech frames (20 ms)", "speech_adapter": "length-adapter frames",
+             "text_tokens": "input tokens", "decoder": f"output tokens (prefix of length {tr.get('step')})"}
+    if tr.get("tokens"):
+        what = "output token" if tr.get("positions") == "decoder" else "input token"
+        out.append(ui.graph(graph_id, fg.token_activation_figure(
+            tr["tokens"], tr.get("values") or [], prov,
+            title=f"Activation per {what} · {tr.get('task')} → {lang_label(tr.get('tgt_lang') or '')}")))
+    stored = tr.get("stored")
+    check = "" if stored is None else f"; stored value {stored:.4f}" + (
+        " (matches)" if abs(stored - tr["pooled"]) <= 1e-4 * max(1.0, abs(stored)) else " (DIFFERS: the run may be stale)")
+    out.append(html.P(f"{tr.get('task')} item {tr.get('item')}: mean over {len(tr.get('values') or [])} "
+                      f"{where.get(tr.get('positions'), tr.get('positions'))} = {tr['pooled']:.4f}{check}",
+                      className="caption"))
+    return out
+
+
 def side_by_side(s: dict[str, Any], example: dict, unit: dict, prov: Provenance) -> list[Any]:
     """Speech (audio, spectrogram, per-frame trace) and text (tokens, per-token trace) of one example."""
     c = context.client()
     notes: list[Any] = []
     traces: dict[str, dict | None] = {"speech": None, "text": None}
-    speech_task = "s2tt" if example["lang"] != "eng" else "asr"
-    for modality, task in (("speech", speech_task), ("text", "t2tt")):
+    english = example["lang"] == "eng"
+    speech_task, text_task = ("asr", "en2x_t2tt") if english else ("s2tt", "t2tt")
+    for modality, task in (("speech", speech_task), ("text", text_task)):
         try:
             traces[modality] = c.unit_trace(s["run"], int(s["unit"]), example_id=example["example_id"], modality=modality,
                                             task=task, step=s["step"])
@@ -197,19 +217,20 @@ def side_by_side(s: dict[str, Any], example: dict, unit: dict, prov: Provenance)
         try:
             x, rate = read_wav(c.example_audio(s["run"], example["example_id"]))
             times, freqs, db = spectrogram(x, rate)
+            over = traces["speech"] if traces["speech"] is not None and traces["speech"].get("times_s") else None
             fig = fg.spectrogram_figure(times, freqs, db, prov, title=f"Spectrogram · {example['example_id']}",
-                                        trace=traces["speech"])
+                                        trace=over)
             speech_col += [audio_player(audio_src(s["run"], example["example_id"]), "play the sentence", source="corpus",
                                         playhead_for="unit-spec"), ui.graph("unit-spec", fig)]
         except (BackendError, AudioDataError) as exc:
             speech_col.append(notice(f"audio: {exc}", "warning"))
     else:
         speech_col.append(notice("this example has no audio", "info"))
+    if traces["speech"] is not None:
+        speech_col += trace_details(traces["speech"], prov, "unit-tokens-speech")
     text_col: list[Any] = [html.H3(f"Written · {lang_label(example['lang'])}"), html.P(example.get("text") or "", className="sentence")]
     if traces["text"] is not None:
-        tr = traces["text"]
-        text_col.append(ui.graph("unit-tokens", fg.token_activation_figure(tr.get("tokens") or [], tr.get("values") or [],
-                                                                            prov, title="Activation per text token")))
+        text_col += trace_details(traces["text"], prov, "unit-tokens")
     ap_items = _modality_ap(unit, example["lang"], s["step"])
     if ap_items:
         text_col.append(ui.graph("unit-modality-ap", fg.modality_ap_bars(

@@ -37,6 +37,7 @@ STORE_HEADER = "X-Neuron-Atlas-Store"
 TAGS = [
     {"name": "health", "description": "liveness, readiness and what this server can do"},
     {"name": "data", "description": "runs, concepts, heatmaps, layers, units and examples of the analysis store"},
+    {"name": "units", "description": "live unit traces and concentration rankings"},
     {"name": "audio", "description": "example audio from the store, by example id"},
     {"name": "interventions", "description": "live interventions on the loaded model"},
     {"name": "jobs", "description": "interventions submitted as pollable jobs"},
@@ -233,7 +234,7 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
 
     Raises StoreVersionError when the store was written by an incompatible schema version.
     """
-    from backend.api.routers import audio, data, export, findings, health, interventions, jobs
+    from backend.api.routers import audio, concentration, data, export, findings, health, interventions, jobs, traces
 
     settings = settings or Settings()
     state = AtlasState(settings, bundle)
@@ -257,7 +258,7 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
     )
     app.state.atlas = state
     install_error_handlers(app)
-    for module in (health, data, audio, interventions, jobs, findings, export):
+    for module in (health, data, concentration, traces, audio, interventions, jobs, findings, export):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

@@ -28,6 +28,7 @@ from backend.model.loading import ModelBundle, ModelLoadError, configure_cpu_thr
 from backend.model.unit_sites import SiteRegistry
 from backend.queue import Job
 from backend.store.reader import NotFoundError, StoreReader, StoreStats
+from backend.unit_trace import stored_item, trace_item
 from neuron_atlas.versions import ENGINE_VERSION
 
 log = logging.getLogger("backend.api")
@@ -256,6 +257,43 @@ class InterventionService:
         if rate != TARGET_RATE:
             raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {TARGET_RATE}", "example_id")
         return prepare_inputs(bundle, audio=np.asarray(wave, dtype=np.float32)), desc
+
+    def trace(self, run_id: str, unit_id: int, example_id: str, task: str, step: int | None,
+              tgt_lang: str | None, modality: str | None) -> dict[str, Any]:
+        """A unit's per-position activation on one recorded item (live forward pass), with its pooled value and the
+        value stored for that item, which it must equal."""
+        bundle, registry = self.host.require()
+        reader = self._reader()
+        run = reader.run(run_id)
+        if run["model_checksum"] != bundle.checksum:
+            raise ApiProblem(409, f"run {run_id} was computed with model {run['model_spec']!r} (checksum "
+                                  f"{run['model_checksum']}), but the loaded model is {bundle.spec!r} (checksum "
+                                  f"{bundle.checksum}): a live trace would not describe the stored unit", "run_id")
+        reader.layout(run_id).check_unit(unit_id)
+        site, _ = registry.site_of_unit(unit_id)
+        row = reader.item_of(run_id, task, example_id, tgt_lang)
+        if modality is not None and modality != row["modality"]:
+            raise ApiProblem(422, f"modality: task {task} takes {row['modality']} input, not {modality}", "modality")
+        decoder = site.stack == "text_decoder"
+        if step is None:
+            step = min(run["steps"])
+        reader.check_step(run_id, step)
+        example = reader.example(run_id, example_id)
+        audio = None
+        if row["modality"] == "speech":
+            wave, rate = reader.example_audio(run_id, example_id)
+            if rate != TARGET_RATE:
+                raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {TARGET_RATE}", "example_id")
+            audio = {example_id: np.asarray(wave, dtype=np.float32)}
+        t0 = time.perf_counter()
+        with self._model_lock:
+            traced = trace_item(bundle, registry, unit_id, stored_item(row, example), step, run["mode"], audio)
+        seconds = time.perf_counter() - t0
+        stored = reader.unit_value(run_id, unit_id, task, step if decoder else None, int(row["item"]))
+        return {"run_id": run_id, "example_id": example_id, "task": task, "item": int(row["item"]),
+                "modality": row["modality"], "src_lang": row["src_lang"], "tgt_lang": row["tgt_lang"],
+                "step": step if decoder else None, "mode": run["mode"], **traced.to_dict(), "stored": stored,
+                "model": {"spec": bundle.spec, "checksum": bundle.checksum}, "seconds": round(seconds, 4)}
 
     # --------------------------------------------------------------------------------------------------- run
 

@@ -550,6 +550,50 @@ class StoreReader:
                            "values": [_finite(by_layer.get(layer)) for layer in layers]})
         return {"run_id": run_id, "stack": stack, "step": step, "metric": metric, "layers": layers, "series": series}
 
+    def concentration_units(self, run_id: str, stack: str, layer: int, task: str, language: str,
+                            step: int | None = None, limit: int = 50, offset: int = 0) -> dict:
+        """The units of one concentration cell ranked by mean |pooled activation| over the (task, language) items,
+        each with its share of the layer's total: the measure the Gini coefficient of that cell is computed on."""
+        from precompute.concentration import gini, mean_abs_activation
+
+        layout = self.layout(run_id)
+        stack_start, _ = layout.check_stack(stack)
+        if layer not in layout.layers(stack):
+            raise QueryError(f"layer: stack {stack} of run {run_id} has layers {_known(layout.layers(stack))}, not {layer}")
+        run = self.run(run_id)
+        if task not in run["tasks"]:
+            raise QueryError(f"task: run {run_id} has no task {task!r}; its tasks are {_known(run['tasks'])}")
+        step = run["steps"][0] if step is None else step
+        self.check_step(run_id, step)
+        items = self._items(run_id, task)
+        labels = items["label"].to_numpy()
+        if language not in set(labels):
+            raise QueryError(f"language: task {task} of run {run_id} has no items labelled {language!r}; "
+                             f"its languages are {_known(list(dict.fromkeys(labels)))}")
+        modality = str(items["modality"].iloc[0])
+        encoder = "speech_encoder" if modality == "speech" else "text_encoder"
+        if stack not in (encoder, "text_decoder"):
+            raise QueryError(f"stack: task {task} runs the {encoder} and the text_decoder, not the {stack}")
+        name = f"text_decoder.step{step}" if stack == "text_decoder" else stack
+        arr = self._array(Path(run["work_dir"]) / "acts" / task / f"{name}.npy", run_id)
+        if arr is None:
+            raise NotFoundError(f"the activation arrays of run {run_id} ({task}/{name}) are not available on this server")
+        ids = np.concatenate([np.arange(a, b) for a, b in layout.ranges(stack, layer)])
+        magnitude = mean_abs_activation(np.asarray(arr[ids - stack_start]), labels == language)
+        total = float(magnitude.sum())
+        order = np.argsort(-magnitude, kind="stable")
+        share = magnitude[order] / total if total > 0 else np.full(len(order), 1.0 / len(order))
+        cumulative = np.cumsum(share)
+        page = order[offset: offset + limit]
+        info = layout.unit_info(ids[page])
+        units = [{"rank": offset + i + 1, "unit_id": int(r["unit_id"]), "site": r["site"], "channel": int(r["channel"]),
+                  "component": r["component"], "mean_abs": float(magnitude[j]), "share": float(share[offset + i]),
+                  "cumulative_share": float(cumulative[offset + i])}
+                 for i, (j, r) in enumerate(zip(page, info.to_dict("records")))]
+        return {"run_id": run_id, "stack": stack, "layer": layer, "task": task, "language": language,
+                "modality": modality, "step": step, "n_items": int((labels == language).sum()), "n_units": int(len(ids)),
+                "total": total, "gini": float(gini(magnitude)), "limit": limit, "offset": offset, "units": units}
+
     def overlap(self, run_id: str, role: str, step: int, set_kind: str = "top", k: int | None = None,
                 metric: str = "c_over_k") -> dict:
         """Text-language x speech-language overlap matrix of decoder sets, with the chance level of each cell."""
@@ -812,6 +856,34 @@ class StoreReader:
 
             out.append({"task": t, "step": s, "top": pick(order), "bottom": pick(bottom)})
         return {"run_id": run_id, "unit_id": unit_id, "n": n, "sets": out}
+
+    def item_of(self, run_id: str, task: str, example_id: str, tgt_lang: str | None = None) -> dict:
+        """The recorded item of `task` fed by `example_id` (en->X tasks feed one English example to several target
+        languages: `tgt_lang` picks one, else the first in item order)."""
+        if task not in self.run(run_id)["tasks"]:
+            raise QueryError(f"task: run {run_id} has no task {task!r}; its tasks are {_known(self.run(run_id)['tasks'])}")
+        rows = self._query("SELECT task, item, example_id, label, src_lang, tgt_lang, modality, reference FROM items "
+                           "WHERE run_id = ? AND task = ? AND example_id = ? ORDER BY item", [run_id, task, example_id])
+        if rows.empty:
+            self.example(run_id, example_id)
+            raise NotFoundError(f"example {example_id!r} is not an input of task {task} in run {run_id} "
+                                "(X->en tasks take non-English inputs; en->X tasks take the English example)")
+        if tgt_lang is not None:
+            rows = rows[rows["tgt_lang"] == tgt_lang]
+            if rows.empty:
+                raise NotFoundError(f"tgt_lang: task {task} has no item from {example_id!r} into {tgt_lang!r}")
+        return clean_record(rows.iloc[0].to_dict())
+
+    def unit_value(self, run_id: str, unit_id: int, task: str, step: int | None, item: int) -> float | None:
+        """The stored pooled activation of a unit on one item (decoder units at `step`); None when not recorded."""
+        layout = self.layout(run_id)
+        layout.check_unit(unit_id)
+        decoder = layout.unit_info(np.array([unit_id]))["stack"].iloc[0] == "text_decoder"
+        rows = self._unit_rows(run_id, unit_id, step if decoder else None, task)
+        for _, s, values in rows:
+            if (not decoder or s == step) and 0 <= item < len(values) and np.isfinite(values[item]):
+                return float(values[item])
+        return None
 
     # ------------------------------------------------------------------------------------------------ examples
 

@@ -140,3 +140,33 @@ def test_saving_refuses_the_findings_page_and_keeps_uploaded_results(env):
     frozen = finding["state"]["frozen"]
     assert frozen["calls"] == [] and "not stored with findings" in frozen["not_replayable"]
     assert frozen["responses"] == [summary]
+
+
+def test_concentration_drill_down_lists_the_mass_carriers(env):
+    dash_app, client, run_id = env
+    s, problems = st.parse("overview", {"run": run_id, "tab": "concentration", "c_cell": "speech:deu:1", "step": "7"})
+    assert not problems
+    overview.resolve_defaults(s, client.run(run_id))
+    from app.components.common import Provenance
+
+    with dash_app.server.app_context():
+        tree = str(overview.drill_down(s, Provenance(run_id)))
+    page = client.concentration_units(run_id, stack="text_decoder", layer=1, task="s2tt", language="deu", step=7,
+                                      limit=overview.DRILL_UNITS)
+    assert "Gini" in tree and "stand-in" not in tree and "needs a backend endpoint" not in tree
+    assert f"{100 * page['units'][-1]['cumulative_share']:.1f} %" in tree
+    assert all(f"unit {u['unit_id']} " in tree for u in page["units"])
+
+
+def test_unit_page_shows_live_traces_matching_the_store(env, tiny_registry):
+    dash_app, client, run_id = env
+    site = next(x for x in tiny_registry.sites if x.stack == "text_decoder" and x.domain == "decoder")
+    s, problems = st.parse("unit", {"run": run_id, "unit": str(site.offset + 2), "step": "7"})
+    assert not problems
+    example = client.example(run_id, "builtin:s000:deu:deu-m1")
+    from app.components.common import Provenance
+
+    with dash_app.server.app_context():
+        tree = str(unit.side_by_side(s, example, client.unit(run_id, site.offset + 2), Provenance(run_id)))
+    assert tree.count("(matches)") == 2 and "DIFFERS" not in tree and "notice-warning" not in tree
+    assert "output tokens (prefix of length 7)" in tree and "Activation per output token" in tree
