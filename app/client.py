@@ -339,11 +339,12 @@ class AtlasClient:
     def heatmap(self, run_id: str, stack: str, *, mode: str = "ap", threshold: float = 0.9, k: int | None = None,
                 component: str | None = None, concept_ids: Sequence[int] | None = None, kind: str | None = None,
                 role: str | None = None, task: str | None = None, step: int | None = None,
-                language: str | None = None) -> Heatmap:
+                language: str | None = None, group: str = "component") -> Heatmap:
         return self._run_get(run_id, "/heatmap", {
             "stack": stack, "mode": mode, "threshold": threshold if mode == "ap" else None, "k": k if mode != "ap" else None,
             "component": component, "concept_ids": list(concept_ids) if concept_ids else None, "kind": kind,
-            "role": role, "task": task, "step": step, "language": language})
+            "role": role, "task": task, "step": step, "language": language,
+            "group": None if group == "component" else group})
 
     def concentration(self, run_id: str, stack: str, *, step: int | None = None, task: str | None = None,
                       metric: str = "gini") -> dict[str, Any]:

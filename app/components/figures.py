@@ -145,15 +145,17 @@ def component_bars(hm: Mapping[str, Any], prov: Provenance) -> go.Figure:
 
 
 def modality_map(hm: Mapping[str, Any], prov: Provenance) -> go.Figure:
-    """Decoder layer × component share of modality-selective units (speech vs text); shows the cross-attention spike.
+    """Decoder layer × site (or component) share of modality-selective units (speech vs text): the cross-attention
+    k/v spike shows as its own rows when the heatmap carries `by_site` (requested with group=site).
 
-    `hm` is a heatmap of one modality concept; colour = share of the component's units in that layer, text = count.
+    `hm` is a heatmap of one modality concept; colour = share of the row's units in that layer, text = count.
     """
     _require(hm, "layers", "by_component", "units_per_layer_by_component", "concepts", what="modality heatmap")
     layers = [str(v) for v in hm["layers"]]
-    comps = [c for c in hm["by_component"] if c in hm["units_per_layer_by_component"]]
-    counts = np.array([np.asarray(hm["by_component"][c], dtype=float).sum(axis=0) for c in comps]).reshape(len(comps), len(layers))
-    totals = np.array([hm["units_per_layer_by_component"][c] for c in comps], dtype=float).reshape(len(comps), len(layers))
+    by, per = ("by_site", "units_per_layer_by_site") if hm.get("by_site") else ("by_component", "units_per_layer_by_component")
+    comps = [c for c in hm[by] if c in hm[per]]
+    counts = np.array([np.asarray(hm[by][c], dtype=float).sum(axis=0) for c in comps]).reshape(len(comps), len(layers))
+    totals = np.array([hm[per][c] for c in comps], dtype=float).reshape(len(comps), len(layers))
     share = np.divide(counts, totals, out=np.full_like(counts, np.nan), where=totals > 0)
     text = np.where(totals > 0, counts.astype(int).astype(str), "")
     fig = go.Figure(go.Heatmap(
@@ -168,7 +170,8 @@ def modality_map(hm: Mapping[str, Any], prov: Provenance) -> go.Figure:
     fig.update_yaxes(type="category", autorange="reversed")
     title = (f"Modality-selective decoder units ({_mode_words(hm)}) · {concept.get('task', '')} · "
              f"{step_label(concept.get('step'))}")
-    return _finish(fig, title, prov, height=300, x_title="decoder layer", y_title="component", legend=False)
+    return _finish(fig, title, prov, height=max(300, 110 + 22 * len(comps)), x_title="decoder layer",
+                   y_title="site" if by == "by_site" else "component", legend=False)
 
 
 # -------------------------------------------------------------------------------------------------- concentration

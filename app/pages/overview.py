@@ -334,7 +334,7 @@ def register_callbacks(app: Dash) -> None:
             if concept is None:
                 return fg.message_figure("this run has no pooled modality concept for that role and step", prov), ""
             hm = context.client().heatmap(s["run"], "text_decoder", mode=s["set"], threshold=s["thr"], k=s["k"],
-                                          concept_ids=[int(concept["concept_id"])])
+                                          concept_ids=[int(concept["concept_id"])], group="site")
             return fg.modality_map(hm, prov), ""
         except BackendError as exc:
             return fg.message_figure("no figure: " + exc.message), exc.message

@@ -264,6 +264,8 @@ class Heatmap(_Open):
     counts: list[list[int]] = Field(description="counts[i][j]: concept i, layer j")
     by_component: dict[str, list[list[int]]]
     units_per_layer: list[int]
+    by_site: dict[str, list[list[int]]] | None = Field(None, description="with group=site: counts per site role")
+    units_per_layer_by_site: dict[str, list[int]] | None = None
 
 
 class Concentration(_Open):

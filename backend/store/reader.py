@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 import threading
 import time
@@ -79,6 +80,10 @@ def _known(values: Sequence, limit: int = 12) -> str:
     return ", ".join(vals[:limit]) + more if vals else "none"
 
 
+#: The layer part of a site key (`layers.3.`, `adapter.layers.0.`), removed to name a site's role.
+_SITE_ROLE = re.compile(r"(adapter\.)?layers\.\d+\.")
+
+
 @dataclass
 class RunLayout:
     """A run's unit layout: its sites and per-unit stack / layer / component / site codes (vectorised lookups)."""
@@ -117,6 +122,13 @@ class RunLayout:
             unit_component=np.repeat(comp_codes, widths),
             bucket=int(np.gcd.reduce(np.append(offsets, n_units))) if len(sites) else 1,
         )
+
+    def site_roles(self) -> tuple[list[str], np.ndarray]:
+        """Site roles (the site key without stack and layer, e.g. `cross_attention.k_proj`) and each site's role index:
+        the same role in every layer is one role, so counts can be broken down by it."""
+        keys = [_SITE_ROLE.sub("", key).split(".", 1)[-1] for key in self.sites["site"]]
+        roles = list(dict.fromkeys(keys))
+        return roles, np.array([roles.index(k) for k in keys], dtype=np.int64)
 
     def check_stack(self, stack: str) -> tuple[int, int]:
         if stack not in self.stack_ranges:
@@ -418,12 +430,15 @@ class StoreReader:
     # ------------------------------------------------------------------------------------------------ heatmaps
 
     def heatmap(self, run_id: str, stack: str, concept_ids: Sequence[int], mode: str = "ap", threshold: float = 0.9,
-                k: int | None = None, component: str | None = None) -> dict:
+                k: int | None = None, component: str | None = None, group: str = "component") -> dict:
         """Units per layer x concept: AP >= threshold (mode `ap`) or members of a stored top/bottom/both set of size k.
 
-        Also broken down by component (`by_component[c][i][j]`: concept i, layer j). Concepts without statistics for
-        the stack count zero.
+        Also broken down by component (`by_component[c][i][j]`: concept i, layer j), and with `group="site"` by site
+        role too (`by_site`, e.g. `cross_attention.k_proj` over all layers). Concepts without statistics for the
+        stack count zero.
         """
+        if group not in ("component", "site"):
+            raise QueryError(f"group: unknown grouping {group!r}; expected component or site")
         if mode not in HEATMAP_MODES:
             raise QueryError(f"mode: unknown mode {mode!r}; expected one of {', '.join(HEATMAP_MODES)}")
         layout = self.layout(run_id)
@@ -478,6 +493,21 @@ class StoreReader:
         per_layer = np.bincount(comp_all * n_l + layer_pos[sel], minlength=n_c * n_l).reshape(n_c, n_l)
         present = [i for i in range(n_c) if per_layer[i].sum() > 0]
         concepts = self._run_cache(run_id).concepts.set_index("concept_id").loc[ids].reset_index()
+        by_site = site_totals = None
+        if group == "site":
+            roles, role_of_site = layout.site_roles()
+            n_r = len(roles)
+            per_role = np.bincount((cidx * n_r + role_of_site[layout.unit_site[unit]]) * n_l + lpos, weights=weight,
+                                   minlength=len(ids) * n_r * n_l).astype(np.int64).reshape(len(ids), n_r, n_l)
+            units_all = np.arange(start, stop)
+            if component is not None:
+                units_all = units_all[layout.unit_component[start:stop] == COMPONENTS.index(component)]
+            role_all = role_of_site[layout.unit_site[units_all]]
+            totals = np.bincount(role_all * n_l + layer_pos[layout.unit_layer[units_all]],
+                                 minlength=n_r * n_l).reshape(n_r, n_l)
+            kept = [r for r in range(n_r) if totals[r].sum() > 0]
+            by_site = {roles[r]: per_role[:, r, :].tolist() for r in kept}
+            site_totals = {roles[r]: totals[r].tolist() for r in kept}
         return {
             "run_id": run_id, "stack": stack, "component": component, "mode": mode,
             "threshold": float(threshold) if mode == "ap" else None, "k": k_used,
@@ -487,6 +517,8 @@ class StoreReader:
             "by_component": {COMPONENTS[i]: flat[:, i, :].tolist() for i in present},
             "units_per_layer": per_layer.sum(axis=0).tolist(),
             "units_per_layer_by_component": {COMPONENTS[i]: per_layer[i].tolist() for i in present},
+            "by_site": by_site,
+            "units_per_layer_by_site": site_totals,
         }
 
     def selections(self, run_id: str, kind: str, scope: str, k_requested: int, concept_ids: Sequence[int]) -> dict[int, np.ndarray]:

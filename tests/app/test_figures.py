@@ -154,6 +154,17 @@ def test_modality_map_colours_by_share_of_each_component():
     assert trace.text[1][1] == "2" and trace.text[0][2] == ""
 
 
+def test_modality_map_rows_are_site_roles_when_given():
+    hm = {**HEATMAP, "concepts": CONCEPTS[:1], "counts": [[2, 3, 0]],
+          "by_component": {k: v[:1] for k, v in HEATMAP["by_component"].items()},
+          "by_site": {"cross_attention.q_proj": [[0, 0, 0]], "cross_attention.k_proj": [[2, 3, 0]]},
+          "units_per_layer_by_site": {"cross_attention.q_proj": [16, 16, 16], "cross_attention.k_proj": [16, 16, 16]}}
+    (trace,) = fg.modality_map(hm, PROV).data
+    assert list(trace.y) == ["cross_attention.q_proj", "cross_attention.k_proj"]
+    z = np.asarray(trace.z, dtype=float)
+    assert z[1, 0] == pytest.approx(2 / 16) and z[1, 1] == pytest.approx(3 / 16) and z[0, 0] == 0
+
+
 def test_concentration_pair_filters_tasks_and_shares_the_colour_range():
     fig = fg.concentration_pair(CONCENTRATION, CONCENTRATION, PROV, speech_task="s2tt", text_task="t2tt")
     speech, text = fig.data

@@ -107,6 +107,34 @@ def test_heatmap_top_sets_and_component(client, db, atlas_store):
     assert np.array(full["counts"]).sum(axis=1).tolist() == [20] * len(ids)
 
 
+@pytest.mark.parametrize("mode, component", [("ap", None), ("top", "cross-attn")])
+def test_heatmap_by_site_role_matches_sql(client, db, atlas_store, mode, component):
+    _, run_id = atlas_store
+    params = {"stack": "text_decoder", "mode": mode, "threshold": 0.6, "k": 10, "task": "s2tt", "step": 2,
+              "group": "site", **({"component": component} if component else {})}
+    body = client.get(f"/runs/{run_id}/heatmap", params=params).json()
+    ids = [c["concept_id"] for c in body["concepts"]]
+    source = ("SELECT concept_id, unit_id FROM unit_stats WHERE ap >= 0.6" if mode == "ap" else
+              "SELECT concept_id, unit_id FROM selections WHERE kind='top' AND scope='text_decoder' AND k_requested=10")
+    ref = q(db, f"SELECT s.concept_id, regexp_replace(u.site, '^text_decoder\\.(layers\\.[0-9]+\\.)?', '') AS role, "
+                f"u.layer, count(*) AS n FROM ({source}) s JOIN units u ON u.unit_id = s.unit_id "
+                "WHERE u.stack = 'text_decoder' AND s.concept_id IN (SELECT unnest(?))"
+                + (" AND u.component = ?" if component else "") + " GROUP BY ALL", ids, *([component] if component else []))
+    roles = q(db, "SELECT DISTINCT regexp_replace(site, '^text_decoder\\.(layers\\.[0-9]+\\.)?', '') AS role "
+                  "FROM units WHERE stack = 'text_decoder'" + (" AND component = ?" if component else ""),
+              *([component] if component else []))
+    assert set(body["by_site"]) == set(roles["role"]) and set(body["units_per_layer_by_site"]) == set(body["by_site"])
+    assert "cross_attention.k_proj" in body["by_site"] and "cross_attention.v_proj" in body["by_site"]
+    for role, rows in body["by_site"].items():
+        expected = np.zeros((len(ids), len(body["layers"])), dtype=int)
+        for r in ref[ref["role"] == role].itertuples():
+            expected[ids.index(r.concept_id), body["layers"].index(r.layer)] = r.n
+        assert np.array_equal(np.array(rows), expected), role
+    assert np.array_equal(sum(np.array(v) for v in body["by_site"].values()), np.array(body["counts"]))
+    assert sum(np.array(v) for v in body["units_per_layer_by_site"].values()).tolist() == body["units_per_layer"]
+    assert client.get(f"/runs/{run_id}/heatmap", params={"stack": "text_decoder"}).json()["by_site"] is None
+
+
 def test_concentration_overlap_spearman_match_tables(client, db, atlas_store):
     _, run_id = atlas_store
     conc = client.get(f"/runs/{run_id}/concentration", params={"stack": "text_decoder", "step": 7, "task": "s2tt"}).json()

@@ -115,6 +115,8 @@ def heatmap(
     threshold: float = Query(0.9, ge=0.0, le=1.0, allow_inf_nan=False, description="AP threshold (mode ap)"),
     k: int | None = Query(None, ge=1, le=INT_MAX, description="set size (modes top/bottom/both; default: smallest stored)"),
     component: Component | None = Query(None, description="only units of this component"),
+    group: Literal["component", "site"] = Query("component", description="`site` adds by_site: counts per site role "
+                                                "(e.g. cross_attention.k_proj) to the per-component breakdown"),
     concept_ids: list[int] | None = Query(None, description="concepts (repeat the parameter); default: every concept matching the filters"),
     kind: Literal["language", "multimodal_language", "modality"] | None = None,
     role: Role | None = None,
@@ -131,7 +133,7 @@ def heatmap(
     else:
         df = reader.concepts(run_id, kind, role, task, step, language)
         ids = [int(c) for c, stacks in zip(df["concept_id"], df["stacks"]) if stack in list(stacks)]
-    return reader.heatmap(run_id, stack, ids, mode, threshold, k, component)
+    return reader.heatmap(run_id, stack, ids, mode, threshold, k, component, group)
 
 
 @router.get("/runs/{run_id}/concentration", response_model=Concentration,
