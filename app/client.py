@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 from urllib.parse import quote
@@ -188,7 +188,8 @@ class AtlasClient:
 
     def __init__(self, base_url: str, *, timeout_s: float = 30.0, intervention_timeout_s: float = 180.0,
                  token: str | None = None, transport: httpx.BaseTransport | None = None,
-                 cache_entries: int = 512, cache_ttl_s: float = 300.0):
+                 cache_entries: int = 512, cache_ttl_s: float = 300.0,
+                 forwarded_for: Callable[[], str | None] | None = None):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"backend_url: {base_url!r} is not an http(s) URL")
         self.base_url = base_url.rstrip("/")
@@ -201,6 +202,9 @@ class AtlasClient:
         self._cache = _Cache(cache_entries, cache_ttl_s)
         self._missing: dict[str, BackendError] = {}
         self._limits: dict[str, int] = {}
+        #: Returns the X-Forwarded-For chain of the browser request being served (the backend's rate limits then count
+        #: each dashboard user, not the app server), or None outside a request.
+        self.forwarded_for = forwarded_for
 
     def close(self) -> None:
         self._http.close()
@@ -228,9 +232,11 @@ class AtlasClient:
 
     def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json_body: Any = None,
               files: Any = None, data: Any = None, timeout: float | None = None) -> httpx.Response:
+        chain = self.forwarded_for() if self.forwarded_for is not None else None
         try:
             response = self._http.request(method, path, params=_clean_params(params), json=json_body, files=files,
-                                          data=data, timeout=timeout or self.timeout_s)
+                                          data=data, timeout=timeout or self.timeout_s,
+                                          headers={"X-Forwarded-For": chain} if chain else None)
         except httpx.TimeoutException:
             raise BackendUnavailable(0, f"the backend at {self.base_url} did not answer {path} within "
                                         f"{timeout or self.timeout_s:g} s", None, path) from None

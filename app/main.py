@@ -112,11 +112,24 @@ def _install_routes(server: flask.Flask) -> None:
             "Cache-Control": "public, max-age=3600", "Content-Disposition": f"inline; filename=\"{quote(name)}.wav\""})
 
 
+def browser_chain() -> str | None:
+    """X-Forwarded-For for a backend call made while serving a browser request: the request's own chain plus the
+    browser's address (the backend trusts only the last hops it knows, so a forged chain does not help)."""
+    if not flask.has_request_context():
+        return None
+    hops = [h.strip() for h in flask.request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    if flask.request.remote_addr:
+        hops.append(flask.request.remote_addr)
+    return ", ".join(hops) or None
+
+
 def create_app(backend_url: str, *, public_backend_url: str | None = None, token: str | None = None,
                client: AtlasClient | None = None) -> Dash:
     """The dashboard for the backend at `backend_url` (`public_backend_url`: the address written into exported
     scripts, default the same). `client` replaces the HTTP client (tests)."""
     client = client or AtlasClient(backend_url, token=token)
+    if client.forwarded_for is None:
+        client.forwarded_for = browser_chain
     app = Dash(
         __name__,
         use_pages=True,

@@ -50,6 +50,11 @@ SERVICE_SCHEMA = {
             }}}}},
         },
         "restart": {"enum": ["no", "always", "on-failure", "unless-stopped"]},
+        "networks": {"anyOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {"type": "object", "additionalProperties": {"type": ["object", "null"], "properties": {
+                "ipv4_address": {"type": "string", "format": "ipv4"}}, "additionalProperties": False}},
+        ]},
     },
     "additionalProperties": False,
 }
@@ -60,13 +65,33 @@ COMPOSE_SCHEMA = {
         "name": {"type": "string"},
         "services": {"type": "object", "additionalProperties": SERVICE_SCHEMA},
         "volumes": {"type": "object"},
+        "networks": {"type": "object", "additionalProperties": {"type": "object", "properties": {"ipam": {
+            "type": "object", "properties": {"config": {"type": "array", "items": {
+                "type": "object", "required": ["subnet"], "properties": {"subnet": {"type": "string"}}}}}}}}},
     },
+    "additionalProperties": False,
 }
 
 
 def _expand(value: str) -> str:
     """Compose's `${VAR:-default}` with the default (what a fresh deployment gets)."""
     return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_backend_trusts_exactly_the_app_service_for_forwarded_addresses():
+    """The app forwards each browser's address (rate limits per user); the backend trusts only the app's fixed
+    address on the compose network, which lies in that network's subnet."""
+    import ipaddress
+
+    from backend.api.settings import Settings
+
+    app_ip = COMPOSE["services"]["app"]["networks"]["atlas"]["ipv4_address"]
+    subnet = ipaddress.ip_network(COMPOSE["networks"]["atlas"]["ipam"]["config"][0]["subnet"])
+    assert ipaddress.ip_address(app_ip) in subnet
+    assert "atlas" in COMPOSE["services"]["backend"]["networks"]
+    trusted = Settings(trusted_proxies=COMPOSE["services"]["backend"]["environment"]["NEURON_ATLAS_TRUSTED_PROXIES"],
+                       _env_file=None)
+    assert trusted.is_trusted_proxy(app_ip) and not trusted.is_trusted_proxy(str(subnet.network_address + 1))
 
 
 def test_compose_matches_schema_and_declares_its_volumes():

@@ -37,13 +37,22 @@ def require_write_token(request: Request, state: AtlasState = Depends(get_state)
         raise ApiProblem(403, "the API token is not valid for this server")
 
 
-def client_key(request: Request) -> str:
-    return request.client.host if request.client is not None else "unknown"
+def client_key(request: Request, state: AtlasState) -> str:
+    """The client a request is counted against: the direct peer, or, when that peer is a trusted proxy (the
+    dashboard's server), the nearest untrusted address in its X-Forwarded-For chain."""
+    peer = request.client.host if request.client is not None else None
+    if not state.settings.is_trusted_proxy(peer):
+        return peer or "unknown"
+    chain = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for host in reversed(chain):
+        if not state.settings.is_trusted_proxy(host):
+            return host
+    return chain[0] if chain else (peer or "unknown")
 
 
 def rate_limited(request: Request, state: AtlasState = Depends(get_state)) -> None:
     """Spend one token of the client's bucket; 429 with Retry-After when it is empty."""
-    allowed, wait = state.buckets.take(client_key(request))
+    allowed, wait = state.buckets.take(client_key(request, state))
     if not allowed:
         raise ApiProblem(429, f"too many intervention requests from this client; retry in {wait} s "
                               f"(limit: {state.settings.rate_burst:g} at once, {state.settings.rate_per_s:g} per second)",

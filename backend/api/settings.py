@@ -4,6 +4,7 @@ Every setting has a default that works for the offline demo; `neuron-atlas serve
 """
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -34,17 +35,39 @@ class Settings(BaseSettings):
     rate_burst: float = Field(10.0, ge=1, description="intervention requests a client may send in a burst")
     rate_per_s: float = Field(0.5, gt=0, description="sustained intervention requests per second per client")
     api_token: SecretStr | None = Field(None, description="when set, writes (saving findings) need `Authorization: Bearer <token>`")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="peers (IPs or CIDR networks, comma-separated) whose X-Forwarded-For names the real client for rate "
+                    "limits: the dashboard's app server, a reverse proxy")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="origins allowed by CORS (comma-separated in the environment)")
     language_identifier: str = Field("langid", description="langid | fasttext:/path/to/lid.176.bin")
     warm_store: bool = Field(True, description="read the per-unit tables once at start-up so unit pages are fast from the first request")
     page_limit: int = Field(500, ge=1, description="largest page size of list endpoints")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
-    def _split_origins(cls, value):
+    def _split_list(cls, value):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {item!r} is not an IP address or CIDR network") from None
+        return value
+
+    def is_trusted_proxy(self, host: str | None) -> bool:
+        """Whether the direct peer `host` may tell us the client's address in X-Forwarded-For."""
+        try:
+            addr = ipaddress.ip_address(host or "")
+        except ValueError:
+            return False
+        return any(addr in ipaddress.ip_network(n, strict=False) for n in self.trusted_proxies)
 
     @field_validator("model_fallback", mode="before")
     @classmethod

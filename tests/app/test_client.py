@@ -186,3 +186,18 @@ def test_page_limit_is_asked_once():
     c, rec = client_with(lambda r: httpx.Response(200, json={"limits": {"page_limit": 250}}))
     assert c.page_limit() == 250 and c.page_limit() == 250
     assert [r.url.path for r in rec.requests] == ["/capabilities"]
+
+
+def test_forwards_the_browser_chain_so_the_backend_counts_each_user():
+    from app.main import browser_chain, create_app
+
+    c, rec = client_with(lambda r: httpx.Response(200, json={"ok": True}))
+    dash_app = create_app("http://backend.test:8000", client=c)
+    assert c.forwarded_for is browser_chain
+    c.health()
+    with dash_app.server.test_request_context("/", environ_base={"REMOTE_ADDR": "10.1.2.3"},
+                                              headers={"X-Forwarded-For": "6.6.6.6"}):
+        assert browser_chain() == "6.6.6.6, 10.1.2.3"
+        c.capabilities()
+    assert "x-forwarded-for" not in rec.requests[0].headers, "no browser request, no header"
+    assert rec.requests[1].headers["x-forwarded-for"] == "6.6.6.6, 10.1.2.3"

@@ -222,6 +222,31 @@ def test_rate_limit_answers_429_with_retry_after(atlas_store, tiny_bundle, tmp_p
         assert c.get("/runs").status_code == 200, "reads are not rate limited"
 
 
+def test_rate_limit_counts_forwarded_clients_only_behind_a_trusted_proxy(atlas_store, tiny_bundle, tmp_path):
+    """The dashboard's server (a trusted peer) forwards each browser's address: two browsers get their own buckets;
+    an untrusted peer cannot pick a bucket by sending X-Forwarded-For."""
+    from fastapi.testclient import TestClient
+
+    from backend.api.app import create_app
+
+    store, _ = atlas_store
+    req = {"text": TEXT, "src_lang": "fra", "tgt_lang": "eng", "max_new_tokens": 4}
+
+    def codes(c, forwarded: str, n: int) -> list[int]:
+        return [c.post("/interventions", json=req, headers={"X-Forwarded-For": forwarded}).status_code for _ in range(n)]
+
+    settings = make_settings(store, tmp_path, rate_burst=1, rate_per_s=0.01, trusted_proxies="127.0.0.1/32")
+    with TestClient(create_app(settings, bundle=tiny_bundle), client=("127.0.0.1", 40000)) as app_server:
+        assert codes(app_server, "10.0.0.1", 2) == [200, 429]
+        assert codes(app_server, "10.0.0.2", 1) == [200], "another browser has its own bucket"
+        assert codes(app_server, "6.6.6.6, 10.0.0.1", 1) == [429], "a forged hop left of the browser is ignored"
+    with TestClient(create_app(settings, bundle=tiny_bundle), client=("192.0.2.7", 40000)) as stranger:
+        assert codes(stranger, "10.0.0.3", 1) == [200]
+        assert codes(stranger, "10.0.0.4", 1) == [429], "an untrusted peer is counted by its own address"
+    with pytest.raises(ValueError, match="not an IP address"):
+        make_settings(store, tmp_path, trusted_proxies="localhost")
+
+
 def test_full_queue_and_timeouts(atlas_store, tiny_bundle, tmp_path, monkeypatch):
     """With the worker blocked, a queue of 1 answers 503 + Retry-After and a waiting request times out with 504."""
     store, _ = atlas_store
