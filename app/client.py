@@ -356,6 +356,12 @@ class AtlasClient:
                       metric: str = "gini") -> dict[str, Any]:
         return self._run_get(run_id, "/concentration", {"stack": stack, "step": step, "task": task, "metric": metric})
 
+    def interventions(self, run_id: str, *, experiment: str | None = None, input_task: str | None = None,
+                      language: str | None = None, step: int | None = None) -> dict[str, Any]:
+        """The run's stored batch intervention conditions with their mean metrics."""
+        return self._run_get(run_id, "/interventions", {"experiment": experiment, "input_task": input_task,
+                                                        "language": language, "step": step})
+
     def concentration_units(self, run_id: str, *, stack: str, layer: int, task: str, language: str,
                             step: int | None = None, limit: int = 20, offset: int = 0) -> dict[str, Any]:
         """Units of one concentration cell ranked by mean |activation|, with each unit's share of the layer total."""

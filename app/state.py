@@ -51,7 +51,7 @@ class PageSpec:
 PAGES: dict[str, PageSpec] = {
     "overview": PageSpec("overview", "/", (
         Key("run", "str"),
-        Key("tab", "str", "selectivity", ("selectivity", "modality", "concentration", "crossmodal")),
+        Key("tab", "str", "selectivity", ("selectivity", "modality", "concentration", "crossmodal", "interventions")),
         Key("step", "int", None, lo=0, hi=4096),
         Key("k", "int", None, lo=1, hi=2**31 - 1),
         Key("kind", "str", "language", ("language", "multimodal_language", "modality")),
@@ -70,6 +70,8 @@ PAGES: dict[str, PageSpec] = {
         Key("x_scope", "str", "text_decoder", SPEARMAN_SCOPES),
         Key("x_layer", "int", None, lo=0, hi=4096),
         Key("x_cell", "str", None, max_len=100),
+        Key("e_exp", "str", "ablation", ("ablation", "steering", "dose")),
+        Key("e_task", "str", "en2x_t2tt", ("asr", "s2tt", "t2tt", "en2x_s2tt", "en2x_t2tt")),
     )),
     "layer": PageSpec("layer", "/layer", (
         Key("run", "str"),

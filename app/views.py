@@ -58,7 +58,8 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
             if not pooled:
                 raise ViewError("this run has no pooled modality concept for that role and step")
             return [{"method": "GET", "path": f"{base}/heatmap", "label": "modality map",
-                     "params": _heatmap_params(s, "text_decoder", concept_ids=[int(pooled[0]["concept_id"])])}]
+                     "params": _heatmap_params(s, "text_decoder", concept_ids=[int(pooled[0]["concept_id"])],
+                                               group="site")}]
         if tab == "concentration":
             speech_task, text_task = {"representation": ("s2tt", "t2tt"), "control": ("en2x_s2tt", "en2x_t2tt")}[s["c_role"]]
             stacks = (("text_decoder", "text_decoder") if s["c_stack"] == "decoder" else ("speech_encoder", "text_encoder"))
@@ -72,6 +73,9 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
                 {"method": "GET", "path": f"{base}/spearman", "label": "spearman",
                  "params": {"role": s["x_role"], "step": s["step"], "scope": s["x_scope"]}},
             ]
+        if tab == "interventions":
+            return [{"method": "GET", "path": f"{base}/interventions", "label": "batch interventions",
+                     "params": {"input_task": s["e_task"]}}]
         raise ViewError(f"tab: unknown overview tab {tab!r}")
     if page == "layer":
         params = {"concept_id": s["concept"], "sort": s["sort"], "order": s["order"],
@@ -181,6 +185,10 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
         elif tab == "crossmodal":
             out = [ui.graph("finding-fig-0", fg.overlap_matrix(responses[0], prov)),
                    ui.graph("finding-fig-1", fg.spearman_matrix(responses[1], prov, layer=s.get("x_layer")))]
+        elif tab == "interventions":
+            out = [ui.graph("finding-fig-0", fg.batch_interventions(responses[0]["conditions"], prov,
+                                                                     experiment=s["e_exp"], input_task=s["e_task"],
+                                                                     step=s.get("step")))]
     elif page == "layer":
         rows = responses[0].get("units") or []
         head = ["unit", "site", "ch", "AP", "on_p50", "off_mean"]

@@ -450,6 +450,66 @@ def language_probability_bars(result: Mapping[str, Any], prov: Provenance, *, co
     return _finish(fig, title, prov, height=300, x_title="language (identifier)", y_title="probability")
 
 
+#: Column order of the batch-intervention table per experiment (set_kind or unit_source), with readable names.
+BATCH_COLUMNS = {
+    "ablation": (("set_kind", "baseline", "baseline"), ("set_kind", "top", "top k"), ("set_kind", "bottom", "bottom k"),
+                 ("set_kind", "both", "both 2k"), ("set_kind", "random_top", "random k"),
+                 ("set_kind", "random_both", "random 2k")),
+    "steering": (("set_kind", "baseline", "baseline"), ("unit_source", "same-modality", "same modality"),
+                 ("unit_source", "cross-modal", "cross-modal"), ("unit_source", "random", "random 2k")),
+}
+
+
+def batch_interventions(conditions: Sequence[Mapping[str, Any]], prov: Provenance, *, experiment: str, input_task: str,
+                        step: int | None) -> go.Figure:
+    """The stored batch experiments of one input task: language × condition heatmap of the mean probability that
+    the output is in the concept's language (ablation: lower = the units mattered; steering: higher = they steer),
+    or for `dose` that probability against k, chosen units vs random."""
+    rows = [c for c in conditions if c["experiment"] == experiment and c["input_task"] == input_task]
+    langs = list(dict.fromkeys(c["language"] for c in rows))
+    if not rows:
+        return message_figure(f"this run stored no {experiment} experiments for {input_task}", prov)
+    if experiment == "dose":
+        fig = go.Figure()
+        for i, lang in enumerate(langs):
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            for kind, dash in (("both", "solid"), ("random_both", "dot")):
+                pts = sorted((c for c in rows if c["language"] == lang and c["set_kind"] == kind
+                              and c.get("mean_p_concept_lang") is not None), key=lambda c: c["k"])
+                if pts:
+                    fig.add_scatter(x=[c["k"] for c in pts], y=[c["mean_p_concept_lang"] for c in pts],
+                                    mode="lines+markers", line=dict(color=colour, dash=dash),
+                                    name=f"{lang} · {'both' if kind == 'both' else 'random'}",
+                                    hovertemplate=f"{lang} {kind}<br>k=%{{x}}: p=%{{y:.3f}}<extra></extra>")
+        fig.update_xaxes(type="log")
+        fig.update_yaxes(range=[0, 1])
+        title = f"Stored dose–response · {input_task} · step {step}: control units of L forced (solid) vs random (dotted)"
+        return _finish(fig, title, prov, height=360, x_title="k (per set; both = 2k units, log scale)",
+                       y_title="p(output in L)")
+    columns = BATCH_COLUMNS[experiment]
+    z = np.full((len(langs), len(columns)), np.nan)
+    n = np.zeros_like(z)
+    for c in rows:
+        if c["set_kind"] != "baseline" and c.get("step") != step:
+            continue
+        for j, (field, value, _) in enumerate(columns):
+            if c.get(field) == value and c.get("mean_p_concept_lang") is not None:
+                z[langs.index(c["language"]), j] = c["mean_p_concept_lang"]
+                n[langs.index(c["language"]), j] = c.get("n_items") or 0
+    text = [["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[name for _, _, name in columns], y=langs, text=text, texttemplate="%{text}", colorscale=SEQUENTIAL,
+        zmin=0, zmax=1, customdata=n, xgap=1, ygap=1,
+        colorbar=dict(title=dict(text="p(output in L)", side="right"), thickness=12),
+        hovertemplate="L=%{y} · %{x}: %{z:.3f} (%{customdata:.0f} items)<extra></extra>"))
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category", autorange="reversed")
+    what = "ablating L's units on L's inputs" if experiment == "ablation" else "steering other inputs toward L"
+    return _finish(fig, f"Stored {experiment} · {input_task} · step {step}: {what}", prov,
+                   height=max(300, 120 + 34 * len(langs)), x_title="condition", y_title="concept language L",
+                   legend=False)
+
+
 def dose_response(points: Sequence[Mapping[str, Any]], prov: Provenance, *, concept_lang: str, tgt_lang: str,
                   set_kind: str) -> go.Figure:
     """k sweep: output-language probability against the number of forced units, chosen set vs random control."""

@@ -20,7 +20,7 @@ from app.components.common import STACK_NAMES, TASK_NAMES, Provenance, control, 
 PAGE = "overview"
 STACKS = ("speech_encoder", "text_encoder", "text_decoder")
 TAB_LABELS = {"selectivity": "Selectivity", "modality": "Modality map", "concentration": "Concentration",
-              "crossmodal": "Speech × text"}
+              "crossmodal": "Speech × text", "interventions": "Interventions (batch)"}
 SET_LABELS = {"ap": "AP ≥ threshold", "top": "top-k", "bottom": "bottom-k", "both": "both (2k)"}
 KIND_LABELS = {"language": "language", "multimodal_language": "language (speech+text)", "modality": "modality (speech vs text)"}
 ROLE_TASKS = {"representation": ("s2tt", "t2tt"), "control": ("en2x_s2tt", "en2x_t2tt")}
@@ -134,11 +134,26 @@ def layout(**query: Any) -> html.Div:
         html.P("Click a cell of either matrix to list the units both sets share.", className="hint"),
         loading(html.Div(id="ov-x-shared")),
     ])
+    interventions = html.Div([
+        html.Div([
+            control("Experiment", ui.radio("ov-e-exp", [{"label": "ablation", "value": "ablation"},
+                                                        {"label": "steering", "value": "steering"},
+                                                        {"label": "dose–response", "value": "dose"}], s["e_exp"])),
+            control("Input task", ui.dropdown("ov-e-task", ui.options(list(st.PAGES[PAGE].key("e_task").choices)),
+                                              s["e_task"], searchable=False)),
+        ], className="controls"),
+        html.P("Results of the precompute run's batch experiments (the same InterventionSpecs the lab runs live): mean "
+               "probability, over the first inputs of each language, that the output is in the concept's language L. "
+               "Uses the decoding step above.", className="hint"),
+        error_text("ov-e-error"),
+        loading(ui.graph("ov-e-graph")),
+    ])
     tabs = dcc.Tabs(id="ov-tab", value=s["tab"], children=[
         dcc.Tab(label=TAB_LABELS["selectivity"], value="selectivity", children=selectivity),
         dcc.Tab(label=TAB_LABELS["modality"], value="modality", children=modality),
         dcc.Tab(label=TAB_LABELS["concentration"], value="concentration", children=concentration),
         dcc.Tab(label=TAB_LABELS["crossmodal"], value="crossmodal", children=crossmodal),
+        dcc.Tab(label=TAB_LABELS["interventions"], value="interventions", children=interventions),
     ])
     return html.Div([
         html.H1("Overview"),
@@ -268,13 +283,14 @@ def register_callbacks(app: Dash) -> None:
                   Input("ov-c-stack", "value"), Input("ov-c-metric", "value"), Input("ov-c-cell", "data"),
                   Input("ov-x-role", "value"), Input("ov-x-set", "value"), Input("ov-x-metric", "value"),
                   Input("ov-x-scope", "value"), Input("ov-x-layer", "value"), Input("ov-x-cell", "data"),
+                  Input("ov-e-exp", "value"), Input("ov-e-task", "value"),
                   State("ov-state", "data"), prevent_initial_call=True)
     def update_state(run_id, tab, step, k, set_kind, thr, kind, task, comp, mm_role, c_role, c_stack, c_metric,
-                     c_cell, x_role, x_set, x_metric, x_scope, x_layer, x_cell, previous):
+                     c_cell, x_role, x_set, x_metric, x_scope, x_layer, x_cell, e_exp, e_task, previous):
         new = {"run": run_id, "tab": tab, "step": step, "k": k, "set": set_kind, "thr": thr, "kind": kind,
                "task": task, "comp": comp, "mm_role": mm_role, "c_role": c_role, "c_stack": c_stack,
                "c_metric": c_metric, "c_cell": c_cell, "x_role": x_role, "x_set": x_set, "x_metric": x_metric,
-               "x_scope": x_scope, "x_layer": x_layer, "x_cell": x_cell}
+               "x_scope": x_scope, "x_layer": x_layer, "x_cell": x_cell, "e_exp": e_exp, "e_task": e_task}
         if previous and new == previous:
             return no_update, no_update
         return new, st.href(PAGE, new)
@@ -323,6 +339,21 @@ def register_callbacks(app: Dash) -> None:
         if concept_id is None or point.get("x") is None:
             return no_update
         return ui.href("layer", run=s["run"], stack=stack, layer=int(point["x"]), concept=int(concept_id), comp=s["comp"])
+
+    @app.callback(Output("ov-e-graph", "figure"), Output("ov-e-error", "children"), Input("ov-state", "data"))
+    def batch(s):
+        if not s or s["tab"] != "interventions":
+            return no_update, no_update
+        try:
+            _, _, prov = context.run_and_provenance(s["run"])
+            data = context.client().interventions(s["run"], input_task=s["e_task"])
+        except BackendError as exc:
+            return fg.message_figure("no figure: " + exc.message), exc.message
+        if not data["conditions"]:
+            return fg.message_figure(f"this run stored no batch experiments for {s['e_task']} (see evaluate.experiments "
+                                     "in its config)", prov), ""
+        return fg.batch_interventions(data["conditions"], prov, experiment=s["e_exp"], input_task=s["e_task"],
+                                      step=s["step"]), ""
 
     @app.callback(Output("ov-mm-graph", "figure"), Output("ov-mm-error", "children"), Input("ov-state", "data"))
     def modality(s):

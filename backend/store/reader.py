@@ -889,6 +889,52 @@ class StoreReader:
             out.append({"task": t, "step": s, "top": pick(order), "bottom": pick(bottom)})
         return {"run_id": run_id, "unit_id": unit_id, "n": n, "sets": out}
 
+    def interventions(self, run_id: str, experiment: str | None = None, input_task: str | None = None,
+                      language: str | None = None, step: int | None = None) -> dict:
+        """The batch intervention conditions of a run (one row per condition: its labels, spec and mean metrics),
+        with the unintervened baseline of each (input task, language) alongside."""
+        self._run_cache(run_id)
+        conds, params = ["run_id = ?"], [run_id]
+        for column, value in (("experiment", experiment), ("input_task", input_task), ("language", language),
+                              ("step", step)):
+            if value is not None:
+                conds.append(f"{column} = ?")
+                params.append(value)
+        df = self._query(f"SELECT * EXCLUDE (run_id) FROM interventions WHERE {' AND '.join(conds)} "
+                         "ORDER BY experiment_id", params)
+        known = self._query("SELECT DISTINCT experiment FROM interventions WHERE run_id = ?", [run_id])["experiment"]
+        if experiment is not None and experiment not in set(known):
+            raise QueryError(f"experiment: run {run_id} has no {experiment!r} experiments; it has {_known(sorted(known))}")
+        rows = []
+        for r in df.to_dict("records"):
+            rec = clean_record(r)
+            if isinstance(rec.get("spec"), str):
+                rec["spec"] = json.loads(rec["spec"])
+            rows.append(rec)
+        return {"run_id": run_id, "experiments": sorted(known), "conditions": rows}
+
+    def intervention_outputs(self, run_id: str, experiment_id: int, limit: int = 100, offset: int = 0) -> dict:
+        """The per-item outputs and metrics of one batch condition."""
+        self._run_cache(run_id)
+        head = self._query("SELECT * EXCLUDE (run_id) FROM interventions WHERE run_id = ? AND experiment_id = ?",
+                           [run_id, experiment_id])
+        if head.empty:
+            raise NotFoundError(f"run {run_id} has no intervention condition {experiment_id}")
+        df = self._query("SELECT * EXCLUDE (run_id), count(*) OVER () AS total FROM intervention_outputs "
+                         f"WHERE run_id = ? AND experiment_id = ? ORDER BY item LIMIT {int(limit)} OFFSET {int(offset)}",
+                         [run_id, experiment_id])
+        total = int(df["total"].iloc[0]) if len(df) else 0
+        rows = []
+        for r in df.drop(columns="total").to_dict("records"):
+            rec = clean_record(r)
+            if isinstance(rec.get("lang_probs"), str):
+                rec["lang_probs"] = json.loads(rec["lang_probs"])
+            rows.append(rec)
+        cond = clean_record(head.iloc[0].to_dict())
+        if isinstance(cond.get("spec"), str):
+            cond["spec"] = json.loads(cond["spec"])
+        return {"run_id": run_id, "condition": cond, "total": total, "limit": limit, "offset": offset, "outputs": rows}
+
     def item_of(self, run_id: str, task: str, example_id: str, tgt_lang: str | None = None) -> dict:
         """The recorded item of `task` fed by `example_id` (en->X tasks feed one English example to several target
         languages: `tgt_lang` picks one, else the first in item order)."""

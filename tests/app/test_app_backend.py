@@ -86,6 +86,7 @@ def test_audio_proxy_and_static_guard(env):
     ("overview", {"tab": "modality", "set": "ap", "thr": "0.8"}),
     ("overview", {"tab": "concentration", "c_stack": "encoder"}),
     ("overview", {"tab": "crossmodal", "x_scope": "text_decoder/layer"}),
+    ("overview", {"tab": "interventions", "e_exp": "dose", "e_task": "en2x_t2tt"}),
     ("layer", {"stack": "text_decoder", "layer": "1", "concept": "3", "sort": "on_p50", "order": "asc"}),
     ("unit", {"unit": "3246"}),
     ("lab", {"in": "text", "text": "Guten Morgen", "src": "deu", "tgt": "eng", "role": "representation", "umod": "speech",

@@ -165,6 +165,25 @@ def test_modality_map_rows_are_site_roles_when_given():
     assert z[1, 0] == pytest.approx(2 / 16) and z[1, 1] == pytest.approx(3 / 16) and z[0, 0] == 0
 
 
+def test_batch_interventions_table_and_dose_lines():
+    def cond(lang, set_kind, p, step=2, source="same", k=10, exp="ablation"):
+        return {"experiment": exp, "input_task": "t2tt", "language": lang, "set_kind": set_kind, "step": step,
+                "unit_source": source, "k": k, "mean_p_concept_lang": p, "n_items": 4}
+
+    rows = [cond("deu", "baseline", 0.9, step=None, source="none"), cond("deu", "both", 0.2), cond("deu", "both", 0.5, step=7),
+            cond("fra", "random_top", 0.8), cond("fra", "top", 0.1)]
+    (trace,) = fg.batch_interventions(rows, PROV, experiment="ablation", input_task="t2tt", step=2).data
+    assert list(trace.y) == ["deu", "fra"] and list(trace.x)[:4] == ["baseline", "top k", "bottom k", "both 2k"]
+    z = np.asarray(trace.z, dtype=float)
+    assert z[0, 0] == 0.9 and z[0, 3] == 0.2 and z[1, 1] == 0.1 and z[1, 4] == 0.8 and np.isnan(z[0, 1])
+    dose = [cond("deu", kind, p, k=k, exp="dose") for k, kind, p in ((10, "both", 0.1), (50, "both", 0.6),
+                                                                         (10, "random_both", 0.0))]
+    fig = fg.batch_interventions(dose, PROV, experiment="dose", input_task="t2tt", step=2)
+    assert [list(t.x) for t in fig.data] == [[10, 50], [10]] and list(fig.data[0].y) == [0.1, 0.6]
+    empty = fg.batch_interventions(rows, PROV, experiment="steering", input_task="t2tt", step=2)
+    assert "no steering" in empty.layout.annotations[0].text
+
+
 def test_concentration_pair_filters_tasks_and_shares_the_colour_range():
     fig = fg.concentration_pair(CONCENTRATION, CONCENTRATION, PROV, speech_task="s2tt", text_task="t2tt")
     speech, text = fig.data

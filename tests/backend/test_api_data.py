@@ -135,6 +135,25 @@ def test_heatmap_by_site_role_matches_sql(client, db, atlas_store, mode, compone
     assert client.get(f"/runs/{run_id}/heatmap", params={"stack": "text_decoder"}).json()["by_site"] is None
 
 
+def test_batch_interventions_and_their_outputs_match_the_tables(client, db, atlas_store):
+    _, run_id = atlas_store
+    body = client.get(f"/runs/{run_id}/interventions", params={"input_task": "t2tt"}).json()
+    ref = q(db, "SELECT experiment_id, set_kind, mean_p_concept_lang FROM interventions WHERE input_task = 't2tt' "
+                "ORDER BY experiment_id")
+    assert [c["experiment_id"] for c in body["conditions"]] == ref["experiment_id"].tolist()
+    assert set(body["experiments"]) >= {"ablation"} and {c["set_kind"] for c in body["conditions"]} >= {"baseline", "both"}
+    spec_row = next(c for c in body["conditions"] if c["set_kind"] == "both")
+    assert spec_row["spec"]["units"]["set"] == "both" and isinstance(spec_row["spec"], dict)
+    page = client.get(f"/runs/{run_id}/interventions/{spec_row['experiment_id']}/outputs", params={"limit": 2}).json()
+    outs = q(db, "SELECT item, output_text FROM intervention_outputs WHERE experiment_id = ? ORDER BY item",
+             spec_row["experiment_id"])
+    assert page["total"] == len(outs) and [o["item"] for o in page["outputs"]] == outs["item"].tolist()[:2]
+    assert page["outputs"][0]["output_text"] == outs["output_text"].iloc[0]
+    assert isinstance(page["outputs"][0]["lang_probs"], dict) and page["condition"]["experiment_id"] == spec_row["experiment_id"]
+    assert_error(client.get(f"/runs/{run_id}/interventions/999999/outputs"), 404, "999999")
+    assert_error(client.get(f"/runs/{run_id}/interventions", params={"experiment": "nope"}), 422, "experiment")
+
+
 def test_concentration_overlap_spearman_match_tables(client, db, atlas_store):
     _, run_id = atlas_store
     conc = client.get(f"/runs/{run_id}/concentration", params={"stack": "text_decoder", "step": 7, "task": "s2tt"}).json()

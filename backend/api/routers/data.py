@@ -268,6 +268,34 @@ def unit_examples(
     return reader.unit_examples(run_id, unit_id, task, step, n)
 
 
+@router.get("/runs/{run_id}/interventions", summary="Batch intervention conditions of the run with their mean metrics")
+def interventions(
+    run_id: str = Depends(run_path),
+    experiment: Literal["ablation", "steering", "dose"] | None = None,
+    input_task: str | None = Query(None, max_length=64),
+    language: str | None = Query(None, max_length=16),
+    step: int | None = StepQ,
+    reader: StoreReader = Depends(get_reader),
+) -> dict[str, Any]:
+    """One row per condition (experiment, input task, step, concept language, unit source, set kind, k, its spec)
+    with mean output-language probabilities and quality; baselines have set_kind `baseline` and no step."""
+    return reader.interventions(run_id, experiment, input_task, language, step)
+
+
+@router.get("/runs/{run_id}/interventions/{experiment_id}/outputs",
+            summary="Per-item outputs and metrics of one batch intervention condition")
+def intervention_outputs(
+    run_id: str = Depends(run_path),
+    experiment_id: int = Path(ge=0, le=INT_MAX),
+    limit: int = Query(100, ge=1, le=10_000),
+    offset: int = Query(0, ge=0, le=INT_MAX),
+    reader: StoreReader = Depends(get_reader),
+    state: AtlasState = Depends(get_state),
+) -> dict[str, Any]:
+    _limit(state, limit)
+    return reader.intervention_outputs(run_id, experiment_id, limit, offset)
+
+
 @router.get("/runs/{run_id}/examples", response_model=ExamplePage, summary="Corpus examples, filtered and paginated")
 def examples(
     run_id: str = Depends(run_path),
