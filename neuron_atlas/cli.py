@@ -39,7 +39,8 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
 
 
 #: Packages that add their own subcommands: each module has `register(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("backend.api.commands", "app.commands", "neuron_atlas.demo")
+COMMAND_MODULES: tuple[str, ...] = ("backend.api.commands", "app.commands", "neuron_atlas.demo",
+                                     "precompute.demo_model.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
