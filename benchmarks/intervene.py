@@ -1,6 +1,6 @@
 """Intervention overhead: greedy `generate` with intervention hooks vs plain `generate`, same inputs, same model.
 
-Tiny random model on CPU: 20 text + 10 speech utterances (batch 1, as a live request), every run forced to exactly
+Tiny random model (or `--model demo`, the trained demo model) on CPU: 20 text + 10 speech utterances (batch 1, as a live request), every run forced to exactly
 `--tokens` new tokens (so an intervention that changes the output cannot change the amount of work), for (a) a spec
 writing 500 random decoder units (spread over every decoder site: the worst case for hook count) and (b) an empty
 spec. Plain and hooked runs alternate per utterance; each repeat sums the utterances, and the ratio reported is the
@@ -132,8 +132,8 @@ def report(title: str, totals: dict[str, dict[str, list[float]]], counts: dict[s
     return overall
 
 
-def run_tiny(args: argparse.Namespace) -> None:
-    bundle = load_model("tiny-random", device="cpu")
+def run_cpu(args: argparse.Namespace) -> None:
+    bundle = load_model(args.model, device="cpu")
     threads = configure_cpu_threads(bundle)
     registry = SiteRegistry.from_model(bundle.model)
     stats = random_stats(registry)
@@ -146,7 +146,7 @@ def run_tiny(args: argparse.Namespace) -> None:
     configs = configurations(bundle, registry, {first: hooked, "(b) empty spec": empty}, floor_of=first)
     totals = compare(bundle, configs, inputs, args.tokens, args.repeats)
     report(
-        f"tiny-random on CPU ({threads} thread), {registry.n_units} units; spec (a) touches {len(hooked.sites)} of "
+        f"{args.model} on CPU ({threads} thread), {registry.n_units} units; spec (a) touches {len(hooked.sites)} of "
         f"{len(registry.stack_sites('text_decoder'))} decoder sites, median of {args.repeats} repeats",
         totals,
         {"text": n_text, "speech": n_speech},
@@ -184,13 +184,14 @@ def run_full(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer utterances and repeats")
+    parser.add_argument("--model", default="tiny-random", help="CPU model: tiny-random (default) or demo")
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per generation (forced)")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per configuration (default 5, quick 2)")
     parser.add_argument("--skip-gpu", action="store_true", help="do not run the full-size model even with a GPU")
     args = parser.parse_args()
     args.repeats = args.repeats or (2 if args.quick else 5)
     transformers.logging.set_verbosity_error()
-    run_tiny(args)
+    run_cpu(args)
     if not args.skip_gpu:
         run_full(args)
 
