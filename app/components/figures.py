@@ -399,7 +399,7 @@ def spectrogram_figure(times: np.ndarray, freqs: np.ndarray, db: np.ndarray, pro
     duration = float(times[-1]) if len(times) else 0.0
     fig.add_shape(type="line", x0=0, x1=0, y0=0, y1=1, yref="paper", line=dict(color=OKABE_ITO[0], width=2))
     fig.update_xaxes(range=[0, max(duration, 1e-3)])
-    fig.update_yaxes(title_text="frequency (Hz)")
+    fig.update_layout(yaxis=dict(title=dict(text="frequency (Hz)")))
     return _finish(fig, title, prov, height=300, x_title="time (s)", legend=trace is not None, narrow=True)
 
 

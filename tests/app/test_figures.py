@@ -267,6 +267,7 @@ def test_spectrogram_peaks_at_the_tone_frequency():
     assert times[0] == pytest.approx(0.0125) and times[1] - times[0] == pytest.approx(0.01)
     fig = fg.spectrogram_figure(times, freqs, db, PROV, title="spec", trace={"times_s": [0.1, 0.2], "values": [1.0, 2.0]})
     assert fig.data[1].name == "unit activation" and fig.data[1].yaxis == "y2" and fig.layout.shapes[0].x0 == 0
+    assert (fig.layout.yaxis.title.text, fig.layout.yaxis2.title.text) == ("frequency (Hz)", "activation")
     np.testing.assert_array_equal(np.asarray(fig.data[0].z), np.round(db).astype(np.int16))
     assert fig.layout.xaxis.range[1] == pytest.approx(times[-1])
 

@@ -352,12 +352,24 @@ def test_missing_store_then_published_and_replaced(atlas_store, tiny_bundle, tmp
         assert c.get(f"/runs/{run_id}").json()["name"] == "renamed"
 
 
-def test_demo_model_fallback_is_reported(atlas_store, tmp_path):
+def test_demo_model_fallback_is_reported(atlas_store, tmp_path, monkeypatch):
+    """A checkout without assets/demo-model (e.g. a trimmed image) falls back to tiny-random and says so."""
+    from backend.model import loading
+
+    monkeypatch.setattr(loading, "DEMO_MODEL_DIR", tmp_path / "no-demo-model")
     store, _ = atlas_store
     with client_for(make_settings(store, tmp_path, model="demo")) as c:
         model = c.get("/capabilities").json()["model"]
     assert model["requested"] == "demo" and model["loaded"] == "tiny-random" and model["state"] == "ready"
     assert "demo" in model["fallback_note"] and "tiny-random" in model["fallback_note"]
+
+
+def test_the_shipped_demo_model_is_served_by_default(atlas_store, tmp_path):
+    store, _ = atlas_store
+    with client_for(make_settings(store, tmp_path, model="demo")) as c:
+        model = c.get("/capabilities").json()["model"]
+    assert model["requested"] == "demo" and model["loaded"] == "demo" and model["state"] == "ready"
+    assert model["fallback_note"] is None and model["speech_output"] == "tts"
 
 
 def test_cors_origins(atlas_store, tiny_bundle, tmp_path):
