@@ -244,6 +244,28 @@ def test_train_demo_command_is_registered_with_its_options():
     args = parser.parse_args(["train-demo", "--quick", "--minutes", "2", "--seed", "5", "--out", "/tmp/x"])
     assert (args.quick, args.minutes, args.seed, args.out) == (True, 2.0, 5, Path("/tmp/x"))
     assert parser.parse_args(["train-demo"]).out == DEMO_MODEL_DIR
+    assert parser.parse_args(["train-demo"]).first_label == "source"
+    bad = parser.parse_args(["train-demo", "--init-from", str(Path("/nonexistent/model")), "--out", "/tmp/x"])
+    with pytest.raises(SystemExit, match="--init-from /nonexistent/model is not a model folder written by train-demo"):
+        bad.func(bad)
+
+
+def test_continued_training_keeps_the_tokenizer_and_records_the_earlier_run(tmp_path):
+    data_cfg = DataConfig(n_grammar=6, max_builtin=3, builtin_extra_voices=0, english_voices=1,
+                          languages=("eng", "deu", "fra"), workers=1)
+    first_cfg = replace(QUICK_TRAIN, steps=6, minutes=2.0, speech_batch=4, text_batch=8, text_phase=0.0,
+                        source_language_labels=False)
+    first = train_demo_model(tmp_path / "run1", first_cfg, data_cfg, cache_dir=tmp_path / "cache", progress=False,
+                             evaluate_limit=1)
+    second = train_demo_model(tmp_path / "run2", replace(first_cfg, steps=4, source_language_labels=True), data_cfg,
+                              cache_dir=tmp_path / "cache", progress=False, evaluate_limit=1,
+                              init_from=tmp_path / "run1")
+    assert (tmp_path / "run2" / "tokenizer.json").read_text() == (tmp_path / "run1" / "tokenizer.json").read_text()
+    saved = json.loads((tmp_path / "run1" / "training_report.json").read_text())
+    assert second["earlier_runs"] == [{"train": saved["train"], "train_config": saved["train_config"]}]
+    assert saved["train"]["steps"] == first["train"]["steps"] == 6 and second["train"]["steps"] == 4
+    card = (tmp_path / "run2" / "README.md").read_text()
+    assert "Trained in 2 runs" in card and "--first-label target" in card and "--init-from run1" in card
 
 
 # ------------------------------------------------------------------------------------------ the shipped model
