@@ -127,6 +127,14 @@ class ModelHost:
         raise ApiProblem(503, f"the model {self.requested!r} is still loading; retry shortly", headers={"Retry-After": "5"})
 
 
+def require_same_model(run: dict, bundle: ModelBundle, consequence: str) -> None:
+    """409 naming both models when a stored run was computed with another model than the loaded one."""
+    if run["model_checksum"] != bundle.checksum:
+        raise ApiProblem(409, f"run {run['run_id']} was computed with model {run['model_spec']!r} (checksum "
+                              f"{run['model_checksum']}), but the loaded model is {bundle.spec!r} (checksum "
+                              f"{bundle.checksum}): {consequence}", "run_id")
+
+
 def speech_source(bundle: ModelBundle) -> str:
     """`model` when the model's own speech decoder is usable, `tts` when speech must come from the bundled TTS."""
     return "tts" if getattr(bundle.config, "speech_decoder_trained", None) is False else "model"
@@ -223,11 +231,7 @@ class InterventionService:
         resolved = None
         if spec is not None:
             if needs_run:
-                run = self._reader().run(run_id)
-                if run["model_checksum"] != bundle.checksum:
-                    raise ApiProblem(409, f"run {run_id} was computed with model {run['model_spec']!r} (checksum "
-                                          f"{run['model_checksum']}), but the loaded model is {bundle.spec!r} (checksum "
-                                          f"{bundle.checksum}): its concepts do not describe this model's units", "run_id")
+                require_same_model(self._reader().run(run_id), bundle, "its concepts do not describe this model's units")
             stats = StoreStats(self._reader(), run_id) if needs_run else None
             resolved = resolve(spec, registry, stats)
         speech = bool(request.get("return_speech"))
@@ -265,10 +269,7 @@ class InterventionService:
         bundle, registry = self.host.require()
         reader = self._reader()
         run = reader.run(run_id)
-        if run["model_checksum"] != bundle.checksum:
-            raise ApiProblem(409, f"run {run_id} was computed with model {run['model_spec']!r} (checksum "
-                                  f"{run['model_checksum']}), but the loaded model is {bundle.spec!r} (checksum "
-                                  f"{bundle.checksum}): a live trace would not describe the stored unit", "run_id")
+        require_same_model(run, bundle, "a live trace would not describe the stored unit")
         reader.layout(run_id).check_unit(unit_id)
         site, _ = registry.site_of_unit(unit_id)
         row = reader.item_of(run_id, task, example_id, tgt_lang)
