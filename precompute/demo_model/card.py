@@ -61,12 +61,32 @@ def continuation_lines(report: dict) -> list[str]:
                      f"min, peak lr {cfg['lr']}, text-only first {100 * cfg['text_phase']:.0f} %, first decoder "
                      f"position labelled with {labels}.")
     lines.append(f"  - run {len(earlier) + 1}: {report['train']['steps']} steps in {report['train']['seconds'] / 60:.1f} "
-                 f"min, peak lr {report['train_config']['lr']}.")
+                 f"min, peak lr {report['train_config']['lr']}"
+                 + (f", steerability objective weight {report['train_config']['steer_weight']:g}."
+                    if report["train_config"].get("steer_weight") else "."))
     if report["train_config"].get("source_language_labels"):
         lines.append("- The first decoder position (input `</s>`) is labelled with the input's language. Generation "
                      "forces the target-language token there, so that prediction never shows in outputs; it makes the "
                      "decoder identify the language it reads, as large multilingual decoders do.")
     return lines
+
+
+def steering_lines(report: dict) -> list[str]:
+    """What the steerability objective is, for a model trained with it: the card must say the effect is trained in."""
+    weight = report["train_config"].get("steer_weight") or 0.0
+    if not weight:
+        return []
+    return [
+        f"- **Steerability is trained in** (objective weight {weight:g}, `precompute/demo_model/steering.py`). "
+        "Translation alone gave a decoder that reads the target language through many redundant paths, so the "
+        "paper's median-replacement steering barely moved it (+0.05 probability over random units). Each training "
+        "step therefore repeats that experiment on six English sentences: it measures every decoder unit over the "
+        "prefix `</s> __tgt__`, takes the k most and least selective units for one language M (k drawn from 100, "
+        "250, 500; re-measured every step, not fixed channels), forces them to M's medians at every position while "
+        "translating towards the other languages, and trains on M's translation; the same number of random units "
+        "forced the same way is trained to leave the output alone. So steering results on this model show how the "
+        "method reads a model in which that mechanism exists; they are not evidence that it arises by itself.",
+    ]
 
 
 def reproduce_line(report: dict) -> str:
@@ -78,6 +98,8 @@ def reproduce_line(report: dict) -> str:
         cmd = f"neuron-atlas train-demo --out {out} --minutes {run['train_config']['minutes']:g}"
         if not run["train_config"].get("source_language_labels", False):
             cmd += " --first-label target"
+        if run["train_config"].get("steer_weight"):
+            cmd += f" --steer-weight {run['train_config']['steer_weight']:g}"
         if i > 0:
             cmd += f" --init-from run{i}"
         commands.append(f"`{cmd}`")
@@ -132,8 +154,9 @@ def render_card(folder: Path, report: dict) -> str:
         "",
         f"Trained jointly for ASR, X→en speech and text translation and en→X speech and text translation, one "
         f"speech batch ({tcfg['speech_batch']} clips, each decoded towards its transcript and a translation) and one "
-        f"text batch ({tcfg['text_batch']} sentences) per step, after a text-only first "
-        f"{100 * tcfg['text_phase']:.0f} % of training. Two auxiliary CTC losses shape the speech encoder: one "
+        f"text batch ({tcfg['text_batch']} sentences) per step"
+        + (f", after a text-only first {100 * tcfg['text_phase']:.0f} % of training" if tcfg["text_phase"] else "")
+        + ". Two auxiliary CTC losses shape the speech encoder: one "
         f"(weight {tcfg['ctc_weight']}) on the Conformer output predicts the espeak-ng phonemes of each utterance, one "
         f"(weight {tcfg.get('ctc_token_weight', 0.0)}) on the length-adapter output (what the decoder reads) predicts "
         "the transcript's tokens, three CTC frames per adapter frame; their linear heads exist only during "
@@ -158,6 +181,7 @@ def render_card(folder: Path, report: dict) -> str:
            "the same data config built")
         + f"; whole run {report['total_seconds'] / 60:.1f} min.",
         *continuation_lines(report),
+        *steering_lines(report),
         "",
         reproduce_line(report),
         "",

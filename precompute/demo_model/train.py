@@ -37,6 +37,7 @@ from backend.model.tokenizer import lang_token, train_tokenizer
 from precompute.corpus.example import CorpusError
 from precompute.corpus.sentences import Sentence
 from precompute.demo_model.data import DataConfig, DemoData, build_data
+from precompute.demo_model.steering import SteeringConfig, SteeringObjective
 
 #: The demo model's shape: every stack of the real architecture, small. The speech side keeps the conformer
 #: (4 layers, convolution module, relative positions) and the stride-8 length adapter of the large model. The
@@ -100,6 +101,7 @@ class TrainConfig:
     ctc_weight: float = 0.5
     ctc_token_weight: float = 0.3
     source_language_labels: bool = True
+    steer_weight: float = 0.0
     clip_norm: float = 1.0
     threads: int = 0
     text_phase: float = 0.08
@@ -118,6 +120,8 @@ class TrainConfig:
         for name in ("warmup", "text_phase"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise CorpusError(f"{name} is a fraction of training in [0, 1), got {getattr(self, name)}")
+        if self.steer_weight < 0:
+            raise CorpusError(f"steer_weight must be >= 0, got {self.steer_weight}")
         if not 0.0 <= self.eng_tag_prob <= 1.0:
             raise CorpusError(f"eng_tag_prob must be in [0, 1], got {self.eng_tag_prob}")
 
@@ -408,6 +412,7 @@ def train_loop(model: SeamlessM4Tv2Model, batcher: Batcher, cfg: TrainConfig, pr
     head = torch.nn.Linear(model.config.hidden_size, len(batcher.phoneme_id) + 1)
     token_head = torch.nn.Linear(model.config.hidden_size, TOKEN_CTC_UPSAMPLE * (len(batcher.tok) + 1))
     tap = ConformerTap(model)
+    steering = SteeringObjective(model, batcher, SteeringConfig(), cfg.seed) if cfg.steer_weight > 0 else None
     named = (list(model.named_parameters()) + [(f"ctc_head.{n}", p) for n, p in head.named_parameters()]
              + [(f"ctc_token_head.{n}", p) for n, p in token_head.named_parameters()])
     decay = [p for n, p in named if p.dim() >= 2 and "embed" not in n and "shared" not in n]
@@ -447,8 +452,10 @@ def train_loop(model: SeamlessM4Tv2Model, batcher: Batcher, cfg: TrainConfig, pr
                     if name == "speech" and cfg.ctc_token_weight > 0:
                         losses["ctc_tok"] = ctc_loss(token_head, states, mask, rows.token_targets, rows.token_lengths,
                                                      upsample=TOKEN_CTC_UPSAMPLE)
+                if steering is not None:
+                    losses["steer"] = steering.loss()
             total = (losses["text"] + losses.get("speech", 0.0) + cfg.ctc_weight * losses.get("ctc", 0.0)
-                     + cfg.ctc_token_weight * losses.get("ctc_tok", 0.0))
+                     + cfg.ctc_token_weight * losses.get("ctc_tok", 0.0) + cfg.steer_weight * losses.get("steer", 0.0))
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.clip_norm)
@@ -464,6 +471,8 @@ def train_loop(model: SeamlessM4Tv2Model, batcher: Batcher, cfg: TrainConfig, pr
             bar.set_postfix(refresh=False, lr=f"{cfg.lr * factor:.1e}", **{k: f"{v:.3f}" for k, v in smooth.items()})
             bar.update()
     tap.remove()
+    if steering is not None:
+        steering.remove()
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())
     return TrainResult(step, round(time.perf_counter() - start, 1), stopped_by, n_params, history,

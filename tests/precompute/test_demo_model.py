@@ -210,13 +210,15 @@ def test_train_config_rejects_bad_values():
 def test_quick_training_learns_saves_reloads_and_evaluates(tmp_path):
     data_cfg = DataConfig(n_grammar=6, max_builtin=3, builtin_extra_voices=0, english_voices=1,
                           languages=("eng", "deu", "fra"), workers=1)
-    train_cfg = replace(QUICK_TRAIN, steps=40, minutes=2.0, log_every=1, speech_batch=6, text_batch=12, text_phase=0.0)
+    train_cfg = replace(QUICK_TRAIN, steps=40, minutes=2.0, log_every=1, speech_batch=6, text_batch=12, text_phase=0.0,
+                        steer_weight=0.5)
     out = tmp_path / "model"
     report = train_demo_model(out, train_cfg, data_cfg, cache_dir=tmp_path / "cache", progress=False,
                               evaluate_limit=2)
     losses = [h["loss_speech"] + h["loss_text"] + h["loss_ctc"] for h in report["train"]["history"]]
     assert report["train"]["steps"] == 40 and report["train"]["stopped_by"] == "steps"
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0
+    assert all(np.isfinite(h["loss_steer"]) for h in report["train"]["history"])
     for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "README.md",
                  "training_report.json"):
         assert (out / name).is_file(), name
@@ -365,7 +367,8 @@ def _language_concepts(store: Path, run_id: str, tasks: tuple[str, ...]) -> list
 
 
 #: Concepts whose best decoder unit misses AP 0.9 on the shipped model, with the floor measured on the full built-in
-#: corpus (step 2): German speech is the one source language the decoder identifies less well (0.83).
+#: corpus (step 2): German speech is the one source language no single decoder unit separates as cleanly (0.85), although
+#: the decoder's own source-language prediction at the first position is right for all 130 German utterances.
 SELECTIVITY_GAPS = {("s2tt", "deu"): 0.8}
 
 
@@ -380,18 +383,16 @@ def test_shipped_model_has_language_selective_decoder_units(structure_run):
 
 
 @pytest.mark.xfail(strict=True, reason="known gap of the shipped demo model (issue 5): the best decoder unit for "
-                                       "s2tt deu reaches AP 0.83, not 0.9 (every other s2tt/t2tt concept: 0.94-1.0)")
+                                       "s2tt deu reaches AP 0.85, not 0.9 (every other s2tt/t2tt concept: 0.94-0.99)")
 def test_shipped_model_language_selectivity_gaps_are_closed(structure_run):
     concepts = _language_concepts(structure_run.store, structure_run.run_id, ("s2tt", "t2tt"))
     assert all(c["best"] >= 0.9 for c in concepts if (c["task"], c["language"]) in SELECTIVITY_GAPS)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap of the shipped demo model (issue 5): forcing L's en2x control units (both, k=250 each) to on_p50 "
-    "raises p(L) by about 0.05 on average over random units of the same size, not 0.3 (measured with statistics "
-    "from 40 sentences per language; k=500 gave 0.08, k=1000 broke generation for both). Strict: a model that "
-    "meets the bar makes this test fail until the mark goes."))
 def test_shipped_model_control_units_steer_the_output_language(demo, structure_run):
+    """The issue's bar: L's en2x control units (top + bottom k=250, ~5 % of the decoder) forced to their medians
+    while translating English towards another language raise p(L) by >= 0.3 over as many random units (0.38 on the
+    shipped model; the steerability objective of its second training run is what makes this hold)."""
     from backend.interventions import ConceptUnits, InterventionSpec, generate_with, prepare_inputs, resolve
     from backend.model.unit_sites import SiteRegistry
     from backend.store.reader import StoreReader, StoreStats
