@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from transformers import SeamlessM4Tv2Model
 
 from backend.model.unit_sites import SiteRegistry
-
-IGNORE = -100
+from precompute.demo_model.rows import IGNORE, pad_decoder_rows
 
 
 @dataclass(frozen=True)
@@ -102,19 +101,10 @@ class SteeringObjective:
         self.targets = list(batcher.others)
 
     def _rows(self, sids: list[str], token_langs: list[str], content_langs: list[str]):
-        """Decoder inputs `</s> __token_lang__ content...` and labels (content tokens, then `</s>`; the first
-        position's label is ignored)."""
+        """Decoder rows `</s> __token_lang__ content...` with content's labels (none for the `</s>` position)."""
         b = self.batcher
         seqs = [[b.lang_id[t]] + b.content[(sid, c)] for sid, t, c in zip(sids, token_langs, content_langs)]
-        width = max(len(s) for s in seqs) + 1
-        dec = torch.full((len(seqs), width), b.pad, dtype=torch.long)
-        lab = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            dec[i, : len(s) + 1] = torch.tensor([b.eos] + s)
-            lab[i, 1: len(s) + 1] = torch.tensor(s[1:] + [b.eos])
-            mask[i, : len(s) + 1] = 1
-        return dec, mask, lab
+        return pad_decoder_rows(seqs, [IGNORE] * len(seqs), b.eos, b.pad)
 
     def loss(self) -> torch.Tensor:
         """One repetition of the experiment on fresh sentences: steered loss (towards M) + random-control loss."""

@@ -37,6 +37,7 @@ from backend.model.tokenizer import lang_token, train_tokenizer
 from precompute.corpus.example import CorpusError
 from precompute.corpus.sentences import Sentence
 from precompute.demo_model.data import DataConfig, DemoData, build_data
+from precompute.demo_model.rows import IGNORE, pad_decoder_rows
 from precompute.demo_model.steering import SteeringConfig, SteeringObjective
 
 #: The demo model's shape: every stack of the real architecture, small. The speech side keeps the conformer
@@ -74,7 +75,6 @@ DEMO_DIMS: dict = dict(
 CHAR_VOCAB_SIZE = 64
 #: Dropout used while training (the saved model has none; it is always used in eval mode).
 TRAIN_DROPOUT = dict(dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, speech_encoder_dropout=0.1)
-IGNORE = -100
 #: CTC frames per length-adapter frame for the transcript-token CTC loss on the speech encoder's output.
 TOKEN_CTC_UPSAMPLE = 3
 
@@ -236,15 +236,8 @@ class Batcher:
         is the input's language token rather than the target's: generation forces the target token there, so that
         prediction is never used, and it teaches the decoder to identify the language it is reading."""
         seqs = [[self.lang_id[tgt]] + self.content[(sid, tgt)] for _, sid, tgt, _ in pairs]
-        width = max(len(s) for s in seqs) + 1
-        dec = torch.full((len(seqs), width), self.pad, dtype=torch.long)
-        lab = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, (s, src) in enumerate(zip(seqs, sources)):
-            dec[i, : len(s) + 1] = torch.tensor([self.eos] + s)
-            first = self.lang_id[src] if self.cfg.source_language_labels else s[0]
-            lab[i, : len(s) + 1] = torch.tensor([first] + s[1:] + [self.eos])
-            mask[i, : len(s) + 1] = 1
+        firsts = [self.lang_id[src] if self.cfg.source_language_labels else s[0] for s, src in zip(seqs, sources)]
+        dec, mask, lab = pad_decoder_rows(seqs, firsts, self.eos, self.pad)
         source = torch.tensor([row for row, _, _, _ in pairs], dtype=torch.long)
         return Rows(source, dec, mask, lab, [task for _, _, _, task in pairs])
 
