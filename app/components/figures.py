@@ -505,7 +505,9 @@ def batch_interventions(conditions: Sequence[Mapping[str, Any]], prov: Provenanc
     fig.update_xaxes(type="category")
     fig.update_yaxes(type="category", autorange="reversed")
     what = "ablating L's units on L's inputs" if experiment == "ablation" else "steering other inputs toward L"
-    return _finish(fig, f"Stored {experiment} · {input_task} · step {step}: {what}", prov,
+    ks = sorted({int(c["k"]) for c in rows if c["set_kind"] != "baseline" and c.get("step") == step and c.get("k")})
+    sizes = f" · k = {', '.join(map(str, ks))} per set" if ks else ""
+    return _finish(fig, f"Stored {experiment} · {input_task} · step {step}{sizes}: {what}", prov,
                    height=max(300, 120 + 34 * len(langs)), x_title="condition", y_title="concept language L",
                    legend=False)
 

@@ -172,7 +172,9 @@ def test_batch_interventions_table_and_dose_lines():
 
     rows = [cond("deu", "baseline", 0.9, step=None, source="none"), cond("deu", "both", 0.2), cond("deu", "both", 0.5, step=7),
             cond("fra", "random_top", 0.8), cond("fra", "top", 0.1)]
-    (trace,) = fg.batch_interventions(rows, PROV, experiment="ablation", input_task="t2tt", step=2).data
+    table = fg.batch_interventions(rows, PROV, experiment="ablation", input_task="t2tt", step=2)
+    (trace,) = table.data
+    assert "step 2 · k = 10 per set:" in table.layout.title.text
     assert list(trace.y) == ["deu", "fra"] and list(trace.x)[:4] == ["baseline", "top k", "bottom k", "both 2k"]
     z = np.asarray(trace.z, dtype=float)
     assert z[0, 0] == 0.9 and z[0, 3] == 0.2 and z[1, 1] == 0.1 and z[1, 4] == 0.8 and np.isnan(z[0, 1])
