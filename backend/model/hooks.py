@@ -14,6 +14,8 @@ from torch import nn
 from backend.model.unit_sites import STACKS, SiteRegistry, UnitSite
 
 SiteFn = Callable[[UnitSite, torch.Tensor], torch.Tensor | None]
+#: A module forward hook: (module, args, output) -> replacement output or None.
+SiteHook = Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor | None]
 
 
 def channels_last(site: UnitSite, out: torch.Tensor) -> torch.Tensor:
@@ -24,11 +26,20 @@ def channels_last(site: UnitSite, out: torch.Tensor) -> torch.Tensor:
 
 
 class HookPoints:
-    """Attach `fn(site, output) -> new output | None` to the given sites; detach with `remove()` or as a context."""
+    """Attach `fn(site, output) -> new output | None` to the given sites; detach with `remove()` or as a context.
 
-    def __init__(self, model: nn.Module, sites: Iterable[UnitSite], fn: SiteFn):
+    Instead of `fn`, `bind(site)` may return each site's own hook `(module, args, output) -> new output | None`: a
+    module with one site then calls that closure directly, without the shared dispatcher (it matters where outputs
+    are tiny and one hooked call costs microseconds, as in live interventions on small models).
+    """
+
+    def __init__(self, model: nn.Module, sites: Iterable[UnitSite], fn: SiteFn | None = None, *,
+                 bind: Callable[[UnitSite], SiteHook] | None = None):
+        if (fn is None) == (bind is None):
+            raise ValueError("give exactly one of fn and bind")
         self.model = model
         self.fn = fn
+        self.bind = bind if bind is not None else self._bind_fn
         by_module: dict[str, list[UnitSite]] = {}
         for site in sites:
             by_module.setdefault(site.module, []).append(site)
@@ -37,26 +48,33 @@ class HookPoints:
         modules = dict(model.named_modules())
         multi = {name for name, ss in by_module.items() if len(ss) > 1 or ss[0].call > 0}
         for name, ss in by_module.items():
-            ordered = {s.call: s for s in ss}
-            self._handles.append(modules[name].register_forward_hook(self._make_hook(name, ordered, name in multi)))
+            if name in multi:
+                hook = self._make_counted_hook(name, {s.call: self.bind(s) for s in ss})
+            else:
+                hook = self.bind(ss[0])
+            self._handles.append(modules[name].register_forward_hook(hook))
         if multi:
             for stack in STACKS:
                 if stack in modules:
                     self._handles.append(modules[stack].register_forward_pre_hook(self._reset_calls))
 
+    def _bind_fn(self, site: UnitSite) -> SiteHook:
+        fn = self.fn
+
+        def hook(module, args, output):
+            return fn(site, output)
+
+        return hook
+
     def _reset_calls(self, module, args):
         self._calls.clear()
 
-    def _make_hook(self, name: str, by_call: dict[int, UnitSite], counted: bool):
+    def _make_counted_hook(self, name: str, by_call: dict[int, SiteHook]) -> SiteHook:
         def hook(module, args, output):
-            call = 0
-            if counted:
-                call = self._calls.get(name, 0)
-                self._calls[name] = call + 1
-            site = by_call.get(call)
-            if site is None:
-                return None
-            return self.fn(site, output)
+            call = self._calls.get(name, 0)
+            self._calls[name] = call + 1
+            site_hook = by_call.get(call)
+            return None if site_hook is None else site_hook(module, args, output)
 
         return hook
 

@@ -105,3 +105,28 @@ def test_every_site_fires_with_the_width_its_entry_says(tiny_bundle, tiny_regist
     assert set(seen) == {s.key for s in sites}
     for s in sites:
         assert seen[s.key] == (s.width, 3), s.key
+
+
+def test_bound_site_hooks_see_the_same_calls_as_the_shared_dispatcher(tiny_bundle, tiny_registry):
+    """`bind` gives each site its own closure (multi-call modules such as the adapter's GLU still counted per call):
+    the same sites fire, in the same order, with the same outputs as through `fn`."""
+    model = tiny_bundle.model
+    feats = tiny_bundle.feature_extractor([torch.randn(12000).numpy()], sampling_rate=16000, return_tensors="pt")
+    inputs = dict(input_features=feats["input_features"], attention_mask=feats["attention_mask"],
+                  decoder_input_ids=torch.tensor([[3, 5, 9]]))
+    sites = tiny_registry.select({"speech_encoder", "text_decoder"})
+    assert any(s.call > 0 for s in sites)
+    via_fn: list[tuple[str, float]] = []
+    via_bind: list[tuple[str, float]] = []
+
+    def bind(site):
+        return lambda module, args, out: via_bind.append((site.key, float(out.sum())))
+
+    with torch.no_grad():
+        with HookPoints(model, sites, lambda site, out: via_fn.append((site.key, float(out.sum())))):
+            model(**inputs)
+        with HookPoints(model, sites, bind=bind):
+            model(**inputs)
+    assert via_bind == via_fn and {k for k, _ in via_fn} == {s.key for s in sites}
+    with pytest.raises(ValueError, match="exactly one of fn and bind"):
+        HookPoints(model, sites)
