@@ -53,7 +53,7 @@ class _SiteHooks:
             start += site.width
         self.n_units = start
         self.mode: str | None = None
-        self.captured: list[torch.Tensor] = []
+        self.captured: dict[int, torch.Tensor] = {}
         self.mask: torch.Tensor | None = None
         self.fill: torch.Tensor | None = None
         self._handles = [modules[s.module].register_forward_hook(self._hook(i)) for i, s in enumerate(self.sites)]
@@ -63,7 +63,7 @@ class _SiteHooks:
 
         def hook(module, args, output):
             if self.mode == "capture":
-                self.captured.append(output.float().mean(dim=1))
+                self.captured[index] = output.float().mean(dim=1)
             elif self.mode == "force":
                 mask = self.mask[:, None, lo:hi]
                 return torch.where(mask, self.fill[None, None, lo:hi].to(output.dtype), output)
@@ -72,9 +72,10 @@ class _SiteHooks:
         return hook
 
     def capture(self) -> torch.Tensor:
-        """Concatenated [rows, units] of the last captured forward."""
-        out = torch.cat(self.captured, dim=1)
-        self.captured = []
+        """Concatenated [rows, units] of the last captured forward, in registry order (the order `bounds` and forcing
+        use; modules are called in another order: pre-norms before their sub-layer, q before k and v)."""
+        out = torch.cat([self.captured[i] for i in range(len(self.sites))], dim=1)
+        self.captured = {}
         return out
 
     def remove(self) -> None:

@@ -68,6 +68,32 @@ def test_forcing_overwrites_exactly_the_masked_units_and_rows(objective):
     assert torch.equal(again, plain)
 
 
+def test_captured_columns_and_forced_columns_name_the_same_units(objective):
+    """Modules run in another order than the registry lists them (pre-norms first, q before k and v): a captured
+    column j and a forced column j must both be unit j of the registry order."""
+    from backend.model.hooks import HookPoints
+
+    model, hooks = objective.model, objective.hooks
+    seen: dict[str, torch.Tensor] = {}
+    with torch.no_grad(), HookPoints(model, hooks.sites, lambda site, out: seen.__setitem__(site.key, out.clone())):
+        hooks.mode = "capture"
+        _decode(model, objective.batcher)
+        hooks.mode = None
+        pooled = hooks.capture()
+        for site, (lo, hi) in zip(hooks.sites, hooks.bounds):
+            assert torch.allclose(pooled[:, lo:hi], seen[site.key].float().mean(dim=1)), site.key
+        index = next(i for i, s in enumerate(hooks.sites) if s.key.endswith("layers.0.self_attn_layer_norm"))
+        assert index > 0
+        lo = hooks.bounds[index][0]
+        mask = torch.zeros(2, hooks.n_units, dtype=torch.bool)
+        mask[:, lo + 3] = True
+        hooks.mode, hooks.mask, hooks.fill = "force", mask, torch.arange(hooks.n_units, dtype=torch.float32)
+        _decode(model, objective.batcher)
+        hooks.mode = None
+    written = seen[hooks.sites[index].key]
+    assert torch.all(written[..., 3] == lo + 3) and not torch.all(written[..., 4] == lo + 4)
+
+
 def test_loss_is_finite_trains_the_decoder_and_removal_leaves_no_hooks(objective):
     model = objective.model
     loss = objective.loss()
