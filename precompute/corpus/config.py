@@ -34,6 +34,9 @@ class CorpusConfig(BaseModel):
     manifest: Path | None = None
     fleurs_dataset: str = "google/fleurs"
     fleurs_split: str = "test"
+    fleurs_text: Literal["raw_transcription", "transcription"] = Field(
+        "raw_transcription", description="FLEURS text column: raw_transcription (cased, punctuated) or transcription "
+                                         "(FLEURS's normalised lowercase text)")
     workers: int = Field(default=2, ge=1)
 
     @field_validator("languages")

@@ -4,7 +4,8 @@ Each language is one FLEURS config (`FLEURS_CONFIGS`, extendable). For every req
 the reference, the split is opened with `datasets`, its audio column cast to `Audio(decode=False)`, and the rows
 joined on `id`; only ids present in every requested language and in English are kept. FLEURS has several
 recordings per (id, language): the first by `path` is taken, so the choice is deterministic. Text is
-`raw_transcription`; the reference is the English `raw_transcription` of the same id. Audio is read with
+`raw_transcription` (cased, punctuated: what a text encoder reads) or, with `text_column="transcription"`,
+FLEURS's normalised lowercase transcription; the reference is the English text of the same column and id. Audio is read with
 soundfile from the stored bytes (or path), mixed to mono, resampled to 16 kHz and written atomically as WAV
 under `cache_dir/fleurs/<config>/`.
 
@@ -16,7 +17,7 @@ under `cache_dir/fleurs/<config>/`.
       - `<root>/<config>/<split>/*.parquet` (the hub's `refs/convert/parquet` layout);
       - `<root>/<config>/<split>.parquet`, `<split>-*.parquet` or `*-<split>.parquet` / `*-<split>-*.parquet`
         (older parquet conversions name files `fleurs-test.parquet`, `fleurs-train-00000-of-00004.parquet`).
-Rows need the FLEURS columns `id`, `path`, `audio` and `raw_transcription`; the others are not used.
+Rows need the FLEURS columns `id`, `path`, `audio` and the text column; the others are not used.
 
 `google/fleurs` on the hub is a loading-script dataset, which `datasets` >= 4 refuses to run; its parquet
 conversion can be fetched per config, e.g. `huggingface-cli download google/fleurs --repo-type dataset
@@ -59,7 +60,9 @@ FLEURS_CONFIGS: dict[str, str] = {
     "ar_eg": "arb",
 }
 ENGLISH_CONFIG = "en_us"
-REQUIRED_COLUMNS: tuple[str, ...] = ("id", "path", "audio", "raw_transcription")
+REQUIRED_COLUMNS: tuple[str, ...] = ("id", "path", "audio")
+#: FLEURS text columns a corpus may be built from.
+TEXT_COLUMNS: tuple[str, ...] = ("raw_transcription", "transcription")
 #: Bump when the audio conversion changes, so cached files are rewritten.
 PIPELINE_VERSION = "fleurs-1"
 
@@ -105,7 +108,7 @@ def _open_local(root: Path, config: str, split: str, hf_cache: Path) -> datasets
                                  cache_dir=str(hf_cache))
 
 
-def _open_split(dataset: str, config: str, split: str, hf_cache: Path) -> datasets.Dataset:
+def _open_split(dataset: str, config: str, split: str, hf_cache: Path, text_column: str) -> datasets.Dataset:
     root = Path(dataset).expanduser()
     try:
         if root.is_dir():
@@ -120,7 +123,7 @@ def _open_split(dataset: str, config: str, split: str, hf_cache: Path) -> datase
         raise CorpusError(f"cannot open FLEURS config {config!r} split {split!r} from {dataset!r}: "
                           f"{type(exc).__name__}: {exc}. Without hub access, point `dataset` at a local folder "
                           "(layouts in precompute.corpus.fleurs)") from None
-    missing = [column for column in REQUIRED_COLUMNS if column not in table.column_names]
+    missing = [column for column in (*REQUIRED_COLUMNS, text_column) if column not in table.column_names]
     if missing:
         raise CorpusError(f"FLEURS config {config!r} split {split!r} from {dataset!r}: missing column(s) "
                           f"{', '.join(missing)}")
@@ -130,11 +133,11 @@ def _open_split(dataset: str, config: str, split: str, hf_cache: Path) -> datase
         raise CorpusError(f"FLEURS config {config!r}: column 'audio' is not audio ({exc})") from None
 
 
-def _first_recordings(table: datasets.Dataset, config: str) -> dict[int, tuple[str, int, str]]:
-    """FLEURS id -> (path, row, raw_transcription) of its first recording by path (then row)."""
-    columns = table.select_columns(["id", "path", "raw_transcription"]).to_dict()
+def _first_recordings(table: datasets.Dataset, config: str, text_column: str) -> dict[int, tuple[str, int, str]]:
+    """FLEURS id -> (path, row, text) of its first recording by path (then row)."""
+    columns = table.select_columns(["id", "path", text_column]).to_dict()
     first: dict[int, tuple[str, int, str]] = {}
-    for row, (sid, path, text) in enumerate(zip(columns["id"], columns["path"], columns["raw_transcription"])):
+    for row, (sid, path, text) in enumerate(zip(columns["id"], columns["path"], columns[text_column])):
         if sid is None:
             raise CorpusError(f"FLEURS config {config!r}: row {row} has no id")
         key, candidate = int(sid), (path or "", row, text)
@@ -163,11 +166,14 @@ def _convert(data: bytes, config: str, sid: int) -> np.ndarray:
 
 
 def load_fleurs(cache_dir: Path, languages: Sequence[str] = CORPUS_LANGUAGES, dataset: str = "google/fleurs",
-                split: str = "test", max_sentences: int | None = None, progress: bool = True) -> list[Example]:
+                split: str = "test", max_sentences: int | None = None, progress: bool = True,
+                text_column: str = "raw_transcription") -> list[Example]:
     """FLEURS sentences present in every requested language (and English), as Examples with 16 kHz WAV files.
 
     Ordered by FLEURS id, then language in the requested order; `max_sentences` keeps the lowest ids.
     """
+    if text_column not in TEXT_COLUMNS:
+        raise CorpusError(f"FLEURS text column must be one of {TEXT_COLUMNS}, got {text_column!r}")
     languages = list(languages)
     if not languages:
         raise CorpusError("FLEURS: no languages requested")
@@ -177,8 +183,9 @@ def load_fleurs(cache_dir: Path, languages: Sequence[str] = CORPUS_LANGUAGES, da
     configs = {lang: fleurs_config(lang) for lang in languages}
     configs.setdefault("eng", ENGLISH_CONFIG)
     cache_dir = Path(cache_dir).resolve()
-    tables = {lang: _open_split(dataset, config, split, cache_dir / "hf-datasets") for lang, config in configs.items()}
-    recordings = {lang: _first_recordings(table, configs[lang]) for lang, table in tables.items()}
+    tables = {lang: _open_split(dataset, config, split, cache_dir / "hf-datasets", text_column)
+              for lang, config in configs.items()}
+    recordings = {lang: _first_recordings(table, configs[lang], text_column) for lang, table in tables.items()}
 
     common = set.intersection(*(set(found) for found in recordings.values()))
     if not common:
@@ -193,12 +200,12 @@ def load_fleurs(cache_dir: Path, languages: Sequence[str] = CORPUS_LANGUAGES, da
         for sid in ids:
             reference = recordings["eng"][sid][2]
             if not reference or not reference.strip():
-                raise CorpusError(f"FLEURS config {ENGLISH_CONFIG!r} id {sid}: empty raw_transcription")
+                raise CorpusError(f"FLEURS config {ENGLISH_CONFIG!r} id {sid}: empty {text_column}")
             for lang in languages:
                 config = configs[lang]
                 path, row, text = recordings[lang][sid]
                 if not text or not text.strip():
-                    raise CorpusError(f"FLEURS config {config!r} id {sid}: empty raw_transcription")
+                    raise CorpusError(f"FLEURS config {config!r} id {sid}: empty {text_column}")
                 data = _audio_bytes(tables[lang][row]["audio"], config, sid)
                 digest = hashlib.sha256(PIPELINE_VERSION.encode() + data).hexdigest()[:16]
                 target = cache_dir / "fleurs" / config / f"{sid}_{digest}.wav"
@@ -207,6 +214,6 @@ def load_fleurs(cache_dir: Path, languages: Sequence[str] = CORPUS_LANGUAGES, da
                 examples.append(Example(
                     id=f"fleurs:{sid}:{lang}", sentence_id=f"fleurs-{sid}", lang=lang, text=text.strip(),
                     audio_path=target, reference=reference.strip(), voice=None,
-                    meta={"source": "fleurs", "config": config, "split": split, "fleurs_path": path}))
+                    meta={"source": "fleurs", "config": config, "split": split, "fleurs_path": path, "text_column": text_column}))
                 bar.update()
     return examples

@@ -36,7 +36,8 @@ def load_corpus(config: CorpusConfig, cache_dir: Path | None = None, progress: b
         examples = _from_manifest(config)
     else:
         examples = load_fleurs(cache, languages=config.languages, dataset=config.fleurs_dataset,
-                               split=config.fleurs_split, max_sentences=config.max_sentences, progress=progress)
+                               split=config.fleurs_split, max_sentences=config.max_sentences, progress=progress,
+                               text_column=config.fleurs_text)
     if not examples:
         raise CorpusError(f"empty corpus: source {config.source!r} with languages {config.languages} "
                           "produced no examples")

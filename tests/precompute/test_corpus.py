@@ -505,6 +505,16 @@ def test_fleurs_join_reference_and_codes(fleurs_root, tmp_path):
     assert FLEURS_CONFIGS["es_419"] == "spa" and FLEURS_CONFIGS["ja_jp"] == "jpn"
 
 
+def test_fleurs_text_column_is_a_choice(fleurs_root, tmp_path):
+    """`transcription` (FLEURS's normalised text) instead of `raw_transcription`, for text and reference alike."""
+    examples = load_fleurs(tmp_path, languages=["eng", "fra"], dataset=str(fleurs_root), progress=False,
+                           text_column="transcription")
+    texts = {e.id: (e.text, e.reference) for e in examples}
+    assert texts["fleurs:7:fra"] == ("sept.", "seven.") and examples[0].meta["text_column"] == "transcription"
+    with pytest.raises(CorpusError, match="text column must be one of"):
+        load_fleurs(tmp_path, languages=["fra"], dataset=str(fleurs_root), text_column="normalized_text")
+
+
 def test_fleurs_without_english_requested_max_sentences_and_cache(fleurs_root, tmp_path):
     examples = load_fleurs(tmp_path, languages=["fra"], dataset=str(fleurs_root), max_sentences=2, progress=False)
     assert [e.id for e in examples] == ["fleurs:3:fra", "fleurs:7:fra"]
