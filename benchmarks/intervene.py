@@ -5,7 +5,8 @@ Tiny random model (or `--model demo`, the trained demo model) on CPU: 20 text + 
 writing 500 random decoder units (spread over every decoder site: the worst case for hook count) and (b) an empty
 spec. Plain and hooked runs alternate per utterance; each repeat sums the utterances, and the ratio reported is the
 median over repeats of hooked/plain within a repeat (CPU time on CPU, wall time on CUDA). Target <= 1.10x. With a
-CUDA GPU it also runs the full-size random model in bf16 with 2,000 forced units. A last row times no-op hooks on
+CUDA GPU it also runs the full-size random model in bf16 with 2,000 forced units (`--full-cpu`: in fp32 on one CPU
+thread, 3 text + 2 speech inputs, 16 tokens; ~13 GB of memory). A last row times no-op hooks on
 the same sites as the first spec: the cost of PyTorch's hook dispatch alone, which no hook body can go below.
 """
 from __future__ import annotations
@@ -155,13 +156,22 @@ def run_cpu(args: argparse.Namespace) -> None:
 
 
 def run_full(args: argparse.Namespace) -> None:
-    if not torch.cuda.is_available():
-        print("full-random (bf16) benchmark skipped: no CUDA GPU on this machine")
+    """The full-size random model: bf16 on a CUDA GPU, or fp32 on CPU with `--full-cpu` (one thread, fewer inputs)."""
+    cuda = torch.cuda.is_available()
+    if not cuda and not args.full_cpu:
+        print("full-random (bf16) benchmark skipped: no CUDA GPU on this machine (--full-cpu runs it in fp32 on CPU, ~10 min)")
         return
-    bundle = load_model("full-random", device="cuda")
+    bundle = load_model("full-random", device="cuda" if cuda else "cpu")
+    if not cuda:
+        torch.set_num_threads(1)
     registry = SiteRegistry.from_model(bundle.model)
     stats = random_stats(registry)
-    n_text, n_speech = (4, 2) if args.quick else (10, 5)
+    if cuda:
+        n_text, n_speech = (4, 2) if args.quick else (10, 5)
+        tokens, repeats = args.tokens, max(2, args.repeats // 2)
+    else:
+        n_text, n_speech = (2, 1) if args.quick else (3, 2)
+        tokens, repeats = min(args.tokens, 16), 2 if args.quick else 3
     inputs = make_inputs(bundle, n_text, n_speech)
     hooked = resolve(decoder_spec(2000), registry, stats)
     everywhere = resolve(
@@ -170,14 +180,16 @@ def run_full(args: argparse.Namespace) -> None:
         stats,
     )
     configs = configurations(bundle, registry, {"2000 decoder units": hooked, "2000 units, all stacks": everywhere}, floor_of="2000 decoder units")
-    totals = compare(bundle, configs, inputs, args.tokens, max(2, args.repeats // 2))
+    totals = compare(bundle, configs, inputs, tokens, repeats)
     sites = {stack: len(registry.stack_sites(stack)) for stack in STACKS}
+    where = torch.cuda.get_device_name() if cuda else f"CPU ({torch.get_num_threads()} thread)"
     report(
-        f"full-random on {torch.cuda.get_device_name()} in {str(bundle.dtype).removeprefix('torch.')}, {registry.n_units} units; "
-        f"decoder spec touches {len(hooked.sites)}/{sites['text_decoder']} decoder sites, all-stacks spec {len(everywhere.sites)} sites",
+        f"full-random on {where} in {str(bundle.dtype).removeprefix('torch.')}, {registry.n_units} units; "
+        f"decoder spec touches {len(hooked.sites)}/{sites['text_decoder']} decoder sites, all-stacks spec {len(everywhere.sites)} sites, "
+        f"median of {repeats} repeats",
         totals,
         {"text": n_text, "speech": n_speech},
-        args.tokens,
+        tokens,
     )
 
 
@@ -188,6 +200,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per generation (forced)")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per configuration (default 5, quick 2)")
     parser.add_argument("--skip-gpu", action="store_true", help="do not run the full-size model even with a GPU")
+    parser.add_argument("--full-cpu", action="store_true", help="without a GPU, run the full-size model in fp32 on CPU")
     args = parser.parse_args()
     args.repeats = args.repeats or (2 if args.quick else 5)
     transformers.logging.set_verbosity_error()
