@@ -47,8 +47,11 @@ class EvaluateConfig(BaseModel):
     value: Literal["on_p50", "on_p90", "off_mean", "off_p50", "zero"] = "on_p50"
     stack: Literal["speech_encoder", "text_encoder", "text_decoder"] = "text_decoder"
     max_new_tokens: int = Field(128, ge=1, le=1024)
-    seed: int = 0
-    identifier: str = "langid"
+    identifier: str = Field("langid", description="langid (py3langid, in its wheel) | fasttext:/path/to/lid.176.bin")
+    language_scope: Literal["all", "candidates"] = Field(
+        "all", description="all: the identifier's posterior over every language it knows, read at the corpus languages "
+                           "(the reference's reading; gibberish or another language keeps its mass elsewhere); "
+                           "candidates: renormalised over the corpus languages")
 
     @field_validator("dose_ks")
     @classmethod

@@ -24,7 +24,8 @@ from backend.concept_stats import LazyConceptStats, parquet_loader
 from backend.interventions import InterventionSpec, SpecError, generate_with, prepare_inputs, resolve
 from backend.model.loading import ModelBundle
 from backend.model.unit_sites import SiteRegistry
-from precompute.metrics import asr_scores, code_mixing_many, make_identifier, sentence_scores
+from precompute.metrics import asr_scores, code_mixing_many, corpus_scores, make_identifier, sentence_scores
+from precompute.selectivity import selection_seed
 from precompute.tasks import TASKS, TaskItem
 
 SETS = ("top", "bottom", "both", "random")
@@ -48,19 +49,21 @@ class Condition:
     extra: dict = field(default_factory=dict)
 
 
-def _spec(concept_id: int, set_kind: str, k: int, value: str, stack: str, seed: int) -> InterventionSpec:
+def _spec(concept_id: int, set_kind: str, k: int, value: str, stack: str, seed: int = 0) -> InterventionSpec:
     units = {"kind": "concept", "concept_id": int(concept_id), "set": set_kind, "k": int(k), "seed": seed, "stack": stack}
     value_obj = {"kind": "zero"} if value == "zero" else {"kind": value}
     return InterventionSpec.parse({"units": units, "value": value_obj})
 
 
-def _random_matched(concept_id: int, set_kind: str, k: int, value: str, stack: str, seed: int) -> InterventionSpec:
-    """Random units of the same size as `set_kind` (both = 2k), with the same concept's statistics as values."""
+def _random_matched(concept_id: int, set_kind: str, k: int, value: str, stack: str, cfg, run_id: str) -> InterventionSpec:
+    """Random units of the same size as `set_kind` (both = 2k), with the same concept's statistics as values: the
+    run's stored random set of that concept, scope and k (its seed, see `selection_seed`), a fresh draw per concept."""
     size = 2 * k if set_kind == "both" else k
+    seed = selection_seed(cfg.analysis.seed, f"{run_id}:{concept_id}", stack, k, set_kind)
     return _spec(concept_id, "random", size, value, stack, seed)
 
 
-def plan_conditions(items: dict[str, Sequence[TaskItem]], concepts: pd.DataFrame, cfg) -> list[Condition]:
+def plan_conditions(items: dict[str, Sequence[TaskItem]], concepts: pd.DataFrame, cfg, run_id: str) -> list[Condition]:
     """Every condition of the configured experiments (without running anything)."""
     ev = cfg.evaluate
     k = ev.k or min(cfg.analysis.ks)
@@ -79,10 +82,10 @@ def plan_conditions(items: dict[str, Sequence[TaskItem]], concepts: pd.DataFrame
                 if c is None:
                     continue
                 for s in ("top", "bottom", "both"):
-                    out.append(Condition("ablation", task, inputs, step, c, task, lang, "same", s, k, _spec(c, s, k, ev.value, ev.stack, ev.seed)))
+                    out.append(Condition("ablation", task, inputs, step, c, task, lang, "same", s, k, _spec(c, s, k, ev.value, ev.stack)))
                 for s in ("top", "both"):  # random k units control top and bottom alike; random 2k controls both
                     out.append(Condition("ablation", task, inputs, step, c, task, lang, "random", f"random_{s}", k,
-                                         _random_matched(c, s, k, ev.value, ev.stack, ev.seed)))
+                                         _random_matched(c, s, k, ev.value, ev.stack, cfg, run_id)))
     pairs = {"en2x_t2tt": "en2x_s2tt", "en2x_s2tt": "en2x_t2tt"}
     for task, other in pairs.items():
         if task not in items or not ({"steering", "dose"} & set(ev.experiments)):
@@ -101,17 +104,17 @@ def plan_conditions(items: dict[str, Sequence[TaskItem]], concepts: pd.DataFrame
                     c = cid.get((ctask, step, lang))
                     if c is None or "steering" not in ev.experiments:
                         continue
-                    out.append(Condition("steering", task, inputs, step, c, ctask, lang, source, "both", k, _spec(c, "both", k, ev.value, ev.stack, ev.seed)))
+                    out.append(Condition("steering", task, inputs, step, c, ctask, lang, source, "both", k, _spec(c, "both", k, ev.value, ev.stack)))
                 c = cid.get((task, step, lang))
                 if c is not None and "steering" in ev.experiments:
                     out.append(Condition("steering", task, inputs, step, c, task, lang, "random", "random_both", k,
-                                         _random_matched(c, "both", k, ev.value, ev.stack, ev.seed)))
+                                         _random_matched(c, "both", k, ev.value, ev.stack, cfg, run_id)))
             c = cid.get((task, steps[0], lang)) if steps else None
             if c is not None and "dose" in ev.experiments:
                 for dk in ev.dose_ks:
-                    out.append(Condition("dose", task, inputs, steps[0], c, task, lang, "same-modality", "both", dk, _spec(c, "both", dk, ev.value, ev.stack, ev.seed)))
+                    out.append(Condition("dose", task, inputs, steps[0], c, task, lang, "same-modality", "both", dk, _spec(c, "both", dk, ev.value, ev.stack)))
                     out.append(Condition("dose", task, inputs, steps[0], c, task, lang, "random", "random_both", dk,
-                                         _random_matched(c, "both", dk, ev.value, ev.stack, ev.seed)))
+                                         _random_matched(c, "both", dk, ev.value, ev.stack, cfg, run_id)))
     return out
 
 
@@ -183,6 +186,18 @@ def score_rows(rows: list[dict], cond: Condition, identifier) -> pd.DataFrame:
     return frame
 
 
+def corpus_level(frame: pd.DataFrame, cond: Condition) -> dict[str, float | None]:
+    """Corpus BLEU / chrF++ / combined of a translation condition, as the reference scores a system (sacrebleu
+    `corpus_score`); a condition spanning several target languages averages their corpus scores, weighted by items."""
+    empty = {"corpus_bleu": None, "corpus_chrfpp": None, "corpus_combined": None}
+    if frame.empty or TASKS[cond.input_task].asr:
+        return empty
+    parts = [(int(sel.sum()), corpus_scores(frame.loc[sel, "output_text"].tolist(), frame.loc[sel, "reference"].tolist(), lang=lang))
+             for lang in frame["tgt_lang"].unique() for sel in [frame["tgt_lang"] == lang]]
+    total = sum(n for n, _ in parts)
+    return {f"corpus_{name}": sum(n * scores[name] for n, scores in parts) / total for name in ("bleu", "chrfpp", "combined")}
+
+
 @dataclass
 class EvaluationResult:
     """The two intervention tables of a run."""
@@ -195,8 +210,8 @@ def run_experiments(bundle: ModelBundle, registry: SiteRegistry, items: dict[str
                     run_id: str, progress: bool = True) -> EvaluationResult:
     """Plan and run every condition; returns the `interventions` and `intervention_outputs` rows."""
     stats = LazyConceptStats(registry, parquet_loader(analysis.stats_dir, registry.n_units))
-    identifier = make_identifier(cfg.evaluate.identifier, candidates=cfg.corpus.languages)
-    conditions = plan_conditions(items, analysis.concepts, cfg)
+    identifier = make_identifier(cfg.evaluate.identifier, candidates=cfg.corpus.languages, scope=cfg.evaluate.language_scope)
+    conditions = plan_conditions(items, analysis.concepts, cfg, run_id)
     cond_rows, out_frames, audio_cache = [], [], {}
     for i, cond in enumerate(tqdm(conditions, desc="interventions (batch experiments)", unit="cond", disable=not progress)):
         rows, n_units = run_condition(bundle, registry, stats, cond, cfg, audio_cache)
@@ -212,6 +227,7 @@ def run_experiments(bundle: ModelBundle, registry: SiteRegistry, items: dict[str
             "mean_combined": float(scored["combined"].mean()) if len(scored) and scored["combined"].notna().any() else None,
             "mean_cer": float(scored["cer"].mean()) if len(scored) and scored["cer"].notna().any() else None,
             "mean_m_index": float(scored["m_index"].mean()) if len(scored) else None,
+            **corpus_level(scored, cond),
         })
         if len(scored):
             scored.insert(0, "experiment_id", i)

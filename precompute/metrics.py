@@ -55,8 +55,21 @@ class LanguageIdentifier(Protocol):
     """Anything that gives, per text, a probability for each of its candidate languages (Seamless codes)."""
 
     def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
-        """One dict per text, keyed by Seamless code, summing to 1 (all zeros for a text without letters)."""
+        """One dict per text, keyed by Seamless code: each candidate's probability (summing to at most 1, exactly 1
+        when the scope is `candidates`; all zeros for a text without letters)."""
         ...
+
+
+#: How an identifier's posterior is read: `all`, the posterior over every language the identifier knows, read off at
+#: the candidates (the reference's fastText reading: output in another language, or gibberish, keeps its mass
+#: outside the candidates); `candidates`, renormalised over the candidates only (a closed-set "which of these").
+LANGUAGE_SCOPES = ("all", "candidates")
+
+
+def _check_scope(scope: str) -> str:
+    if scope not in LANGUAGE_SCOPES:
+        raise MetricsError(f"language scope must be one of {LANGUAGE_SCOPES}, got {scope!r}")
+    return scope
 
 
 def _check_texts(texts: Sequence[str], name: str) -> list[str]:
@@ -96,10 +109,10 @@ def _native_codes(languages: tuple[str, ...], known: set[str], owner: str) -> di
     return native
 
 
-def _restrict(scores: dict[str, float], native: dict[str, str], languages: tuple[str, ...]) -> dict[str, float]:
-    """Scores of the candidate languages (native code -> Seamless code), renormalised to sum to 1."""
+def _restrict(scores: dict[str, float], native: dict[str, str], languages: tuple[str, ...], scope: str) -> dict[str, float]:
+    """Posterior of the candidate languages (native code -> Seamless code); renormalised only for scope `candidates`."""
     picked = {native[code]: float(p) for code, p in scores.items() if code in native}
-    total = sum(picked.values())
+    total = sum(picked.values()) if scope == "candidates" else 1.0
     if total <= 0.0:
         return dict.fromkeys(languages, 0.0)
     return {lang: picked.get(lang, 0.0) / total for lang in languages}
@@ -115,18 +128,22 @@ def _langid_model():
 
 
 class LangIdIdentifier:
-    """Language identifier backed by py3langid, restricted to candidate languages (default: the corpus six).
+    """Language identifier backed by py3langid, reporting candidate languages (default: the corpus six).
 
-    Probabilities are py3langid's normalised posteriors over the candidates. A text with no letters at all
-    (empty, whitespace, digits or punctuation only) carries no language evidence and gets all-zero probabilities.
+    Probabilities are py3langid's normalised posterior over its 97 languages read off at the candidates (scope `all`),
+    or over the candidates alone (scope `candidates`). A text with no letters at all (empty, whitespace, digits or
+    punctuation only) carries no language evidence and gets all-zero probabilities.
     """
 
-    def __init__(self, candidates: Sequence[str] | None = None) -> None:
+    def __init__(self, candidates: Sequence[str] | None = None, scope: str = "all") -> None:
         self.languages = _check_candidates(candidates)
+        self.scope = _check_scope(scope)
         base = _langid_model()
         self._native = _native_codes(self.languages, set(base.labels), "py3langid")
-        self._model = copy.copy(base)
-        self._model.set_languages(list(self._native))
+        self._model = base
+        if scope == "candidates":
+            self._model = copy.copy(base)
+            self._model.set_languages(list(self._native))
 
     def probabilities(self, texts: Sequence[str]) -> list[dict[str, float]]:
         """Per text, the probability of each candidate language (zeros for texts without letters)."""
@@ -135,19 +152,20 @@ class LangIdIdentifier:
             if not _has_letters(text):
                 out.append(dict.fromkeys(self.languages, 0.0))
                 continue
-            out.append(_restrict(dict(self._model.rank(text)), self._native, self.languages))
+            out.append(_restrict(dict(self._model.rank(text)), self._native, self.languages, self.scope))
         return out
 
 
 class FastTextIdentifier:
     """Language identifier backed by a local fastText lid.176.bin/.ftz model (needs the `fasttext` package).
 
-    fastText's softmax over its 176 languages is restricted to the candidates (default: the corpus six) and
-    renormalised; texts without letters get all-zero probabilities, as with `LangIdIdentifier`.
+    fastText's softmax over its 176 languages, read off at the candidates (default: the corpus six), or renormalised
+    over them with scope `candidates`; texts without letters get all-zero probabilities, as with `LangIdIdentifier`.
     """
 
-    def __init__(self, model_path: Path, candidates: Sequence[str] | None = None) -> None:
+    def __init__(self, model_path: Path, candidates: Sequence[str] | None = None, scope: str = "all") -> None:
         self.languages = _check_candidates(candidates)
+        self.scope = _check_scope(scope)
         path = Path(model_path)
         if not path.is_file():
             raise MetricsError(
@@ -175,18 +193,18 @@ class FastTextIdentifier:
         labels, probs = self._model.predict([lines[i] for i in idx], k=-1)
         for i, lab, pr in zip(idx, labels, probs):
             scores = {label.removeprefix("__label__"): float(p) for label, p in zip(lab, pr)}
-            out[i] = _restrict(scores, self._native, self.languages)
+            out[i] = _restrict(scores, self._native, self.languages, self.scope)
         return out
 
 
-def make_identifier(spec: str, candidates: Sequence[str] | None = None) -> LanguageIdentifier:
-    """Build an identifier from a spec: "langid" or "fasttext:/path/to/lid.176.bin"."""
+def make_identifier(spec: str, candidates: Sequence[str] | None = None, scope: str = "all") -> LanguageIdentifier:
+    """Build an identifier from a spec: "langid" or "fasttext:/path/to/lid.176.bin" (scope: see `LANGUAGE_SCOPES`)."""
     if not isinstance(spec, str):
         raise MetricsError(f"identifier spec must be a str, got {type(spec).__name__}")
     if spec == "langid":
-        return LangIdIdentifier(candidates)
+        return LangIdIdentifier(candidates, scope)
     if spec.startswith("fasttext:") and spec.removeprefix("fasttext:"):
-        return FastTextIdentifier(Path(spec.removeprefix("fasttext:")).expanduser(), candidates)
+        return FastTextIdentifier(Path(spec.removeprefix("fasttext:")).expanduser(), candidates, scope)
     raise MetricsError(f"unknown language identifier spec {spec!r}; use 'langid' or 'fasttext:/path/to/lid.176.bin'")
 
 

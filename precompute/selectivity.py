@@ -379,10 +379,15 @@ class Selection:
         return int(self.units.size)
 
 
+#: Random-set seeds stay below 2**53, so an InterventionSpec carrying one survives JSON in a browser (share links).
+SEED_BITS = 53
+
+
 def selection_seed(seed: int, seed_key: str, scope: str, k: int, matches: str) -> int:
-    """Deterministic 64-bit seed for a random set (stable across processes; Python's hash() is not)."""
+    """Deterministic seed of a random set (stable across processes, unlike hash()); the batch experiments put the
+    same seed in their random-control specs, so the set they force is the stored one."""
     text = "\x1f".join([str(int(seed)), seed_key, scope, str(int(k)), matches])
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") & ((1 << SEED_BITS) - 1)
 
 
 def build_selections(

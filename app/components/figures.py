@@ -431,12 +431,20 @@ def modality_ap_bars(items: Sequence[Mapping[str, Any]], prov: Provenance, *, ti
 # ---------------------------------------------------------------------------------------------------------- lab
 
 
+#: Bar of the identifier's mass on languages the model does not generate (or on no language at all).
+OUTSIDE_LABEL = "other / none"
+
+
 def language_probability_bars(result: Mapping[str, Any], prov: Provenance, *, concept_lang: str | None = None) -> go.Figure:
     """Output-language probabilities of the baseline and the intervened output, side by side per language."""
     _require(result, "baseline", "intervened", what="intervention result")
     base = result["baseline"].get("language_probabilities") or {}
     inter = result["intervened"].get("language_probabilities") or {}
     langs = list(dict.fromkeys([*base, *inter]))
+    outside = [result[side].get("language_probability_outside") for side in ("baseline", "intervened")]
+    if any(o is not None and o >= 0.005 for o in outside):
+        langs.append(OUTSIDE_LABEL)
+        base, inter = ({**probs, OUTSIDE_LABEL: o or 0.0} for probs, o in zip((base, inter), outside))
     fig = go.Figure()
     fig.add_bar(x=langs, y=[base.get(l, 0.0) for l in langs], name="baseline", marker_color=OKABE_ITO[7],
                 hovertemplate="baseline · %{x}: %{y:.3f}<extra></extra>")

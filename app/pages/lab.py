@@ -171,7 +171,8 @@ def result_summary(result: Mapping[str, Any]) -> dict[str, Any]:
     """What a finding freezes of a result: texts, tokens, language probabilities and identity (no audio)."""
     def side(out: Mapping[str, Any]) -> dict[str, Any]:
         return {"text": out.get("text"), "token_ids": out.get("token_ids"), "top_language": out.get("top_language"),
-                "language_probabilities": {k: round(float(v), 6) for k, v in (out.get("language_probabilities") or {}).items()}}
+                "language_probabilities": {k: round(float(v), 6) for k, v in (out.get("language_probabilities") or {}).items()},
+                "language_probability_outside": out.get("language_probability_outside")}
     return {"key": result.get("key"), "model": result.get("model"), "run_id": result.get("run_id"),
             "tgt_lang": result.get("tgt_lang"), "decoding": result.get("decoding"), "spec": result.get("spec"),
             "intervention": result.get("intervention"), "input": {k: v for k, v in (result.get("input") or {}).items()},

@@ -40,6 +40,13 @@ MIN_AUDIO_SECONDS = 0.1
 DECODING = {"strategy": "greedy", "num_beams": 1, "do_sample": False, "use_cache": True}
 
 
+
+def language_mass_outside(probs: dict[str, float]) -> float | None:
+    """Identifier mass on no language of the model (another language, or gibberish): 1 - the sum of `probs`; None for
+    a text without letters (no evidence at all). Renormalised identifiers (scope `candidates`) always give 0."""
+    total = sum(probs.values())
+    return round(max(0.0, 1.0 - total), 6) if total > 0 else None
+
 class ModelHost:
     """The one loaded model: its state (`disabled`, `loading`, `ready`, `error`), bundle, registry and identifier."""
 
@@ -91,6 +98,7 @@ class ModelHost:
 
         configure_cpu_threads(bundle)
         self.registry = SiteRegistry.from_model(bundle.model)
+        scope = self.settings.language_scope
         if self.settings.language_identifier == "langid":
             known = []
             for lang in bundle.languages:
@@ -99,9 +107,9 @@ class ModelHost:
                 except MetricsError:
                     continue
                 known.append(lang)
-            self.identifier = LangIdIdentifier(known) if known else None
+            self.identifier = LangIdIdentifier(known, scope) if known else None
         else:
-            self.identifier = make_identifier(self.settings.language_identifier, list(bundle.languages))
+            self.identifier = make_identifier(self.settings.language_identifier, list(bundle.languages), scope)
         self.bundle = bundle
         self.load_s = seconds
         self.state = "ready"
@@ -335,11 +343,14 @@ class InterventionService:
                     audio["note"] = speech_errors[name]
                 timing[f"audio_{name}"] = round(time.perf_counter() - t1, 4)
             clean = {k: float(v) for k, v in p.items()}
+            outside = language_mass_outside(clean)
             top = max(clean, key=clean.get) if clean and max(clean.values()) > 0 else None
+            if top is not None and outside is not None and clean[top] < outside:
+                top = None
             result_outputs[name] = {
                 "text": out.text, "token_ids": [int(i) for i in ids],
                 "tokens": bundle.tokenizer.convert_ids_to_tokens(ids), "language_probabilities": clean,
-                "top_language": top, "audio": audio,
+                "language_probability_outside": outside, "top_language": top, "audio": audio,
             }
         base, inter = result_outputs["baseline"], result_outputs["intervened"]
         diff = token_diff(base["token_ids"], inter["token_ids"], base["tokens"], inter["tokens"])

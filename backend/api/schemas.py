@@ -112,8 +112,12 @@ class Output(BaseModel):
     text: str
     token_ids: list[int]
     tokens: list[str]
-    language_probabilities: dict[str, float]
-    top_language: str | None
+    language_probabilities: dict[str, float] = Field(
+        description="identifier probability of each model language (the posterior over all the identifier's languages "
+                    "read at them, or renormalised over them: settings `language_scope`)")
+    language_probability_outside: float | None = Field(
+        None, description="mass on any other language or on none (gibberish); null for a text without letters")
+    top_language: str | None = Field(description="most probable model language; null when the mass outside outweighs it")
     audio: AudioOut | None = None
 
 

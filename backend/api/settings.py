@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing import Annotated
+from typing import Annotated, Literal
 
 
 class Settings(BaseSettings):
@@ -41,6 +41,9 @@ class Settings(BaseSettings):
                     "limits: the dashboard's app server, a reverse proxy")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="origins allowed by CORS (comma-separated in the environment)")
     language_identifier: str = Field("langid", description="langid | fasttext:/path/to/lid.176.bin")
+    language_scope: Literal["all", "candidates"] = Field(
+        "all", description="all: the identifier's posterior over every language it knows, read at the model's languages; "
+                           "candidates: renormalised over the model's languages")
     warm_store: bool = Field(True, description="read the per-unit tables once at start-up so unit pages are fast from the first request")
     page_limit: int = Field(500, ge=1, description="largest page size of list endpoints")
 

@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS interventions (
     run_id VARCHAR, experiment_id INTEGER, experiment VARCHAR, input_task VARCHAR, step INTEGER, concept_id INTEGER,
     concept_task VARCHAR, language VARCHAR, unit_source VARCHAR, set_kind VARCHAR, k INTEGER, n_units INTEGER,
     spec JSON, spec_digest VARCHAR, n_items INTEGER, skipped VARCHAR, mean_p_concept_lang DOUBLE,
-    mean_p_tgt_lang DOUBLE, mean_combined DOUBLE, mean_cer DOUBLE, mean_m_index DOUBLE
+    mean_p_tgt_lang DOUBLE, mean_combined DOUBLE, mean_cer DOUBLE, mean_m_index DOUBLE, corpus_bleu DOUBLE,
+    corpus_chrfpp DOUBLE, corpus_combined DOUBLE
 );
 CREATE TABLE IF NOT EXISTS intervention_outputs (
     run_id VARCHAR, experiment_id INTEGER, item INTEGER, tgt_lang VARCHAR, reference VARCHAR, output_text VARCHAR,
@@ -79,9 +80,20 @@ class StoreVersionError(RuntimeError):
     """The store was written by an incompatible schema version."""
 
 
+#: Columns added by minor schema versions, added to an older store of the same major version when a run is written
+#: into it (its older runs read NULL there): 1.1 stores corpus-level translation scores per condition.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("interventions", "corpus_bleu", "DOUBLE"),
+    ("interventions", "corpus_chrfpp", "DOUBLE"),
+    ("interventions", "corpus_combined", "DOUBLE"),
+)
+
+
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table (idempotent) and stamp the store and engine versions."""
+    """Create every table (idempotent), add columns of newer minor versions, and stamp the store and engine versions."""
     con.execute(DDL)
+    for table, column, kind in ADDED_COLUMNS:
+        con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
     con.execute("INSERT OR REPLACE INTO meta VALUES ('store_version', ?), ('engine_version', ?)", [STORE_VERSION, ENGINE_VERSION])
 
 

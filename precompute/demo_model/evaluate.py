@@ -80,7 +80,7 @@ def evaluate_bundle(bundle: ModelBundle, data: DemoData, sentences: Sequence[Sen
     sentences = list(data.heldout if sentences is None else sentences)[:limit]
     languages = tuple(data.config.languages)
     others = [lang for lang in languages if lang != "eng"]
-    identifier = LangIdIdentifier(languages)
+    identifier = LangIdIdentifier(languages, scope="candidates")
     clip_of = {(c.sentence_id, c.lang): i for i, c in enumerate(data.clips) if c.split == "heldout"}
     missing = [(s.id, lang) for s in sentences for lang in languages if (s.id, lang) not in clip_of]
     if missing:

@@ -288,6 +288,16 @@ def test_language_probability_bars_align_languages():
     assert list(base.y) == [0.9, 0.1, 0.0] and list(inter.y) == [0.2, 0.7, 0.1]
 
 
+def test_language_probability_bars_show_the_mass_outside_the_model_languages():
+    result = {"tgt_lang": "eng",
+              "baseline": {"language_probabilities": {"eng": 0.9, "deu": 0.05}, "language_probability_outside": 0.05},
+              "intervened": {"language_probabilities": {"eng": 0.1, "deu": 0.1}, "language_probability_outside": 0.8}}
+    base, inter = fg.language_probability_bars(result, PROV).data
+    assert list(base.x) == ["eng", "deu", fg.OUTSIDE_LABEL]
+    assert list(base.y) == [0.9, 0.05, 0.05] and list(inter.y) == [0.1, 0.1, 0.8]
+    assert list(fg.language_probability_bars(RESULT, PROV).data[0].x) == ["eng", "deu", "fra"]
+
+
 def test_dose_response_draws_set_and_random_on_a_log_axis():
     fig = _all_figures()["dose"]
     names = [t.name for t in fig.data]

@@ -129,8 +129,9 @@ def test_sweep_ks_and_result_summary():
               "spec": None, "intervention": None, "input": {"kind": "text"}, "changed": True, "diff": [],
               "timing_s": {"baseline": 0.1}, "cached": True,
               "baseline": {"text": "a", "token_ids": [1], "top_language": "eng", "language_probabilities": {"eng": 0.91234567891},
-                           "audio": {"wav_base64": "UklGR"}},
+                           "language_probability_outside": 0.08, "audio": {"wav_base64": "UklGR"}},
               "intervened": {"text": "b", "token_ids": [2], "top_language": "fra", "language_probabilities": {"fra": 1.0}}}
     summary = lab.result_summary(result)
     assert "timing_s" not in summary and "cached" not in summary and "audio" not in summary["baseline"]
     assert summary["baseline"]["language_probabilities"] == {"eng": 0.912346}
+    assert summary["baseline"]["language_probability_outside"] == 0.08

@@ -330,6 +330,27 @@ def test_incompatible_store_is_refused_naming_both_versions(tmp_path):
         create_app(make_settings(path, tmp_path, model="none"))
 
 
+def test_a_run_written_into_an_older_minor_version_store_gains_its_new_columns(tmp_path):
+    """A 1.0 store (interventions without corpus scores) stays readable, and writing a run into it adds the columns
+    instead of silently dropping the new values."""
+    from backend.store.schema import ADDED_COLUMNS
+    from backend.store.writer import insert_frame, store_transaction
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    create_schema(con)
+    for table, column, _ in ADDED_COLUMNS:
+        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    con.execute("UPDATE meta SET value = '1.0' WHERE key = 'store_version'")
+    con.close()
+    with store_transaction(path, "r1") as con:
+        cols = [r[0] for r in con.execute("DESCRIBE interventions").fetchall()]
+        insert_frame(con, "interventions", pd.DataFrame([dict.fromkeys(cols, None) | {"run_id": "r1", "corpus_bleu": 12.5}]))
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT corpus_bleu FROM interventions").fetchone() == (12.5,)
+        assert con.execute("SELECT value FROM meta WHERE key = 'store_version'").fetchone() == (STORE_VERSION,)
+
+
 def test_missing_store_then_published_and_replaced(atlas_store, tiny_bundle, tmp_path):
     """No store at start: data routes answer 503 naming the path; once a store is published it is served, and a
     store renamed over it (as precompute publishes a run) is picked up."""

@@ -17,6 +17,7 @@ import soundfile as sf
 from backend.api import live
 from backend.interventions import InMemoryStats, InterventionSpec, generate_with, prepare_inputs, resolve
 from backend.queue import JobFailed, QueueFull, ResultCache, TokenBuckets, WorkQueue
+from neuron_atlas.versions import STORE_VERSION
 from precompute.metrics import LangIdIdentifier
 from tests.backend.api_support import assert_error, atlas_store, client_for, make_settings, tone, wav_bytes  # noqa: F401
 
@@ -58,10 +59,22 @@ def test_text_intervention_matches_the_engine(client, tiny_bundle, tiny_registry
     want = ident.probabilities([base_text, inter_text])
     for side, p in zip(("baseline", "intervened"), want):
         assert body[side]["language_probabilities"] == pytest.approx(p)
+        assert body[side]["language_probability_outside"] == pytest.approx(1 - sum(p.values()), abs=1e-6)
     assert body["intervention"]["n_units"] == 8 and body["intervention"]["by_component"] == {"ffn": 8}
     assert body["spec"] == json.loads(InterventionSpec.parse(SPEC).canonical_json())
     assert body["cached"] is False and body["baseline"]["audio"] is None
-    assert body["model"]["checksum"] == tiny_bundle.checksum and body["engine_version"] and body["store_version"] == "1.0"
+    assert body["model"]["checksum"] == tiny_bundle.checksum and body["engine_version"] and body["store_version"] == STORE_VERSION
+
+
+def test_mass_outside_the_model_languages_and_top_language():
+    """Italian or gibberish keeps its identifier mass outside the model's languages: no top language is claimed."""
+    from backend.api.live import language_mass_outside
+
+    assert language_mass_outside({"eng": 0.9, "fra": 0.05}) == pytest.approx(0.05)
+    assert language_mass_outside({"eng": 0.0, "fra": 0.0}) is None
+    ident = LangIdIdentifier(["eng", "fra", "spa", "deu"])
+    italian = ident.probabilities(["Questo è un libro molto bello e lo leggo ogni sera."])[0]
+    assert language_mass_outside(italian) > max(italian.values())
 
 
 def test_repeat_is_answered_from_the_cache(client):

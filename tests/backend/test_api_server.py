@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from backend.interventions import generate_with, prepare_inputs
-from neuron_atlas.versions import ENGINE_VERSION
+from neuron_atlas.versions import ENGINE_VERSION, STORE_VERSION
 from tests.backend.api_support import atlas_store  # noqa: F401
 
 #: The server exits by itself after this many seconds, whatever happens to the test.
@@ -88,7 +88,7 @@ def test_real_server_answers_every_kind_of_route(server):
     with httpx.Client(base_url=base, timeout=30) as c:
         r = c.get("/healthz")
         assert r.json()["status"] == "ok" and r.headers["x-neuron-atlas-engine"] == ENGINE_VERSION
-        assert r.headers["x-neuron-atlas-store"] == "1.0"
+        assert r.headers["x-neuron-atlas-store"] == STORE_VERSION
         assert c.get("/runs").json()["runs"][0]["run_id"] == run_id
         assert c.get("/capabilities").json()["limits"]["queue_size"] == 4
         assert c.get(f"/runs/{run_id}/heatmap", params={"stack": "text_decoder"}).json()["counts"]

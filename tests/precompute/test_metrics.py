@@ -58,9 +58,25 @@ def test_langid_identifies_each_corpus_language(langid: LangIdIdentifier) -> Non
     probs = langid.probabilities([SENTENCES[lang] for lang in langs])
     for lang, p in zip(langs, probs):
         assert set(p) == set(CORPUS_LANGUAGES)
-        assert sum(p.values()) == pytest.approx(1.0, abs=1e-5)
+        assert sum(p.values()) <= 1.0 + 1e-6
         assert max(p, key=p.get) == lang, (lang, p)
         assert p[lang] > 0.9
+
+
+def test_scope_all_leaves_other_languages_and_gibberish_outside_the_candidates() -> None:
+    """The reference reads fastText's posterior over all its languages: Italian is not 'mostly Spanish', and
+    letters without a language are not 'mostly German', as renormalising over the six candidates would claim."""
+    texts = ["Questo è un libro molto bello e lo leggo ogni sera.", "xq zzv rrk", SENTENCES["fra"]]
+    closed = LangIdIdentifier(scope="candidates").probabilities(texts)
+    open_ = LangIdIdentifier().probabilities(texts)
+    assert LangIdIdentifier().scope == "all"
+    for p in closed:
+        assert sum(p.values()) == pytest.approx(1.0, abs=1e-5)
+    assert max(closed[0].values()) > 0.5 and max(open_[0].values()) < 0.1
+    assert sum(open_[1].values()) < sum(closed[1].values())
+    assert max(open_[2], key=open_[2].get) == "fra" and open_[2]["fra"] <= closed[2]["fra"] + 1e-9
+    with pytest.raises(MetricsError, match="language scope must be one of"):
+        LangIdIdentifier(scope="six")
 
 
 @pytest.mark.parametrize(
@@ -84,14 +100,15 @@ def test_texts_without_letters_get_zero_probabilities(langid: LangIdIdentifier) 
 
 
 def test_candidates_restrict_and_map_codes() -> None:
-    ident = LangIdIdentifier(["ita", "eng", "nld"])
+    ident = LangIdIdentifier(["ita", "eng", "nld"], scope="candidates")
     assert ident.languages == ("ita", "eng", "nld")
     p_it, p_nl = ident.probabilities(["Il gatto dorme sul divano della nonna.", "De kat slaapt op de bank van oma."])
     assert set(p_it) == {"ita", "eng", "nld"}
     assert max(p_it, key=p_it.get) == "ita" and max(p_nl, key=p_nl.get) == "nld"
     assert sum(p_it.values()) == pytest.approx(1.0, abs=1e-5)
-    single = LangIdIdentifier(["fra"]).probabilities(["The cat is sleeping."])[0]
+    single = LangIdIdentifier(["fra"], scope="candidates").probabilities(["The cat is sleeping."])[0]
     assert single == {"fra": pytest.approx(1.0)}
+    assert LangIdIdentifier(["fra"]).probabilities(["The cat is sleeping."])[0]["fra"] < 0.1
 
 
 def test_unmapped_codes_pass_through() -> None:
@@ -172,12 +189,14 @@ def test_fasttext_restricts_and_renormalises(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setitem(sys.modules, "fasttext", fake)
     model = tmp_path / "lid.176.bin"
     model.write_bytes(b"x")
-    ident = make_identifier(f"fasttext:{model}", ["eng", "fra"])
+    ident = make_identifier(f"fasttext:{model}", ["eng", "fra"], scope="candidates")
     assert isinstance(ident, FastTextIdentifier)
     probs = ident.probabilities(["two\nlines", "  ", "one"])
     assert seen == [["two lines", "one"]]
     assert probs[0] == {"eng": pytest.approx(0.625), "fra": pytest.approx(0.375)}
     assert probs[1] == {"eng": 0.0, "fra": 0.0}
+    raw = make_identifier(f"fasttext:{model}", ["eng", "fra"]).probabilities(["one"])[0]
+    assert raw == {"eng": pytest.approx(0.5), "fra": pytest.approx(0.3)}
     with pytest.raises(MetricsError, match="'deu' is not known to the fastText model"):
         FastTextIdentifier(model, ["deu"])
 

@@ -242,6 +242,32 @@ def test_intervention_tables_cover_every_task_and_step(finished):
     assert n == con.execute("SELECT sum(n_items) FROM interventions").fetchone()[0]
 
 
+def test_translation_conditions_store_the_corpus_score_of_their_outputs(finished):
+    """corpus_* is sacrebleu's corpus score over the condition's stored outputs (per target language, item-weighted),
+    the reference's system score, which is not the mean of sentence scores; ASR conditions have none."""
+    from precompute.metrics import corpus_scores
+
+    cfg, _ = finished
+    con = duckdb.connect(str(cfg.store), read_only=True)
+    conds = con.execute("SELECT experiment_id, input_task, corpus_bleu, corpus_chrfpp, corpus_combined, mean_combined "
+                        "FROM interventions WHERE n_items > 0").fetchall()
+    checked = 0
+    for exp, task, c_bleu, c_chrf, c_comb, mean_comb in conds:
+        if task == "asr":
+            assert c_bleu is None and c_comb is None
+            continue
+        rows = con.execute("SELECT tgt_lang, output_text, reference FROM intervention_outputs WHERE experiment_id = ?", [exp]).fetchall()
+        by_lang: dict[str, list] = {}
+        for tgt, hyp, ref in rows:
+            by_lang.setdefault(tgt, []).append((hyp, ref))
+        want = {name: sum(len(v) * corpus_scores([h for h, _ in v], [r for _, r in v], lang=lang)[name]
+                          for lang, v in by_lang.items()) / len(rows) for name in ("bleu", "chrfpp", "combined")}
+        assert (c_bleu, c_chrf, c_comb) == pytest.approx((want["bleu"], want["chrfpp"], want["combined"]))
+        assert c_comb == pytest.approx(0.6 * c_bleu + 0.4 * c_chrf)
+        checked += 1
+    assert checked > 10
+
+
 def test_stored_condition_replays_from_its_spec_json(finished, tiny_bundle, tiny_registry):
     """The batch path (batched generate) and a single request replaying the stored spec give the same text."""
     from backend.concept_stats import LazyConceptStats, parquet_loader
@@ -262,6 +288,29 @@ def test_stored_condition_replays_from_its_spec_json(finished, tiny_bundle, tiny
                          max_new_tokens=cfg.evaluate.max_new_tokens)
     assert live.text == stored
     assert resolved.unit_ids.size == 2 * 10
+
+
+def test_random_controls_force_the_stored_random_sets(finished, tiny_registry):
+    """What the dashboard shows as a concept's random set is what its batch control forced, and every concept gets
+    its own draw (one shared draw would make every random baseline the same single sample)."""
+    from backend.concept_stats import LazyConceptStats, parquet_loader
+    from backend.interventions import InterventionSpec, resolve
+
+    cfg, result = finished
+    con = duckdb.connect(str(cfg.store), read_only=True)
+    rows = con.execute("SELECT concept_id, set_kind, k, spec FROM interventions WHERE experiment = 'ablation' "
+                       "AND set_kind LIKE 'random_%'").fetchall()
+    stats = LazyConceptStats(tiny_registry, parquet_loader(result.work_dir / "stats", tiny_registry.n_units))
+    drawn = set()
+    for concept, set_kind, k, spec_json in rows:
+        forced = resolve(InterventionSpec.from_json(spec_json), tiny_registry, stats).unit_ids
+        stored = con.execute("SELECT unit_id FROM selections WHERE concept_id = ? AND kind = 'random' AND scope = ? "
+                             "AND k_requested = ? AND matches = ? ORDER BY unit_id",
+                             [concept, cfg.evaluate.stack, k, set_kind.removeprefix("random_")]).fetchall()
+        assert forced.tolist() == [u for (u,) in stored], (concept, set_kind)
+        assert json.loads(spec_json)["units"]["seed"] < 2**53
+        drawn.add(tuple(forced.tolist()))
+    assert len(rows) > 4 and len(drawn) == len(rows)
 
 
 def test_ray_executor_writes_the_same_store_as_local(tmp_path, finished):
