@@ -6,6 +6,8 @@ colour-blind safe) centred on zero for correlations, and the Okabe–Ito palette
 """
 from __future__ import annotations
 
+import html
+
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -160,7 +162,8 @@ def modality_map(hm: Mapping[str, Any], prov: Provenance) -> go.Figure:
     text = np.where(totals > 0, counts.astype(int).astype(str), "")
     fig = go.Figure(go.Heatmap(
         z=share, x=layers, y=comps, text=text, texttemplate="%{text}", colorscale=SEQUENTIAL, zmin=0,
-        colorbar=dict(title=dict(text="share of units", side="right"), tickformat=".0%", thickness=12),
+        colorbar=dict(title=dict(text="share of the row's units (cell text: count)", side="right"), tickformat=".0%",
+                      thickness=12),
         customdata=np.stack([counts, totals], axis=-1),
         hovertemplate="%{y}, layer %{x}: %{customdata[0]:d} of %{customdata[1]:d} units (%{z:.1%})<extra></extra>",
         xgap=1, ygap=1,
@@ -170,8 +173,10 @@ def modality_map(hm: Mapping[str, Any], prov: Provenance) -> go.Figure:
     fig.update_yaxes(type="category", autorange="reversed")
     title = (f"Modality-selective decoder units ({_mode_words(hm)}) · {concept.get('task', '')} · "
              f"{step_label(concept.get('step'))}")
-    return _finish(fig, title, prov, height=max(300, 110 + 22 * len(comps)), x_title="decoder layer",
-                   y_title="site" if by == "by_site" else "component", legend=False)
+    fig = _finish(fig, title, prov, height=max(300, 110 + 22 * len(comps)), x_title="decoder layer",
+                  y_title="site" if by == "by_site" else "component", legend=False)
+    fig.update_yaxes(automargin=True, title_standoff=12)
+    return fig
 
 
 # -------------------------------------------------------------------------------------------------- concentration
@@ -407,7 +412,7 @@ def token_activation_figure(tokens: Sequence[str], values: Sequence[float], prov
     """The unit's activation at each text token of the written sentence."""
     if len(tokens) != len(values):
         raise FigureDataError(f"trace: {len(tokens)} tokens but {len(values)} values")
-    labels = [f"{i}:{t}" for i, t in enumerate(tokens)]
+    labels = [f"{i}:{html.escape(t)}" for i, t in enumerate(tokens)]
     colours = [OKABE_ITO[5] if v >= 0 else OKABE_ITO[0] for v in values]
     fig = go.Figure(go.Bar(x=labels, y=list(values), marker_color=colours,
                            hovertemplate="%{x}<br>activation %{y:.4f}<extra></extra>"))
@@ -459,6 +464,15 @@ def language_probability_bars(result: Mapping[str, Any], prov: Provenance, *, co
 
 
 #: Column order of the batch-intervention table per experiment (set_kind or unit_source), with readable names.
+K_AXIS_TITLE = "k (per set; both = 2k units, log scale)"
+
+
+def _k_axis(fig: go.Figure, ks: Sequence[Any]) -> None:
+    """Log k axis ticked at the k values swept (Plotly's minor log ticks read as bare digits: '2' for 200)."""
+    values = sorted({int(k) for k in ks if k})
+    fig.update_xaxes(type="log", tickvals=values, ticktext=[f"{k:,}" for k in values])
+
+
 BATCH_COLUMNS = {
     "ablation": (("set_kind", "baseline", "baseline"), ("set_kind", "top", "top k"), ("set_kind", "bottom", "bottom k"),
                  ("set_kind", "both", "both 2k"), ("set_kind", "random_top", "random k"),
@@ -477,6 +491,11 @@ def batch_interventions(conditions: Sequence[Mapping[str, Any]], prov: Provenanc
     langs = list(dict.fromkeys(c["language"] for c in rows))
     if not rows:
         return message_figure(f"this run stored no {experiment} experiments for {input_task}", prov)
+    stored_steps = sorted({int(c["step"]) for c in rows if c["set_kind"] != "baseline" and c.get("step") is not None})
+    if step not in stored_steps:
+        where = f"stored at step {', '.join(map(str, stored_steps))}" if stored_steps else "none stored with units"
+        return message_figure(f"no {experiment} conditions for {input_task} at step {step} ({where}): pick that step", prov)
+    rows = [c for c in rows if c["set_kind"] == "baseline" or c.get("step") == step]
     if experiment == "dose":
         fig = go.Figure()
         for i, lang in enumerate(langs):
@@ -489,11 +508,10 @@ def batch_interventions(conditions: Sequence[Mapping[str, Any]], prov: Provenanc
                                     mode="lines+markers", line=dict(color=colour, dash=dash),
                                     name=f"{lang} · {'both' if kind == 'both' else 'random'}",
                                     hovertemplate=f"{lang} {kind}<br>k=%{{x}}: p=%{{y:.3f}}<extra></extra>")
-        fig.update_xaxes(type="log")
+        _k_axis(fig, [c["k"] for c in rows])
         fig.update_yaxes(range=[0, 1])
         title = f"Stored dose–response · {input_task} · step {step}: control units of L forced (solid) vs random (dotted)"
-        return _finish(fig, title, prov, height=360, x_title="k (per set; both = 2k units, log scale)",
-                       y_title="p(output in L)")
+        return _finish(fig, title, prov, height=360, x_title=K_AXIS_TITLE, y_title="p(output in L)")
     columns = BATCH_COLUMNS[experiment]
     z = np.full((len(langs), len(columns)), np.nan)
     n = np.zeros_like(z)
@@ -536,7 +554,7 @@ def dose_response(points: Sequence[Mapping[str, Any]], prov: Provenance, *, conc
             fig.add_scatter(x=[p["k"] for p in pts], y=[p["p_tgt"] for p in pts], mode="lines+markers",
                             name=f"{kind} units → p({tgt_lang})", line=dict(color=styles[kind]["color"], dash="dashdot"),
                             marker_symbol="x", opacity=0.6, hovertemplate="k=%{x}<br>p=%{y:.3f}<extra></extra>")
-    fig.update_xaxes(type="log")
+    _k_axis(fig, [p["k"] for p in points])
     fig.update_yaxes(range=[0, 1])
     title = f"Dose–response: forcing {set_kind}-k units of {concept_lang} vs random units (target {tgt_lang})"
-    return _finish(fig, title, prov, height=320, x_title="k (units forced, log scale)", y_title="output-language probability")
+    return _finish(fig, title, prov, height=320, x_title=K_AXIS_TITLE, y_title="output-language probability")

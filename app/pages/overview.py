@@ -95,7 +95,11 @@ def layout(**query: Any) -> html.Div:
                                     ui.graph(f"ov-bars-{stack}", class_name="graph narrow")],
                                    id=f"ov-row-{stack}", className="row", hidden=True) for stack in STACKS],
                          id="ov-sel-figures"), "ov-sel-loading"),
-        html.P("Click a cell to open that layer's units for the concept.", className="hint"),
+        html.P("Click a cell to open that layer's units for the concept. Encoder statistics do not depend on the "
+               "decoding step (the encoder runs once per input). For asr and en→X tasks the decoder's prompt "
+               "(</s> and the target-language token) already names the concept's language, so decoder units can "
+               "reach AP 1.0 at early steps by reading that token: compare with s2tt/t2tt, where the language is "
+               "only in the input.", className="hint"),
     ])
     modality = html.Div([
         html.Div([control("Role", ui.radio("ov-mm-role", ui.options(list(st.ROLES)), s["mm_role"]))], className="controls"),
@@ -244,7 +248,10 @@ def drill_down(s: dict[str, Any], prov: Provenance) -> list[Any]:
 
 
 def shared_units(s: dict[str, Any]) -> list[Any]:
-    text_lang, speech_lang = s["x_cell"].split(":")
+    parts = s["x_cell"].split(":")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"x_cell: {s['x_cell']!r} is not text_language:speech_language")
+    text_lang, speech_lang = parts
     page = context.client().overlap_units(s["run"], text_lang=text_lang, speech_lang=speech_lang, role=s["x_role"],
                                           step=s["step"], set_kind=s["x_set"], k=s["k"], limit=100)
     head = (f"{page['total']} units shared by the {s['x_set']}-{page.get('k')} sets of text {lang_label(text_lang)} "
@@ -407,6 +414,11 @@ def register_callbacks(app: Dash) -> None:
             return [notice(ui.plain(exc) if isinstance(exc, BackendError) else f"c_cell: {s['c_cell']!r} is not "
                            "modality:language:layer", "error")]
 
+    @app.callback(Output("ov-thr", "disabled"), Input("ov-set", "value"))
+    def threshold_applies(unit_set):
+        """The AP threshold only selects units for the 'AP ≥ threshold' set; top/bottom/both use k."""
+        return unit_set != "ap"
+
     @app.callback(Output("ov-x-layer", "options"), Input("ov-run", "value"))
     def decoder_layers(run_id):
         try:
@@ -459,9 +471,11 @@ def register_callbacks(app: Dash) -> None:
     def crossmodal_shared(s):
         if not s or s["tab"] != "crossmodal":
             return no_update
-        if not s.get("x_cell") or ":" not in s["x_cell"]:
+        if not s.get("x_cell"):
             return []
         try:
             return shared_units(s)
         except BackendError as exc:
             return [notice(exc.message, "error")]
+        except ValueError as exc:
+            return [notice(str(exc), "error")]

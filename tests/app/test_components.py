@@ -106,3 +106,11 @@ def test_python_script_is_valid_standalone_python_replaying_the_calls():
     assert ast.literal_eval(calls[1].args[1]) == {"text": "null true", "tgt_lang": "eng", "spec": None, "return_speech": True}
     empty = views.python_script("http://b", {"id": "x", "state": {"frozen": {"not_replayable": "uploaded audio"}}})
     assert "raise SystemExit('uploaded audio')" in empty
+
+
+def test_a_malformed_overlap_cell_in_the_url_is_named_not_a_server_error():
+    from app.pages import overview
+
+    for cell in ("deu:deu:zz", "deu", ":deu"):
+        with pytest.raises(ValueError, match=f"x_cell: '{cell}' is not text_language:speech_language"):
+            overview.shared_units({"x_cell": cell})

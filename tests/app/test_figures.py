@@ -182,8 +182,15 @@ def test_batch_interventions_table_and_dose_lines():
                                                                          (10, "random_both", 0.0))]
     fig = fg.batch_interventions(dose, PROV, experiment="dose", input_task="t2tt", step=2)
     assert [list(t.x) for t in fig.data] == [[10, 50], [10]] and list(fig.data[0].y) == [0.1, 0.6]
+    assert list(fig.layout.xaxis.tickvals) == [10, 50] and fig.layout.xaxis.type == "log"
     empty = fg.batch_interventions(rows, PROV, experiment="steering", input_task="t2tt", step=2)
     assert "no steering" in empty.layout.annotations[0].text
+    # a step without stored conditions says so (the dose sweep runs at one step only) instead of showing another step
+    for exp, conds in (("dose", dose), ("ablation", rows)):
+        other = fg.batch_interventions(conds, PROV, experiment=exp, input_task="t2tt", step=12)
+        assert not other.data and "at step 12 (stored at step 2" in other.layout.annotations[0].text
+    only_7 = fg.batch_interventions(rows, PROV, experiment="ablation", input_task="t2tt", step=7)
+    assert np.isnan(np.asarray(only_7.data[0].z, dtype=float)[1]).all()
 
 
 def test_concentration_pair_filters_tasks_and_shares_the_colour_range():
@@ -278,6 +285,8 @@ def test_token_activation_figure_refuses_mismatched_lengths():
     with pytest.raises(fg.FigureDataError, match="2 tokens but 1 values"):
         fg.token_activation_figure(["a", "b"], [1.0], PROV, title="t")
     fig = fg.token_activation_figure(["▁Der", "▁Zug"], [0.1, -0.2], PROV, title="t")
+    special = fg.token_activation_figure(["</s>", "__eng__"], [0.1, 0.2], PROV, title="t")
+    assert list(special.data[0].x) == ["0:&lt;/s&gt;", "1:__eng__"]  # Plotly would read </s> as a tag and show "0:"
     assert list(fig.data[0].x) == ["0:▁Der", "1:▁Zug"]
 
 
@@ -303,7 +312,7 @@ def test_dose_response_draws_set_and_random_on_a_log_axis():
     names = [t.name for t in fig.data]
     assert names == ["top units → p(deu)", "top units → p(eng)", "random units → p(deu)", "random units → p(eng)"]
     assert list(fig.data[0].x) == [1, 4] and list(fig.data[0].y) == [0.1, 0.6]
-    assert fig.layout.xaxis.type == "log"
+    assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.title.text == fg.K_AXIS_TITLE
 
 
 def test_message_figure_without_and_with_provenance():
