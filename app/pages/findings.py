@@ -33,14 +33,16 @@ def _frozen_rows(finding: dict[str, Any]) -> list[tuple[str, Any]]:
         rows.append(("input", input_summary(result.get("input") or {}, result.get("tgt_lang"))))
     if finding.get("spec"):
         rows.append(("spec", spec_summary(finding["spec"])))
-    return rows + [
-        ("live model at save", f"{model.get('spec', '?')} · checksum {model.get('checksum', '?')}"),
-        ("run", f"{finding.get('run_id')} · model {prov.get('model_spec')} · checksum {prov.get('model_checksum')}"),
-        ("mode", prov.get("mode")),
-        ("corpus", f"{prov.get('corpus_source')} · {prov.get('n_examples')} examples"),
-        ("decoding", decoding),
-        ("engine", finding.get("engine_version")),
-    ]
+    if state.get("page") == "lab" and not frozen.get("responses"):
+        decoding = "not recorded: the finding was saved without a result"
+    rows += [("live model at save", f"{model.get('spec', '?')} · checksum {model.get('checksum', '?')}")]
+    if prov:
+        rows += [("run", f"{finding.get('run_id')} · model {prov.get('model_spec')} · checksum {prov.get('model_checksum')}"),
+                 ("mode", prov.get("mode")),
+                 ("corpus", f"{prov.get('corpus_source')} · {prov.get('n_examples')} examples")]
+    else:
+        rows += [("run", f"{finding.get('run_id') or 'none'} · provenance not recorded (saved without a dashboard view)")]
+    return rows + [("decoding", decoding), ("engine", finding.get("engine_version"))]
 
 
 def spec_summary(spec: dict[str, Any]) -> str:

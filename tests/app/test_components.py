@@ -114,3 +114,14 @@ def test_a_malformed_overlap_cell_in_the_url_is_named_not_a_server_error():
     for cell in ("deu:deu:zz", "deu", ":deu"):
         with pytest.raises(ValueError, match=f"x_cell: '{cell}' is not text_language:speech_language"):
             overview.shared_units({"x_cell": cell})
+
+
+def test_a_finding_saved_without_provenance_says_so_instead_of_printing_none():
+    from app.pages import findings
+
+    rows = dict(findings._frozen_rows({"run_id": None, "state": {"page": "lab"}, "model": {"spec": "demo", "checksum": "ab"}}))
+    assert "provenance not recorded" in rows["run"] and "None" not in rows["run"]
+    assert rows["decoding"].startswith("not recorded") and "mode" not in rows and "corpus" not in rows
+    full = dict(findings._frozen_rows({"run_id": "r1", "state": {"page": "overview", "provenance": {
+        "model_spec": "demo", "model_checksum": "ab", "mode": "clean", "corpus_source": "builtin", "n_examples": 780}}}))
+    assert full["run"] == "r1 · model demo · checksum ab" and full["corpus"] == "builtin · 780 examples"
