@@ -28,9 +28,27 @@
       saveRequest: function (n) {
         if (!n) { return noUpdate(); }
         return { href: window.location.pathname + window.location.search, at: Date.now() };
+      },
+      /* The lab's upload limit (bytes, from the backend): dcc.Upload drops a larger file without an event, so a
+         chosen or dropped file is measured here and reported to lab-upload-rejected (a file within it clears it). */
+      guardUpload: function (limit) {
+        uploadLimit = limit;
+        return noUpdate();
       }
     }
   });
+
+  var uploadLimit = 0;
+  function checkUpload(event) {
+    var box = event.target && event.target.closest && event.target.closest("#lab-upload");
+    var files = event.type === "drop" ? (event.dataTransfer || {}).files : event.target.files;
+    if (!box || !files || !files.length) { return; }
+    var file = files[0];
+    window.dash_clientside.set_props("lab-upload-rejected", { data: uploadLimit > 0 && file.size > uploadLimit
+      ? { filename: file.name, size: file.size, at: Date.now() } : null });
+  }
+  document.addEventListener("change", checkUpload, true);
+  document.addEventListener("drop", checkUpload, true);
 
   /* ------------------------------------------------------------------------------------------ copy */
 

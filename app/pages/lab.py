@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from app import context, state as st, ui
 from app.client import BackendError
@@ -33,6 +33,13 @@ ROLE_TASK = {("representation", "speech"): "s2tt", ("representation", "text"): "
 ERROR_SLOTS = ("file", "text", "src_lang", "tgt_lang", "example_id", "spec", "max_new_tokens", "input", "run_id")
 SWEEP_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 AUDIO_MIME_PREFIXES = ("audio/", "application/octet-stream", "application/ogg", "video/ogg")
+#: What a bare /lab opens with (the README's example: English → German with French's en→X control units found on
+#: text, top + bottom 250 at step 2), so the first Run shows an effect; a link's own values win.
+LAB_DEFAULTS = {"in": "text", "text": "My mother works at the hospital.", "src": "eng", "umod": "text", "set": "both",
+                "k": "250"}
+DEFAULT_CONCEPT_LANG, DEFAULT_TGT, DEFAULT_STEP = "fra", "deu", 2
+#: The backend's default upload limit, used when /capabilities cannot be read.
+DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
 
 
 class LabInputError(ValueError):
@@ -67,12 +74,121 @@ def crossmodal_note(s: Mapping[str, Any]) -> str:
     found, applied = s["umod"], input_modality(s)
     if s.get("us") == "basket":
         n = len(s.get("units") or ())
+        if not n:
+            return f"no basket units to apply to {applied} input yet"
         return f"{n} basket unit{'s' if n != 1 else ''} applied to {applied} input"
     if found == "multimodal":
         return f"units found on speech and text alike, applied to {applied} input"
     if found == applied:
         return f"same-modality: units found on {found}, applied to {applied} input"
     return f"cross-modal steering: units found on {found}, applied to {applied} input"
+
+
+def settle_choices(s: dict[str, Any], *, langs: Sequence[str], run_langs: Sequence[str], steps: Sequence[int],
+                   model: str | None = None) -> list[str]:
+    """Replaces languages and a step the run or model lacks (naming each and the choices), fills defaults into `s`."""
+    problems: list[str] = []
+    where = f"the model {model}" if model else f"run {s['run']}"
+    checks = (("src", langs, f"not a language of {where}"), ("tgt", langs, f"not a language of {where}"),
+              ("ulang", run_langs, f"not a concept language of run {s['run']}"),
+              ("step", steps, f"not a step of run {s['run']}"))
+    bad = {}
+    for key, valid, why in checks:
+        if s[key] is not None and s[key] not in valid:
+            bad[key] = s[key]
+            s[key] = None
+    non_pivot = [l for l in run_langs if l != "eng"]
+    if s["src"] is None:
+        s["src"] = "eng" if "eng" in langs or not langs else langs[0]
+    if s["step"] is None:
+        s["step"] = DEFAULT_STEP if DEFAULT_STEP in steps else (steps[0] if steps else None)
+    if s["ulang"] is None:
+        s["ulang"] = DEFAULT_CONCEPT_LANG if DEFAULT_CONCEPT_LANG in run_langs else (non_pivot[0] if non_pivot else None)
+    if s["tgt"] is None:
+        others = [l for l in (DEFAULT_TGT, *non_pivot) if l != s["ulang"] and (l in langs or not langs)]
+        s["tgt"] = "eng" if s["role"] == "representation" or not others else others[0]
+    for key, valid, why in checks:
+        if key in bad:
+            problems.append(f"{key}={bad[key]!s:.60}: {why}; choose one of {', '.join(map(str, valid)) or 'none'} "
+                            f"(using {s[key]} for now)")
+    if bad and (s["go"] or s["sweep"]):
+        s["go"] = s["sweep"] = 0
+        problems.append("the link's request was not run, as it named values this lab does not have; check the settings "
+                        "and press Run")
+    return problems
+
+
+def default_href(**values: Any) -> str:
+    """A link to the lab with the lab's defaults (LAB_DEFAULTS over the state defaults) and the given values."""
+    s, _ = st.parse(PAGE, LAB_DEFAULTS)
+    return st.href(PAGE, {**s, **values})
+
+
+def basket_units(basket: Sequence[Mapping[str, Any]] | None, run_id: str | None) -> tuple[int, ...]:
+    """Unit ids in the browser's basket for one run, in the order they were added."""
+    return tuple(dict.fromkeys(int(b["unit_id"]) for b in basket or () if b.get("run") == run_id))
+
+
+def with_basket(s: Mapping[str, Any], basket: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The state a run uses: a view asking for the basket without naming units takes the basket's units of its run."""
+    units = basket_units(basket, s.get("run")) if s.get("us") == "basket" and not s.get("units") else ()
+    return {**s, "units": units} if units else dict(s)
+
+
+def basket_line(s: Mapping[str, Any], in_basket: Sequence[int]) -> str:
+    """What the basket holds and, when the view uses it, which units a Run forces."""
+    n = len(in_basket)
+    line = f"{n} unit{'' if n == 1 else 's'} in the basket" + (
+        f" ({', '.join(map(str, in_basket[:8]))}{', …' if n > 8 else ''})" if n else "")
+    if s.get("us") != "basket":
+        return line
+    used = list(s.get("units") or ())
+    if not used:
+        return line + " · this view uses the basket, which is empty: add units from a unit page or choose a concept set"
+    forced = f" · Run forces {len(used)} unit{'' if len(used) == 1 else 's'}: {', '.join(map(str, used[:12]))}" + (
+        " …" if len(used) > 12 else "")
+    if tuple(used) != tuple(in_basket):
+        forced += " (this view's units; 'Use the basket' switches to the basket's)"
+    return line + forced
+
+
+def chart_concept_lang(s: Mapping[str, Any]) -> str | None:
+    """The concept language a result's chart names: only when the forced units come from a concept."""
+    return s.get("ulang") if s.get("us") == "concept" else None
+
+
+def count_text(counts: Mapping[str, Any] | None) -> str:
+    """`name n, name n` of a count mapping (the backend's order), or 'none'."""
+    return ", ".join(f"{k} {int(v):,}" for k, v in (counts or {}).items()) or "none"
+
+
+def intervention_line(intervention: Mapping[str, Any] | None) -> str:
+    """How many units a result forced, by stack and by component, in words."""
+    if not intervention:
+        return "baseline only"
+    n = intervention.get("n_units")
+    forced = f"{n:,} units forced" if isinstance(n, int) else f"{n} units forced"
+    return (f"{forced} · by stack: {count_text(intervention.get('by_stack'))} · by component: "
+            f"{count_text(intervention.get('by_component'))}")
+
+
+def upload_limit(caps: Mapping[str, Any] | None) -> int:
+    """The backend's upload limit in bytes from its /capabilities (its default when unknown)."""
+    try:
+        return int((caps or {})["limits"]["max_upload_bytes"])
+    except (KeyError, TypeError, ValueError):
+        return DEFAULT_MAX_UPLOAD_BYTES
+
+
+def upload_size_problem(filename: str | None, size: int, limit: int) -> str | None:
+    """A plain-words problem when a file is larger than the backend accepts, else None."""
+    if size <= limit:
+        return None
+    have, cap = f"{size / 1e6:.1f} MB", f"{limit / 1e6:g} MB"
+    if have == f"{limit / 1e6:.1f} MB":
+        have, cap = f"{size:,} bytes", f"{limit:,} bytes"
+    return (f"file: {filename or 'the file'!r} is {have}, over the backend's upload limit of {cap}; "
+            "choose a smaller or shorter audio file")
 
 
 def unit_refs(unit_ids: Sequence[int], sites: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -144,6 +260,8 @@ def build_request(s: Mapping[str, Any], spec: Mapping[str, Any] | None) -> dict[
 
 def decode_upload(upload: Mapping[str, Any] | None, what: str = "upload") -> tuple[bytes, str, str]:
     """(bytes, filename, mime) of an uploaded or recorded file held in the browser as a data URI."""
+    if upload and upload.get("problem"):
+        raise LabInputError("file", upload["problem"])
     if not upload or not upload.get("contents"):
         raise LabInputError("file", f"file: no {what} yet — " + ("choose an audio file" if what == "upload" else "record first"))
     head, _, b64 = upload["contents"].partition(",")
@@ -195,23 +313,18 @@ def _choices(s: dict[str, Any]) -> tuple[dict, dict, list[dict], list[str], list
         caps = {}
         problems.append(exc.message)
     examples = c.examples(s["run"], limit=500)["examples"]
-    model_langs = ((caps.get("model") or {}).get("languages")) or []
+    model = caps.get("model") or {}
+    model_langs = model.get("languages") or []
     langs = list(dict.fromkeys([*(run.get("languages") or []), *model_langs]))
-    steps = run.get("steps") or []
-    if s["step"] not in steps:
-        s["step"] = steps[0] if steps else None
     if s["ex"] is None and examples:
         s["ex"] = next((e["example_id"] for e in examples if e["lang"] == "eng"), examples[0]["example_id"])
-    non_pivot = [l for l in run.get("languages") or [] if l != "eng"]
-    if s["ulang"] is None:
-        s["ulang"] = non_pivot[0] if non_pivot else None
-    if s["tgt"] is None:
-        s["tgt"] = "eng" if s["role"] == "representation" else (s["ulang"] or "eng")
+    problems += settle_choices(s, langs=langs, run_langs=run.get("languages") or [], steps=run.get("steps") or [],
+                               model=(model.get("loaded") or run.get("model_spec")) if model_langs else None)
     return run, caps, examples, langs, problems
 
 
 def layout(**query: Any) -> html.Div:
-    s, problems = st.parse(PAGE, query)
+    s, problems = st.parse(PAGE, {**LAB_DEFAULTS, **query})
     try:
         run, caps, examples, langs, more = _choices(s)
     except BackendError as exc:
@@ -253,8 +366,9 @@ def layout(**query: Any) -> html.Div:
         ], id="lab-in-text", className="controls"),
         html.Div([
             control("Audio file", dcc.Upload(id="lab-upload", children=html.Div(["Drop or ", html.A("choose"), " a WAV, FLAC, OGG or MP3 file"]),
-                                             className="upload", max_size=50_000_000),
-                    "lab-file-error", help_text="uploads are not part of share links", class_name="w-wide"),
+                                             className="upload", max_size=upload_limit(caps)),
+                    "lab-file-error", class_name="w-wide",
+                    help_text=f"up to {upload_limit(caps) / 1e6:g} MB; uploads are not part of share links"),
             html.Div(id="lab-upload-name", className="muted"),
         ], id="lab-in-upload", className="controls"),
         html.Div([
@@ -316,6 +430,8 @@ def layout(**query: Any) -> html.Div:
             "Choose an input and units, then Run: the baseline and the intervened output appear here.", className="hint"))),
         loading(html.Div(id="lab-sweep-out")),
         dcc.Store(id="lab-upload-data"),
+        dcc.Store(id="lab-upload-limit", data=upload_limit(caps)),
+        dcc.Store(id="lab-upload-rejected", data=None),
         dcc.Store(id="lab-mic", data=None),
         dcc.Store(id="lab-go", data=s["go"]),
         dcc.Store(id="lab-sweep-go", data=s["sweep"]),
@@ -381,9 +497,7 @@ def result_view(result: Mapping[str, Any], s: Mapping[str, Any], prov: Provenanc
     changed = result.get("changed")
     badge = (html.Span(f"changed from token {result.get('first_difference')}", className="badge badge-changed") if changed
              else html.Span("unchanged", className="badge"))
-    intervention = result.get("intervention") or {}
-    what = (f"{intervention.get('n_units')} units forced · by stack {intervention.get('by_stack')} · by component "
-            f"{intervention.get('by_component')}") if intervention else "baseline only"
+    what = intervention_line(result.get("intervention"))
     return [
         html.Div([html.H2("Result"), badge, html.Span(" cached" if result.get("cached") else "", className="muted")],
                  className="result-head"),
@@ -396,7 +510,7 @@ def result_view(result: Mapping[str, Any], s: Mapping[str, Any], prov: Provenanc
                       _output_audio(inter, "intervened output")], className="half output-card", id="lab-out-intervened"),
         ], className="row"),
         html.Div([input_audio], className="input-audio") if input_audio is not None else None,
-        ui.graph("lab-probs", fg.language_probability_bars(result, prov, concept_lang=s.get("ulang"))),
+        ui.graph("lab-probs", fg.language_probability_bars(result, prov, concept_lang=chart_concept_lang(s))),
         html.Details([html.Summary("Spec, model and decoding"), html.Pre(_pretty({
             "model": result.get("model"), "run_id": result.get("run_id"), "decoding": result.get("decoding"),
             "spec": result.get("spec"), "key": result.get("key"), "timing_s": result.get("timing_s")}))]),
@@ -442,9 +556,9 @@ def register_callbacks(app: Dash) -> None:
     def reload(run_id, s):
         if not s or run_id == s["run"]:
             return no_update
-        return ui.href(PAGE, run=run_id)
+        return default_href(run=run_id)
 
-    @app.callback(Output("lab-state", "data"), Output(f"{PAGE}-url", "data"), Output("lab-crossmodal", "children"),
+    @app.callback(Output("lab-state", "data"), Output(f"{PAGE}-url", "data"),
                   Input("lab-in", "value"), Input("lab-ex", "value"), Input("lab-mod", "value"), Input("lab-text", "value"),
                   Input("lab-src", "value"), Input("lab-tgt", "value"), Input("lab-us", "value"), Input("lab-role", "value"),
                   Input("lab-umod", "value"), Input("lab-ulang", "value"), Input("lab-step", "value"), Input("lab-set", "value"),
@@ -457,10 +571,21 @@ def register_callbacks(app: Dash) -> None:
                "value": value, "max_new": int(max_new or s["max_new"]), "go": go or 0, "sweep": sweep_go or 0}
         if ctx.triggered_id not in ("lab-go", "lab-sweep-go") and any(new[x] != s[x] for x in new if x not in ("go", "sweep")):
             new["go"], new["sweep"] = 0, 0
-        note = crossmodal_note(new)
         if new == s:
-            return no_update, no_update, note
-        return new, st.href(PAGE, new), note
+            return no_update, no_update
+        return new, st.href(PAGE, new)
+
+    @app.callback(Output("lab-crossmodal", "children"), Input("lab-state", "data"), Input("basket", "data"))
+    def crossmodal(s, basket):
+        return crossmodal_note(with_basket(s, basket))
+
+    @app.callback(Output("lab-state", "data", allow_duplicate=True), Output(f"{PAGE}-url", "data", allow_duplicate=True),
+                  Input("basket", "data"), State("lab-state", "data"), prevent_initial_call="initial_duplicate")
+    def adopt_basket(basket, s):
+        new = with_basket(s, basket)
+        if new == s:
+            return no_update, no_update
+        return new, st.href(PAGE, new)
 
     @app.callback(Output("lab-concept-line", "children"), Input("lab-state", "data"))
     def concept_line(s):
@@ -472,9 +597,18 @@ def register_callbacks(app: Dash) -> None:
             return "no concept matches this role, modality, language and step"
         return f"concept {concept['concept_id']}: {concept.get('description')} ({concept.get('positives')} positive items)"
 
+    app.clientside_callback(ClientsideFunction(namespace="atlas", function_name="guardUpload"),
+                            Output("lab-upload-rejected", "data"), Input("lab-upload-limit", "data"))
+
     @app.callback(Output("lab-upload-data", "data"), Output("lab-upload-name", "children"),
-                  Input("lab-upload", "contents"), State("lab-upload", "filename"), prevent_initial_call=True)
-    def uploaded(contents, filename):
+                  Input("lab-upload", "contents"), Input("lab-upload-rejected", "data"), State("lab-upload", "filename"),
+                  State("lab-upload-limit", "data"), prevent_initial_call=True)
+    def uploaded(contents, rejected, filename, limit):
+        if rejected:
+            problem = upload_size_problem(rejected.get("filename"), int(rejected.get("size") or 0), int(limit))
+            if problem:
+                return ({"filename": rejected.get("filename"), "problem": problem},
+                        html.Div(problem, className="field-error"))
         if not contents:
             return None, ""
         head = contents.split(",", 1)[0]
@@ -485,18 +619,12 @@ def register_callbacks(app: Dash) -> None:
 
     @app.callback(Output("lab-basket-list", "children"), Input("basket", "data"), Input("lab-state", "data"))
     def basket_list(basket, s):
-        units = [b for b in (basket or []) if b.get("run") == s.get("run")]
-        used = list(s.get("units") or ())
-        parts = [f"{len(units)} unit{'' if len(units) == 1 else 's'} in the basket" + (f" ({', '.join(str(b['unit_id']) for b in units[:8])}"
-                                                         f"{', …' if len(units) > 8 else ''})" if units else "")]
-        if s.get("us") == "basket":
-            parts.append(f" · this view forces {len(used)} units: {', '.join(map(str, used[:12]))}{' …' if len(used) > 12 else ''}")
-        return "".join(parts)
+        return basket_line(with_basket(s, basket), basket_units(basket, s.get("run")))
 
     @app.callback(Output("nav", "href", allow_duplicate=True), Input("lab-basket-use", "n_clicks"),
                   State("basket", "data"), State("lab-state", "data"), prevent_initial_call=True)
     def use_basket(n, basket, s):
-        units = tuple(int(b["unit_id"]) for b in (basket or []) if b.get("run") == s.get("run"))
+        units = basket_units(basket, s.get("run"))
         if not n or not units:
             return no_update
         return st.href(PAGE, {**s, "us": "basket", "units": units, "go": 0, "sweep": 0})
@@ -509,8 +637,9 @@ def register_callbacks(app: Dash) -> None:
                *[Output(f"lab-{slot}-error", "children") for slot in ERROR_SLOTS], Output("lab-run-error", "children")]
 
     @app.callback(*outputs, Input("lab-run", "n_clicks"), State("lab-state", "data"), State("lab-upload-data", "data"),
-                  State("lab-mic", "data"), prevent_initial_call="initial_duplicate")
-    def run(n, s, upload, mic):
+                  State("lab-mic", "data"), State("basket", "data"), prevent_initial_call="initial_duplicate")
+    def run(n, s, upload, mic, basket):
+        s = with_basket(s, basket)
         clear = {slot: "" for slot in ERROR_SLOTS}
         if not n and not (s.get("go") and s["in"] in ("example", "text")):
             return no_update, no_update, no_update, *clear.values(), ""

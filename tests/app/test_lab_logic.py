@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import base64
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -135,3 +138,88 @@ def test_sweep_ks_and_result_summary():
     assert "timing_s" not in summary and "cached" not in summary and "audio" not in summary["baseline"]
     assert summary["baseline"]["language_probabilities"] == {"eng": 0.912346}
     assert summary["baseline"]["language_probability_outside"] == 0.08
+
+
+LANGS = ["eng", "deu", "spa", "fra", "jpn", "cmn"]
+
+
+def settled(query: dict, *, langs=LANGS, steps=(2, 7, 12), model="demo"):
+    s, _ = st.parse("lab", {**lab.LAB_DEFAULTS, "run": "run-1", **query})
+    problems = lab.settle_choices(s, langs=langs, run_langs=langs, steps=list(steps), model=model)
+    return s, problems
+
+
+def test_unknown_languages_and_steps_are_named_with_the_choices_and_not_run():
+    s, problems = settled({"src": "xxx", "tgt": "klingon", "ulang": "zzz", "step": "5", "go": "1"})
+    assert problems[:4] == [
+        "src=xxx: not a language of the model demo; choose one of eng, deu, spa, fra, jpn, cmn (using eng for now)",
+        "tgt=klingon: not a language of the model demo; choose one of eng, deu, spa, fra, jpn, cmn (using deu for now)",
+        "ulang=zzz: not a concept language of run run-1; choose one of eng, deu, spa, fra, jpn, cmn (using fra for now)",
+        "step=5: not a step of run run-1; choose one of 2, 7, 12 (using 2 for now)"]
+    assert "not run" in problems[4] and (s["go"], s["sweep"]) == (0, 0)
+    assert (s["src"], s["tgt"], s["ulang"], s["step"]) == ("eng", "deu", "fra", 2)
+    _, problems = settled({"tgt": "xx"}, model=None)
+    assert problems == ["tgt=xx: not a language of run run-1; choose one of eng, deu, spa, fra, jpn, cmn (using deu for now)"]
+    s, problems = settled({"src": "deu", "tgt": "spa", "ulang": "jpn", "step": "7", "go": "1"})
+    assert problems == [] and s["go"] == 1
+
+
+def test_defaults_are_the_readme_example_and_show_an_effect():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    link = re.search(r"<http://[^/]+(/lab\?[^>]+)>", readme).group(1)
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(link).query).items() if k != "go"}
+    example, _ = settled(query)
+    s, problems = settled({})
+    assert problems == [] and s == example
+    assert s["ulang"] != s["tgt"] and s["in"] == "text" and s["text"].strip()
+    assert settled({"ulang": "deu"})[0]["tgt"] == "spa"
+    assert settled({"role": "representation"})[0]["tgt"] == "eng"
+    assert settled({}, langs=["eng", "deu"], steps=(1,))[0]["step"] == 1
+    href = lab.default_href(run="run-2")
+    assert "run=run-2" in href and "in=text" in href and "k=250" in href and "ulang" not in href
+
+
+def test_a_link_asking_for_the_basket_uses_the_basket():
+    basket = [{"run": "run-1", "unit_id": 38388}, {"run": "run-2", "unit_id": 7}, {"run": "run-1", "unit_id": 39105}]
+    assert lab.basket_units(basket, "run-1") == (38388, 39105)
+    s = lab.with_basket(lab_state(us="basket", value="zero"), basket)
+    assert s["units"] == (38388, 39105)
+    assert lab.basket_line(s, (38388, 39105)) == "2 units in the basket (38388, 39105) · Run forces 2 units: 38388, 39105"
+    assert lab.crossmodal_note(s) == "2 basket units applied to text input"
+    named = lab.with_basket(lab_state(us="basket", units=(5,)), basket)
+    assert named["units"] == (5,)
+    assert lab.basket_line(named, (38388, 39105)).endswith("Run forces 1 unit: 5 (this view's units; 'Use the basket' "
+                                                            "switches to the basket's)")
+    assert lab.with_basket(lab_state(us="concept"), basket)["units"] == ()
+    empty = lab.with_basket(lab_state(us="basket"), [])
+    assert "uses the basket, which is empty: add units from a unit page" in lab.basket_line(empty, ())
+    assert lab.crossmodal_note(empty) == "no basket units to apply to text input yet"
+    assert lab.basket_line(lab_state(us="concept"), ()) == "0 units in the basket"
+
+
+def test_the_chart_names_a_concept_language_only_for_concept_units():
+    assert lab.chart_concept_lang(lab_state(us="concept", ulang="fra")) == "fra"
+    assert lab.chart_concept_lang(lab_state(us="basket", ulang="deu", units=(1,))) is None
+
+
+def test_the_result_line_reads_as_words():
+    line = lab.intervention_line({"n_units": 1500, "by_stack": {"text_decoder": 1500},
+                                  "by_component": {"cross-attn": 50, "ffn": 300, "self-attn": 1150}})
+    assert line == "1,500 units forced · by stack: text_decoder 1,500 · by component: cross-attn 50, ffn 300, self-attn 1,150"
+    assert "{" not in line
+    assert lab.intervention_line(None) == "baseline only"
+    assert lab.count_text({}) == "none"
+
+
+def test_upload_limits_come_from_the_backend_and_oversized_files_are_named():
+    assert lab.upload_limit({"limits": {"max_upload_bytes": 5_000_000}}) == 5_000_000
+    assert lab.upload_limit({}) == lab.upload_limit(None) == lab.DEFAULT_MAX_UPLOAD_BYTES == 20_000_000
+    assert lab.upload_size_problem("a.wav", 20_000_000, 20_000_000) is None
+    assert lab.upload_size_problem("big.wav", 25_000_000, 20_000_000) == (
+        "file: 'big.wav' is 25.0 MB, over the backend's upload limit of 20 MB; choose a smaller or shorter audio file")
+    assert "20,000,001 bytes, over the backend's upload limit of 20,000,000 bytes" in lab.upload_size_problem(
+        "edge.wav", 20_000_001, 20_000_000)
+    problem = lab.upload_size_problem("big.wav", 55_000_000, 20_000_000)
+    with pytest.raises(lab.LabInputError, match="'big.wav' is 55.0 MB") as info:
+        lab.decode_upload({"filename": "big.wav", "problem": problem})
+    assert info.value.field == "file"
