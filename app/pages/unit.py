@@ -53,7 +53,13 @@ def resolve(s: dict[str, Any]) -> tuple[dict, dict, list[str]]:
         s["step"] = steps[0]
     concept_ids = {x["concept_id"] for x in unit["stats"]}
     if s["concept"] is not None and s["concept"] not in concept_ids:
-        problems.append(f"concept {s['concept']} has no statistics for this unit")
+        try:
+            c.concept(s["run"], s["concept"])
+            problems.append(f"concept {s['concept']} has no statistics for this unit")
+        except BackendError as exc:
+            if exc.status != 404:
+                raise
+            problems.append(exc.message)
         s["concept"] = None
     tasks = tasks_for_stack(unit["stack"], run.get("tasks") or [])
     if s["task"] not in tasks:

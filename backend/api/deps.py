@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from backend.api.app import AtlasState
 from backend.api.errors import ApiProblem
@@ -50,13 +52,33 @@ def client_key(request: Request, state: AtlasState) -> str:
     return chain[0] if chain else (peer or "unknown")
 
 
-def rate_limited(request: Request, state: AtlasState = Depends(get_state)) -> None:
-    """Spend one token of the client's bucket; 429 with Retry-After when it is empty."""
-    allowed, wait = state.buckets.take(client_key(request, state))
-    if not allowed:
-        raise ApiProblem(429, f"too many intervention requests from this client; retry in {wait} s "
-                              f"(limit: {state.settings.rate_burst:g} at once, {state.settings.rate_per_s:g} per second)",
-                         headers={"Retry-After": str(wait)})
+def rate_limit(request: Request, state: AtlasState = Depends(get_state)) -> Callable[[], None]:
+    """The client's rate-limit charge: the route calls it once the request has passed validation, so a request
+    refused before any model work costs no token; the call spends one token, 429 with Retry-After when none is left."""
+    client = client_key(request, state)
+
+    def charge() -> None:
+        """Spend one token of the client's bucket (429 when it is empty)."""
+        allowed, wait = state.buckets.take(client)
+        if not allowed:
+            raise ApiProblem(429, f"too many intervention requests from this client; retry in {wait} s "
+                                  f"(limit: {state.settings.rate_burst:g} at once, {state.settings.rate_per_s:g} per second)",
+                             headers={"Retry-After": str(wait)})
+
+    return charge
+
+
+def limit_query(default: int) -> Any:
+    """A page-size query parameter with no fixed maximum: sizes above the server's page limit are refused, with one
+    message, by `check_page_limit` (the limit is a setting, so it cannot be a bound of the OpenAPI schema)."""
+    return Query(default, ge=1, description="page size: at most this server's page_limit (500 by default; see GET /capabilities)")
+
+
+def check_page_limit(state: AtlasState, limit: int) -> int:
+    """The requested page size, refused (422 naming `limit` and the server's page limit) when above `page_limit`."""
+    if limit > state.settings.page_limit:
+        raise ApiProblem(422, f"query parameter limit: {limit} is above the page limit of {state.settings.page_limit}", "limit")
+    return limit
 
 
 def _media_type(request: Request) -> str:

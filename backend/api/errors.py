@@ -73,28 +73,35 @@ def problem_of(exc: BaseException) -> ApiProblem | None:
     return None
 
 
+#: Where FastAPI says a request value came from (the first element of a validation error's `loc`).
+_SOURCES = ("body", "query", "path", "header", "cookie")
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, list]:
-    """One line naming each offending field: `query.limit: Input should be less than or equal to 500`."""
+    """One line naming each offending field (`query parameter limit: Input should be greater than or equal to 1`),
+    the first field's bare name (`limit`, `spec.units.kind`, `body` for the body as a whole) and per-field details."""
     parts, first_field = [], None
     details = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
-        where = ".".join(loc[1:]) if len(loc) > 1 and loc[0] in ("body", "query", "path", "header", "cookie") else ".".join(loc)
-        if loc and loc[0] in ("query", "path", "header") and len(loc) > 1:
-            where = f"{loc[0]} parameter {loc[1]}"
+        source = loc[0] if loc and loc[0] in _SOURCES else None
+        field = ".".join(loc[1:] if source else loc) or "body"
+        where = f"{source} parameter {loc[1]}" if source not in (None, "body") and len(loc) > 1 else field
         ctx = err.get("ctx") or {}
         if err.get("type") == "spec":
             msg = err["msg"]
-            where = ctx.get("field") or where
+            field = where = ctx.get("field") or where
         elif err.get("type") == "json_invalid":
-            msg = f"request body is not valid JSON: {ctx.get('error', err.get('msg'))}"
+            field = where = "body"
+            at = f" at character {loc[1]}" if source == "body" and len(loc) > 1 else ""
+            msg = f"body: invalid JSON{at}: {ctx.get('error', err.get('msg'))}"
         elif err.get("type") == "missing":
-            msg = f"{where or 'body'}: required field is missing"
+            msg = f"{where}: required field is missing"
         else:
-            msg = f"{where or 'body'}: {err.get('msg')}"
-        first_field = first_field or where or None
+            msg = f"{where}: {err.get('msg')}"
+        first_field = first_field or field
         parts.append(msg)
-        details.append({"field": where, "message": msg})
+        details.append({"field": field, "message": msg})
     return "; ".join(dict.fromkeys(parts)) or "invalid request", first_field, details
 
 

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,9 +272,10 @@ class InterventionService:
         return prepare_inputs(bundle, audio=np.asarray(wave, dtype=np.float32)), desc
 
     def trace(self, run_id: str, unit_id: int, example_id: str, task: str, step: int | None,
-              tgt_lang: str | None, modality: str | None) -> dict[str, Any]:
+              tgt_lang: str | None, modality: str | None, charge: Callable[[], None] | None = None) -> dict[str, Any]:
         """A unit's per-position activation on one recorded item (live forward pass), with its pooled value and the
-        value stored for that item, which it must equal."""
+        value stored for that item, which it must equal. `charge` (the client's rate limit) is spent only once every
+        check has passed, so a refused request costs nothing."""
         bundle, registry = self.host.require()
         reader = self._reader()
         run = reader.run(run_id)
@@ -294,6 +296,8 @@ class InterventionService:
             if rate != TARGET_RATE:
                 raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {TARGET_RATE}", "example_id")
             audio = {example_id: np.asarray(wave, dtype=np.float32)}
+        if charge is not None:
+            charge()
         t0 = time.perf_counter()
         with self._model_lock:
             traced = trace_item(bundle, registry, unit_id, stored_item(row, example), step, run["mode"], audio)

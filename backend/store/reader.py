@@ -403,11 +403,29 @@ class StoreReader:
         if step not in steps:
             raise QueryError(f"step: run {run_id} has no step {step}; its steps are {_known(steps)}")
 
+    def check_task(self, run_id: str, task: str, field_name: str = "task", extra: Sequence[str] = ()) -> None:
+        """QueryError naming the field and the run's tasks (plus `extra` accepted values) unless `task` is one."""
+        tasks = list(dict.fromkeys([*self.run(run_id)["tasks"], *extra]))
+        if task not in tasks:
+            raise QueryError(f"{field_name}: run {run_id} has no task {task!r}; its tasks are {_known(tasks, limit=20)}")
+
+    def check_concept_filters(self, run_id: str, task: str | None = None, step: int | None = None,
+                              language: str | None = None) -> None:
+        """QueryError naming the first concept filter whose value the run does not have (pooled tasks such as
+        `s2tt+t2tt` count as tasks)."""
+        if task is not None:
+            self.check_task(run_id, task, extra=self._run_cache(run_id).concepts["task"].dropna().unique().tolist())
+        if step is not None:
+            self.check_step(run_id, step)
+        if language is not None:
+            self.check_language(run_id, language)
+
     # ------------------------------------------------------------------------------------------------ concepts
 
     def concepts(self, run_id: str, kind: str | None = None, role: str | None = None, task: str | None = None,
                  step: int | None = None, language: str | None = None, modality: str | None = None) -> pd.DataFrame:
-        """The run's concepts, filtered (every filter optional)."""
+        """The run's concepts, filtered (every filter optional; a task, step or language the run lacks is a QueryError)."""
+        self.check_concept_filters(run_id, task, step, language)
         df = self._run_cache(run_id).concepts
         for col, value in (("kind", kind), ("role", role), ("task", task), ("step", step), ("language", language),
                            ("modality", modality)):
@@ -568,8 +586,8 @@ class StoreReader:
         run = self.run(run_id)
         step = run["steps"][0] if step is None else step
         self.check_step(run_id, step)
-        if task is not None and task not in run["tasks"]:
-            raise QueryError(f"task: run {run_id} has no task {task!r}; its tasks are {_known(run['tasks'])}")
+        if task is not None:
+            self.check_task(run_id, task)
         df = self._query(
             f"SELECT task, language, modality, layer, {metric} AS value, n_units FROM concentration "
             "WHERE run_id = ? AND stack = ? AND step = ?" + (" AND task = ?" if task else "") + " ORDER BY task, language, layer",
@@ -593,8 +611,7 @@ class StoreReader:
         if layer not in layout.layers(stack):
             raise QueryError(f"layer: stack {stack} of run {run_id} has layers {_known(layout.layers(stack))}, not {layer}")
         run = self.run(run_id)
-        if task not in run["tasks"]:
-            raise QueryError(f"task: run {run_id} has no task {task!r}; its tasks are {_known(run['tasks'])}")
+        self.check_task(run_id, task)
         step = run["steps"][0] if step is None else step
         self.check_step(run_id, step)
         items = self._items(run_id, task)
@@ -805,8 +822,8 @@ class StoreReader:
         stack = layout.unit_info(np.array([unit_id]))["stack"].iloc[0]
         start = layout.stack_ranges[stack][0]
         tasks = run["tasks"] if task is None else [task]
-        if task is not None and task not in run["tasks"]:
-            raise QueryError(f"task: run {run_id} has no task {task!r}; its tasks are {_known(run['tasks'])}")
+        if task is not None:
+            self.check_task(run_id, task)
         if step is not None:
             self.check_step(run_id, step)
         work = Path(run["work_dir"]) / "acts"
@@ -894,6 +911,12 @@ class StoreReader:
         """The batch intervention conditions of a run (one row per condition: its labels, spec and mean metrics),
         with the unintervened baseline of each (input task, language) alongside."""
         self._run_cache(run_id)
+        if input_task is not None:
+            self.check_task(run_id, input_task, "input_task")
+        if language is not None:
+            self.check_language(run_id, language)
+        if step is not None:
+            self.check_step(run_id, step)
         conds, params = ["run_id = ?"], [run_id]
         for column, value in (("experiment", experiment), ("input_task", input_task), ("language", language),
                               ("step", step)):
@@ -938,8 +961,7 @@ class StoreReader:
     def item_of(self, run_id: str, task: str, example_id: str, tgt_lang: str | None = None) -> dict:
         """The recorded item of `task` fed by `example_id` (en->X tasks feed one English example to several target
         languages: `tgt_lang` picks one, else the first in item order)."""
-        if task not in self.run(run_id)["tasks"]:
-            raise QueryError(f"task: run {run_id} has no task {task!r}; its tasks are {_known(self.run(run_id)['tasks'])}")
+        self.check_task(run_id, task)
         rows = self._query("SELECT task, item, example_id, label, src_lang, tgt_lang, modality, reference FROM items "
                            "WHERE run_id = ? AND task = ? AND example_id = ? ORDER BY item", [run_id, task, example_id])
         if rows.empty:

@@ -64,6 +64,8 @@ def test_every_page_layout_renders_and_reports_bad_query_values(env):
                 assert "notice-warning" in text, module.__name__
         missing = unit.layout(run=run_id, unit="99999999")
         assert "out of range" in str(missing) and "notice-error" in str(missing)
+        unknown = str(unit.layout(run=run_id, unit="3246", concept="999999"))
+        assert "unknown concept 999999" in unknown and "has no statistics for this unit" not in unknown
 
 
 def test_audio_proxy_and_static_guard(env):

@@ -71,12 +71,14 @@ def test_huge_and_malformed_json(client):
     assert_error(client.post("/interventions", json=huge), 413, "too large")
     assert_error(client.post("/findings", json={"title": "t", "state": {"blob": "x" * 200_000}}), 413, "too large")
     r = client.post("/interventions", content=b'{"text": "a", "tgt_lang": ', headers={"Content-Type": "application/json"})
-    assert_error(r, 422, "not valid JSON")
-    assert_error(client.post("/interventions", json=[1, 2, 3]), 422, "valid dictionary")
+    assert assert_error(r, 422, "body: invalid JSON at character 26")["field"] == "body"
+    r = client.post("/interventions", content=b'{"text": "x",', headers={"Content-Type": "application/json"})
+    assert assert_error(r, 422, "body: invalid JSON at character 13", "double quotes")["field"] == "body"
+    assert assert_error(client.post("/interventions", json=[1, 2, 3]), 422, "valid dictionary")["field"] == "body"
     assert_error(client.post("/interventions", json={**GOOD, "colour": "red"}), 422, "colour", "extra")
     bad_options = client.post("/interventions/upload", files={"file": ("a.wav", wav_bytes(tone(), 16000), "audio/wav")},
                               data={"options": "{not json"})
-    assert_error(bad_options, 422, "options", "not valid JSON")
+    assert assert_error(bad_options, 422, "options: invalid JSON")["field"] == "options"
     no_options = client.post("/interventions/upload", files={"file": ("a.wav", wav_bytes(tone(), 16000), "audio/wav")})
     assert_error(no_options, 422, "options", "missing")
 
@@ -155,3 +157,88 @@ def test_unknown_run_concept_language_unit_and_ids(client, atlas_store):
     assert_error(client.post("/findings", json={"title": ""}), 422, "title")
     assert_error(client.post("/findings", json={"title": "t", "spec": {"units": {"kind": "nope"}}}), 422, "spec.units.kind")
     assert_error(client.delete("/findings"), 405, "not allowed")
+
+
+def test_filters_the_run_does_not_have_are_named_not_an_empty_page(client, atlas_store):
+    _, run_id = atlas_store
+    concepts = f"/runs/{run_id}/concepts"
+    body = assert_error(client.get(concepts, params={"step": 5}), 422, "step: run", "has no step 5", "its steps are 2, 7")
+    assert body["field"] == "step"
+    body = assert_error(client.get(concepts, params={"task": "foo"}), 422, "task: run", "no task 'foo'", "asr", "s2tt+t2tt")
+    assert body["field"] == "task"
+    assert client.get(concepts, params={"task": "s2tt+t2tt"}).json()["total"] > 0, "pooled concept tasks are tasks"
+    assert client.get(concepts, params={"task": "t2tt", "step": 7, "language": "fra"}).json()["total"] > 0
+    heatmap = f"/runs/{run_id}/heatmap"
+    for params, field, needles in [({"language": "xxx"}, "language", ["unknown language 'xxx'", "eng, deu, fra"]),
+                                   ({"task": "foo"}, "task", ["no task 'foo'"]),
+                                   ({"step": 5}, "step", ["no step 5", "2, 7"]),
+                                   ({"step": 5, "concept_ids": [0]}, "step", ["no step 5"])]:
+        body = assert_error(client.get(heatmap, params={"stack": "text_decoder", **params}), 422, *needles)
+        assert body["field"] == field and "concept_ids" not in body["error"]
+    batch = f"/runs/{run_id}/interventions"
+    for params, field in [({"step": 5}, "step"), ({"language": "xxx"}, "language"), ({"input_task": "foo"}, "input_task")]:
+        assert assert_error(client.get(batch, params=params), 422, field, run_id)["field"] == field
+    assert assert_error(client.get(f"/runs/{run_id}/units/0/examples", params={"task": "foo"}), 422, "no task 'foo'")["field"] == "task"
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/runs/{run}/examples", {}), ("/runs/{run}/concepts", {}), ("/findings", {}),
+    ("/runs/{run}/layers/text_decoder/0/units", {"concept_id": 0}),
+    ("/runs/{run}/concentration/units", {"stack": "text_decoder", "layer": 0, "task": "t2tt", "language": "fra"}),
+])
+def test_one_page_limit_message_at_any_size(client, atlas_store, path, params):
+    """Every size above the configured page limit gets the same message and field, however large."""
+    _, run_id = atlas_store
+    for limit in (501, 1000, 100_000, 10**12):
+        r = client.get(path.format(run=run_id), params={**params, "limit": limit})
+        body = assert_error(r, 422, f"query parameter limit: {limit} is above the page limit of 500")
+        assert body["field"] == "limit"
+    assert client.get(path.format(run=run_id), params={**params, "limit": 500}).status_code == 200
+    assert assert_error(client.get(path.format(run=run_id), params={**params, "limit": 0}), 422, "limit")["field"] == "limit"
+
+
+def test_page_limit_follows_the_setting(atlas_store, tiny_bundle, tmp_path):
+    store, run_id = atlas_store
+    with client_for(make_settings(store, tmp_path, page_limit=3), tiny_bundle) as c:
+        assert_error(c.get(f"/runs/{run_id}/examples", params={"limit": 4}), 422, "4 is above the page limit of 3")
+        assert len(c.get(f"/runs/{run_id}/examples", params={"limit": 3}).json()["examples"]) == 3
+
+
+def test_unknown_run_names_the_field_run_id(client, atlas_store):
+    _, run_id = atlas_store
+    for route in ("/interventions", "/jobs"):
+        body = assert_error(client.post(route, json={**GOOD, "run_id": "nope"}), 404, "unknown run 'nope'", run_id)
+        assert body["field"] == "run_id"
+    body = assert_error(upload(client, wav_bytes(tone(), 16000), options={"tgt_lang": "eng", "run_id": "nope"}), 404, "unknown run 'nope'")
+    assert body["field"] == "run_id"
+    assert assert_error(client.get("/runs/nope/concepts"), 404, "unknown run 'nope'")["field"] == "run_id"
+    assert assert_error(client.get("/export/units", params={"run_id": "nope"}), 404, "unknown run 'nope'")["field"] == "run_id"
+
+
+def test_requests_refused_by_validation_spend_no_rate_limit_token(atlas_store, tiny_bundle, tmp_path):
+    store, _ = atlas_store
+    with client_for(make_settings(store, tmp_path, rate_burst=2, rate_per_s=0.001), tiny_bundle) as c:
+        refused = [
+            c.post("/interventions", content=b'{"text": "x",', headers={"Content-Type": "application/json"}),
+            c.post("/interventions", json={"text": "x"}),
+            c.post("/interventions", json={**GOOD, "run_id": "nope"}),
+            c.post("/interventions", json={**GOOD, "tgt_lang": "xxx"}),
+            c.post("/interventions", json={**GOOD, "spec": {"units": {"kind": "bogus"}}}),
+            c.post("/jobs", json={**GOOD, "src_lang": "klingon"}),
+            upload(c, b""),
+        ] * 3
+        assert all(r.status_code in (404, 422) for r in refused), [r.status_code for r in refused]
+        ok = {**GOOD, "max_new_tokens": 2}
+        assert [c.post("/interventions", json=ok).status_code for _ in range(2)] == [200, 200]
+        assert_error(c.post("/interventions", json=ok), 429, "too many intervention requests")
+        assert_error(c.post("/interventions", json={**GOOD, "tgt_lang": "xxx"}), 422, "tgt_lang")
+
+
+def test_unknown_concept_is_404_naming_the_runs_concepts(client, atlas_store):
+    """The unit page checks a highlighted concept missing from the unit's statistics against the concept route: a
+    concept that does not exist at all is a 404 naming the run's concept range."""
+    _, run_id = atlas_store
+    n = client.get(f"/runs/{run_id}/concepts", params={"limit": 1}).json()["total"]
+    assert_error(client.get(f"/runs/{run_id}/concepts/99999"), 404, "unknown concept 99999", run_id, f"concepts 0..{n - 1}")
+    stats = client.get(f"/runs/{run_id}/units/0").json()["stats"]
+    assert all(0 <= s["concept_id"] < n for s in stats)

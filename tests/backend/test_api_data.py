@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from backend.api.app import create_app
-from backend.store.reader import StoreReader, StoreStats
+from backend.store.reader import EXPORT_TABLES, StoreReader, StoreStats
 from backend.store.schema import StoreVersionError, create_schema
 from neuron_atlas.versions import ENGINE_VERSION, STORE_VERSION
 from precompute.activation_store import load_acts
@@ -268,6 +269,17 @@ def test_export_parquet_whole_table_and_one_run(client, db, atlas_store):
         assert got.column_names == [c[0] for c in db.execute(f"DESCRIBE {table}").fetchall()]
     assert_error(client.get("/export/pg_catalog"), 422, "table")
     assert_error(client.get("/export/meta", params={"run_id": run_id}), 422, "meta table holds no runs")
+
+
+def test_docs_list_every_exportable_table(client, atlas_store):
+    """docs/api.md names exactly the tables the export route accepts, and each of them exports."""
+    _, run_id = atlas_store
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    listed = re.search(r"`GET /export/\{table\}[^(]*\(([^)]*)\)", doc)
+    assert listed, "the export section lists its tables in parentheses"
+    assert re.findall(r"`(\w+)`", listed.group(1)) == list(EXPORT_TABLES)
+    for table in ("interventions", "intervention_outputs"):
+        assert client.get(f"/export/{table}", params={"run_id": run_id}).status_code == 200
 
 
 def test_health_readiness_capabilities_and_version_headers(client, atlas_store):

@@ -4,9 +4,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 
 from backend.api.app import AtlasState
-from backend.api.deps import get_reader, get_state
+from backend.api.deps import INT_MAX, check_page_limit, get_reader, get_state, limit_query
 from backend.api.routers import errors
-from backend.api.routers.data import StepQ, Stack, _limit, run_path
+from backend.api.routers.data import StepQ, Stack, run_path
 from backend.store.reader import StoreReader
 
 router = APIRouter(tags=["units"], responses=errors(404, 422, 503))
@@ -21,13 +21,13 @@ def concentration_units(
     task: str = Query(max_length=64),
     language: str = Query(max_length=16),
     step: int | None = StepQ,
-    limit: int = Query(50, ge=1, le=10_000),
-    offset: int = Query(0, ge=0, le=2**31 - 1),
+    limit: int = limit_query(50),
+    offset: int = Query(0, ge=0, le=INT_MAX),
     reader: StoreReader = Depends(get_reader),
     state: AtlasState = Depends(get_state),
 ) -> dict:
     """The measure behind the Gini heatmap cell: per-unit mean |pooled activation| over the items of (task,
     language) at `step`, ranked, each unit's share of the layer total and the cumulative share; `gini` recomputed
     from the same values equals the stored cell."""
-    _limit(state, limit)
+    check_page_limit(state, limit)
     return reader.concentration_units(run_id, stack, layer, task, language, step, limit, offset)

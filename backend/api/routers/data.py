@@ -6,7 +6,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 
 from backend.api.app import AtlasState
-from backend.api.deps import INT_MAX, get_reader, get_state
+from backend.api.deps import INT_MAX, check_page_limit, get_reader, get_state, limit_query
 from backend.api.errors import ApiProblem
 from backend.api.routers import errors
 from backend.api.schemas import (
@@ -22,7 +22,7 @@ from backend.api.schemas import (
     UnitPage,
 )
 from backend.model.unit_sites import COMPONENTS, STACKS
-from backend.store.reader import SORT_COLUMNS, StoreReader, clean_record
+from backend.store.reader import SORT_COLUMNS, NotFoundError, StoreReader, clean_record
 from neuron_atlas.versions import ENGINE_VERSION
 
 router = APIRouter(tags=["data"], responses=errors(404, 422, 503))
@@ -41,13 +41,15 @@ assert SORT_COLUMNS == SortColumn.__args__
 def run_path(run_id: str = Path(description="run id (see GET /runs), or `latest` for the newest run", max_length=200,
                                 examples=["latest"]), reader: StoreReader = Depends(get_reader)) -> str:
     """The run named in the path, checked to exist (`latest` resolved to the newest run)."""
-    return reader.resolve_run(run_id)
+    return resolve_run_field(reader, run_id)
 
 
-def _limit(state: AtlasState, limit: int) -> int:
-    if limit > state.settings.page_limit:
-        raise ApiProblem(422, f"query parameter limit: {limit} is above the page limit of {state.settings.page_limit}", "limit")
-    return limit
+def resolve_run_field(reader: StoreReader, run_id: str) -> str:
+    """`reader.resolve_run`, its 404 naming the field `run_id`."""
+    try:
+        return reader.resolve_run(run_id)
+    except NotFoundError as exc:
+        raise ApiProblem(404, str(exc), "run_id") from None
 
 
 @router.get("/runs", response_model=RunList, summary="List runs (newest first)")
@@ -86,14 +88,12 @@ def list_concepts(
     step: int | None = StepQ,
     language: str | None = Query(None, max_length=16),
     modality: Literal["speech", "text"] | None = None,
-    limit: int = Query(200, ge=1, le=10_000),
+    limit: int = limit_query(200),
     offset: int = Query(0, ge=0, le=INT_MAX),
     reader: StoreReader = Depends(get_reader),
     state: AtlasState = Depends(get_state),
 ) -> dict:
-    _limit(state, limit)
-    if language is not None:
-        reader.check_language(run_id, language)
+    check_page_limit(state, limit)
     df = reader.concepts(run_id, kind, role, task, step, language, modality)
     page = df.iloc[offset: offset + limit]
     return {"run_id": run_id, "total": len(df), "limit": limit, "offset": offset,
@@ -125,6 +125,7 @@ def heatmap(
     language: str | None = Query(None, max_length=16),
     reader: StoreReader = Depends(get_reader),
 ) -> dict:
+    reader.check_concept_filters(run_id, task, step, language)
     if concept_ids:
         bad = [c for c in concept_ids if not 0 <= c <= INT_MAX]
         if bad:
@@ -172,12 +173,12 @@ def overlap_units(
     step: int = Query(2, ge=0, le=4096),
     set_kind: SetKind = "top",
     k: int | None = Query(None, ge=1, le=INT_MAX),
-    limit: int = Query(200, ge=1, le=10_000),
+    limit: int = limit_query(200),
     offset: int = Query(0, ge=0, le=INT_MAX),
     reader: StoreReader = Depends(get_reader),
     state: AtlasState = Depends(get_state),
 ) -> dict:
-    _limit(state, limit)
+    check_page_limit(state, limit)
     return reader.overlap_units(run_id, role, step, set_kind, k, text_lang, speech_lang, limit, offset)
 
 
@@ -226,12 +227,12 @@ def layer_units(
     max_off_mean: float | None = Query(None, allow_inf_nan=False),
     min_off_p50: float | None = Query(None, allow_inf_nan=False),
     max_off_p50: float | None = Query(None, allow_inf_nan=False),
-    limit: int = Query(50, ge=1, le=10_000),
+    limit: int = limit_query(50),
     offset: int = Query(0, ge=0, le=INT_MAX),
     reader: StoreReader = Depends(get_reader),
     state: AtlasState = Depends(get_state),
 ) -> dict:
-    _limit(state, limit)
+    check_page_limit(state, limit)
     bounds = {"ap": (min_ap, max_ap), "on_p50": (min_on_p50, max_on_p50), "on_p90": (min_on_p90, max_on_p90),
               "off_mean": (min_off_mean, max_off_mean), "off_p50": (min_off_p50, max_off_p50)}
     filters = {k: v for k, v in bounds.items() if v != (None, None)}
@@ -287,12 +288,12 @@ def interventions(
 def intervention_outputs(
     run_id: str = Depends(run_path),
     experiment_id: int = Path(ge=0, le=INT_MAX),
-    limit: int = Query(100, ge=1, le=10_000),
+    limit: int = limit_query(100),
     offset: int = Query(0, ge=0, le=INT_MAX),
     reader: StoreReader = Depends(get_reader),
     state: AtlasState = Depends(get_state),
 ) -> dict[str, Any]:
-    _limit(state, limit)
+    check_page_limit(state, limit)
     return reader.intervention_outputs(run_id, experiment_id, limit, offset)
 
 
@@ -302,12 +303,12 @@ def examples(
     lang: str | None = Query(None, max_length=16),
     has_audio: bool | None = None,
     sentence_id: str | None = Query(None, max_length=200),
-    limit: int = Query(50, ge=1, le=10_000),
+    limit: int = limit_query(50),
     offset: int = Query(0, ge=0, le=INT_MAX),
     reader: StoreReader = Depends(get_reader),
     state: AtlasState = Depends(get_state),
 ) -> dict:
-    _limit(state, limit)
+    check_page_limit(state, limit)
     return reader.examples(run_id, lang, has_audio, sentence_id, limit, offset)
 
 

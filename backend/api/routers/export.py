@@ -11,6 +11,7 @@ from starlette.background import BackgroundTask
 
 from backend.api.deps import get_reader
 from backend.api.routers import errors
+from backend.api.routers.data import resolve_run_field
 from backend.store.reader import EXPORT_TABLES, StoreReader
 
 router = APIRouter(tags=["export"], responses=errors(404, 422, 503))
@@ -25,7 +26,7 @@ def export_table(table: Table = Path(description="table name (whitelisted)"),
                  run_id: str | None = Query(None, max_length=200, description="only this run's rows (`latest` = the newest run)"),
                  reader: StoreReader = Depends(get_reader)) -> FileResponse:
     if run_id is not None:
-        run_id = reader.resolve_run(run_id)
+        run_id = resolve_run_field(reader, run_id)
     path: FsPath = reader.export_parquet(table.value, run_id)
     suffix = f"-{re.sub(r'[^A-Za-z0-9._-]+', '_', run_id)}" if run_id else ""
     return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"{table.value}{suffix}.parquet",

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 
 from backend.api.app import AtlasState
-from backend.api.deps import INT_MAX, get_state, json_body, require_write_token
+from backend.api.deps import INT_MAX, check_page_limit, get_state, json_body, limit_query, require_write_token
 from backend.api.errors import ApiProblem
 from backend.api.routers import errors
 from backend.api.schemas import Finding, FindingCreate, FindingList
@@ -29,8 +29,9 @@ def create_finding(body: FindingCreate, state: AtlasState = Depends(get_state)):
 
 
 @router.get("/findings", response_model=FindingList, responses=errors(422), summary="List findings, newest first")
-def list_findings(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=INT_MAX),
+def list_findings(limit: int = limit_query(50), offset: int = Query(0, ge=0, le=INT_MAX),
                   state: AtlasState = Depends(get_state)) -> dict[str, Any]:
+    check_page_limit(state, limit)
     page, total = state.findings.list(limit, offset)
     return {"total": total, "limit": limit, "offset": offset, "findings": page}
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
@@ -9,9 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from backend.api.app import AtlasState
-from backend.api.deps import get_state, json_body, multipart_body, rate_limited
+from backend.api.deps import get_state, json_body, multipart_body, rate_limit
 from backend.api.errors import ApiProblem
 from backend.api.routers import errors
+from backend.api.routers.data import resolve_run_field
 from backend.api.schemas import InterventionRequest, InterventionResult, UploadOptions
 
 router = APIRouter(tags=["interventions"])
@@ -35,11 +37,18 @@ def _validation_problem(exc: ValidationError, prefix: str) -> ApiProblem:
     if err.get("type") == "spec":
         return ApiProblem(422, f"{prefix}.{err['msg']}", f"{prefix}.{ctx.get('field', 'spec')}")
     if err.get("type") == "json_invalid":
-        return ApiProblem(422, f"{prefix}: not valid JSON ({ctx.get('error', err.get('msg'))})", prefix)
+        return ApiProblem(422, f"{prefix}: invalid JSON: {ctx.get('error', err.get('msg'))}", prefix)
     where = f"{prefix}.{loc}" if loc else prefix
     if err.get("type") == "missing":
         return ApiProblem(422, f"{where}: required field is missing", where)
     return ApiProblem(422, f"{where}: {err.get('msg')}", where)
+
+
+def check_run(state: AtlasState, run_id: str | None) -> None:
+    """404 naming `run_id` when the request names a run the store does not hold (checked before any model work)."""
+    reader = state.reader_or_none()
+    if run_id is not None and reader is not None:
+        resolve_run_field(reader, run_id)
 
 
 async def read_upload(state: AtlasState, file: UploadFile, options: str) -> tuple[dict[str, Any], bytes, str | None]:
@@ -58,19 +67,23 @@ async def read_upload(state: AtlasState, file: UploadFile, options: str) -> tupl
         raise ApiProblem(413, f"file: upload {file.filename!r} is larger than the limit of {limit / 1e6:g} MB", "file")
     req = opts.model_dump(exclude={"spec"})
     req["spec"] = opts.spec
+    check_run(state, req.get("run_id"))
     return req, data, file.filename
 
 
 @router.post("/interventions", response_model=InterventionResult, responses=ERRORS,
-             dependencies=[Depends(json_body), Depends(rate_limited)],
+             dependencies=[Depends(json_body)],
              summary="Run baseline and intervened generation on a corpus example or a text")
-async def intervene(body: InterventionRequest, state: AtlasState = Depends(get_state)) -> dict:
+async def intervene(body: InterventionRequest, state: AtlasState = Depends(get_state),
+                    charge: Callable[[], None] = Depends(rate_limit)) -> dict:
+    check_run(state, body.run_id)
     prepared = await run_in_threadpool(state.service.prepare, request_dict(body))
+    charge()
     return await state.run_sync(prepared)
 
 
 @router.post("/interventions/upload", response_model=InterventionResult, responses=ERRORS,
-                    dependencies=[Depends(multipart_body), Depends(rate_limited)],
+                    dependencies=[Depends(multipart_body)],
                     summary="Run baseline and intervened generation on an uploaded audio file (WAV, FLAC, OGG, MP3)")
 async def intervene_upload(
     file: UploadFile = File(description="audio: WAV, FLAC, OGG or MP3; any rate; mono or stereo"),
@@ -78,7 +91,9 @@ async def intervene_upload(
                         examples=[json.dumps({"tgt_lang": "eng", "spec": {"units": {"kind": "explicit", "units": [
                             {"module": "text_decoder.layers.0.ffn.fc1", "channel": 3}]}, "value": {"kind": "zero"}}})]),
     state: AtlasState = Depends(get_state),
+    charge: Callable[[], None] = Depends(rate_limit),
 ) -> dict:
     req, data, name = await read_upload(state, file, options)
     prepared = await run_in_threadpool(state.service.prepare, req, data, name)
+    charge()
     return await state.run_sync(prepared)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
@@ -9,10 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from backend.api.app import AtlasState
-from backend.api.deps import get_state, json_body, multipart_body, rate_limited
+from backend.api.deps import get_state, json_body, multipart_body, rate_limit
 from backend.api.errors import ApiProblem
 from backend.api.routers import errors
-from backend.api.routers.interventions import read_upload, request_dict
+from backend.api.routers.interventions import check_run, read_upload, request_dict
 from backend.api.schemas import InterventionRequest, JobCreated, JobStatus
 from backend.queue import Job, QueueFull
 from neuron_atlas.versions import ENGINE_VERSION
@@ -22,14 +23,18 @@ router = APIRouter(tags=["jobs"])
 ERRORS = errors(400, 404, 409, 413, 415, 422, 429, 503)
 
 
-def _submit(state: AtlasState, req: dict[str, Any], audio: bytes | None = None, name: str | None = None) -> Job:
-    """Prepare now when the model is ready (so bad requests fail at once); while it loads, prepare in the job."""
+def _submit(state: AtlasState, req: dict[str, Any], charge: Callable[[], None], audio: bytes | None = None,
+            name: str | None = None) -> Job:
+    """Prepare now when the model is ready (so bad requests fail at once, before `charge` spends a rate-limit token);
+    while it loads, prepare in the job."""
     try:
         if state.host.state == "loading":
+            charge()
             key = f"deferred:{uuid.uuid4().hex}"
             job = state.queue.submit(key, lambda job: state.run_prepared(state.service.prepare(req, audio, name), job))
         else:
             prepared = state.service.prepare(req, audio, name)
+            charge()
             hit = state.cached(prepared.key)
             job = state.queue.completed(prepared.key, hit) if hit is not None else state.submit(prepared)
     except QueueFull as exc:
@@ -45,23 +50,26 @@ def _created(job: Job) -> JSONResponse:
 
 
 @router.post("/jobs", status_code=202, response_model=JobCreated, responses=ERRORS,
-             dependencies=[Depends(json_body), Depends(rate_limited)], summary="Submit an intervention as a job")
-async def submit_job(body: InterventionRequest, state: AtlasState = Depends(get_state)):
-    job = await run_in_threadpool(_submit, state, request_dict(body))
+             dependencies=[Depends(json_body)], summary="Submit an intervention as a job")
+async def submit_job(body: InterventionRequest, state: AtlasState = Depends(get_state),
+                     charge: Callable[[], None] = Depends(rate_limit)):
+    check_run(state, body.run_id)
+    job = await run_in_threadpool(_submit, state, request_dict(body), charge)
     return _created(job)
 
 
 @router.post("/jobs/upload", status_code=202, response_model=JobCreated, responses=ERRORS,
-                    dependencies=[Depends(multipart_body), Depends(rate_limited)],
+                    dependencies=[Depends(multipart_body)],
                     summary="Submit an intervention on an uploaded audio file as a job")
 async def submit_upload_job(
     file: UploadFile = File(description="audio: WAV, FLAC, OGG or MP3"),
     options: str = Form(description="JSON generation options (tgt_lang, spec, return_speech, max_new_tokens, run_id)",
                         examples=['{"tgt_lang": "eng"}']),
     state: AtlasState = Depends(get_state),
+    charge: Callable[[], None] = Depends(rate_limit),
 ):
     req, data, name = await read_upload(state, file, options)
-    job = await run_in_threadpool(_submit, state, req, data, name)
+    job = await run_in_threadpool(_submit, state, req, charge, data, name)
     return _created(job)
 
 
