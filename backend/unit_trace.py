@@ -106,7 +106,9 @@ def trace_item(bundle: ModelBundle, registry: SiteRegistry, unit_id: int, item, 
         return tracers[-1]
 
     rec = record_batch(bundle, registry, [item], steps=[step], mode=mode, audio=audio, make_recorder=make_recorder)
-    tracer = next(t for t in tracers if t.values is not None)
+    tracer = next((t for t in tracers if t.values is not None), None)
+    if tracer is None:
+        raise ValueError(f"unit {unit_id} ({site.key}) did not run on a {item.task} item")
     kind = position_kind(site, item.modality)
     valid = tracer.mask.numpy()
     values = tracer.values.numpy()[valid]

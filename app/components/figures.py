@@ -349,7 +349,7 @@ def unit_ap_profile(unit: Mapping[str, Any], prov: Provenance, *, step: int | No
     fig.add_scatter(x=[outer, inner], y=[s.get("chance_ap") for s in stats], mode="markers", name="chance",
                     marker=dict(symbol="line-ew-open", size=16, color="#000", line=dict(width=2)),
                     hovertemplate="chance %{y:.3f}<extra></extra>")
-    fig.update_xaxes(tickangle=-45, tickfont=dict(size=10))
+    fig.update_xaxes(tickangle=-90, tickfont=dict(size=9), tickmode="linear", dtick=1)  # every bar named: no skipping
     fig.update_yaxes(range=[0, 1.02])
     title = f"Unit {unit['unit_id']}: AP per concept" + (f" · step {step}" if step is not None else "")
     return _finish(fig, title, prov, height=400, x_title=None, y_title="average precision (AP)", narrow=True)

@@ -208,7 +208,11 @@ def side_by_side(s: dict[str, Any], example: dict, unit: dict, prov: Provenance)
     traces: dict[str, dict | None] = {"speech": None, "text": None}
     english = example["lang"] == "eng"
     speech_task, text_task = ("asr", "en2x_t2tt") if english else ("s2tt", "t2tt")
+    own = {"speech_encoder": "speech", "text_encoder": "text"}.get(unit["stack"])
     for modality, task in (("speech", speech_task), ("text", text_task)):
+        if own is not None and modality != own:
+            notes.append(notice(f"{unit['stack'].replace('_', ' ')} units only run on {own} input: no {modality} trace", "info"))
+            continue
         try:
             traces[modality] = c.unit_trace(s["run"], int(s["unit"]), example_id=example["example_id"], modality=modality,
                                             task=task, step=s["step"])

@@ -31,6 +31,7 @@ from backend.queue import Job
 from backend.store.reader import NotFoundError, StoreReader, StoreStats
 from backend.unit_trace import stored_item, trace_item
 from neuron_atlas.versions import ENGINE_VERSION
+from precompute.record import encoder_stack
 
 log = logging.getLogger("backend.api")
 
@@ -286,6 +287,9 @@ class InterventionService:
         if modality is not None and modality != row["modality"]:
             raise ApiProblem(422, f"modality: task {task} takes {row['modality']} input, not {modality}", "modality")
         decoder = site.stack == "text_decoder"
+        if not decoder and site.stack != encoder_stack(task):
+            raise ApiProblem(422, f"task: unit {unit_id} is in the {site.stack}, which task {task} ({row['modality']} input) "
+                                  f"does not run; trace it on a task with {site.stack.split('_')[0]} input", "task")
         if step is None:
             step = min(run["steps"])
         reader.check_step(run_id, step)

@@ -173,3 +173,17 @@ def test_unit_page_shows_live_traces_matching_the_store(env, tiny_registry):
         tree = str(unit.side_by_side(s, example, client.unit(run_id, site.offset + 2), Provenance(run_id)))
     assert tree.count("(matches)") == 2 and "DIFFERS" not in tree and "notice-warning" not in tree
     assert "output tokens (prefix of length 7)" in tree and "Activation per output token" in tree
+
+
+def test_unit_page_traces_an_encoder_unit_only_on_its_own_modality(env, tiny_registry):
+    """A speech-encoder unit has no activation on written input: the page says so instead of asking for a trace."""
+    dash_app, client, run_id = env
+    site = next(x for x in tiny_registry.sites if x.stack == "speech_encoder" and x.domain == "speech_frames")
+    s, _ = st.parse("unit", {"run": run_id, "unit": str(site.offset + 1), "step": "2"})
+    example = client.example(run_id, "builtin:s000:deu:deu-m1")
+    from app.components.common import Provenance
+
+    with dash_app.server.app_context():
+        tree = str(unit.side_by_side(s, example, client.unit(run_id, site.offset + 1), Provenance(run_id)))
+    assert "speech encoder units only run on speech input: no text trace" in tree
+    assert tree.count("(matches)") == 1 and "notice-warning" not in tree

@@ -105,6 +105,12 @@ def test_trace_bad_inputs_name_the_problem(client, run, atlas_store, tiny_regist
     assert_error(client.get(base, params={"example_id": eng["example_id"], "task": "t2tt"}), 404, "not an input")
     assert_error(client.get(base, params={"example_id": eng["example_id"], "task": "en2x_t2tt", "tgt_lang": "jpn"}),
                  404, "jpn")
+    # an encoder unit on a task whose input never reaches that encoder (was a 500 from an empty trace)
+    speech_unit = _site_unit(tiny_registry, "speech_encoder", "speech_frames")
+    text_item = _item(rid, atlas_store[0], "t2tt")
+    r = client.get(f"/runs/{rid}/units/{speech_unit}/trace", params={"example_id": text_item["example_id"], "task": "t2tt"})
+    assert_error(r, 422, "speech_encoder", "t2tt")
+    assert r.json()["field"] == "task"
 
 
 def test_trace_refuses_a_run_of_another_model(atlas_store, tmp_path):
