@@ -148,7 +148,8 @@ def layout(**query: Any) -> html.Div:
         ], className="controls"),
         html.P("Results of the precompute run's batch experiments (the same InterventionSpecs the lab runs live): mean "
                "probability, over the first inputs of each language, that the output is in the concept's language L. "
-               "Uses the decoding step above.", className="hint"),
+               "Uses the decoding step above; k is the one the run's experiments used (evaluate.k, in the chart title), "
+               "not the k control above.", className="hint"),
         error_text("ov-e-error"),
         loading(ui.graph("ov-e-graph")),
     ])
