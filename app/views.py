@@ -202,11 +202,11 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
     elif page == "lab":
         r = responses[0]
         out = [html.Div([
-            html.Div([html.H3(f"Baseline → {r['baseline'].get('top_language')}"),
+            html.Div([html.H3(f"Baseline → {r['baseline'].get('top_language') or '?'}"),
                       diff_view(r.get("diff") or [], "baseline", r["baseline"].get("text"))], className="half output-card"),
-            html.Div([html.H3(f"Intervened → {r['intervened'].get('top_language')}"),
+            html.Div([html.H3(f"Intervened → {r['intervened'].get('top_language') or '?'}"),
                       diff_view(r.get("diff") or [], "intervened", r["intervened"].get("text"))], className="half output-card"),
-        ], className="row"), ui.graph("finding-fig-0", fg.language_probability_bars(r, prov, concept_lang=s.get("ulang")))]
+        ], className="row"), ui.graph("finding-fig-0", fg.language_probability_bars(r, prov, concept_lang=lab.chart_concept_lang(s)))]
     return out or [html.P("no renderer for this view", className="muted")]
 
 

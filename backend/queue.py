@@ -299,14 +299,15 @@ class TokenBuckets:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, client: str, now: float | None = None) -> tuple[bool, int]:
-        """Spend one token of `client`'s bucket; returns (allowed, seconds until a token is available)."""
+    def take(self, client: str, now: float | None = None, spend: bool = True) -> tuple[bool, int]:
+        """Spend one token of `client`'s bucket (or, with `spend=False`, only look whether one is there); returns
+        (allowed, seconds until a token is available)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             tokens, last = self._buckets.pop(client, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
             allowed = tokens >= 1.0
-            if allowed:
+            if allowed and spend:
                 tokens -= 1.0
             self._buckets[client] = (tokens, now)
             while len(self._buckets) > self.max_clients:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from precompute.corpus import CorpusConfig
 from precompute.record import DEFAULT_STEPS
@@ -52,6 +52,14 @@ class EvaluateConfig(BaseModel):
         "all", description="all: the identifier's posterior over every language it knows, read at the corpus languages "
                            "(the reference's reading; gibberish or another language keeps its mass elsewhere); "
                            "candidates: renormalised over the corpus languages")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_seed(cls, data):
+        if isinstance(data, dict) and "seed" in data:
+            raise ValueError("evaluate.seed was removed: random controls use the seeds of the run's stored random sets, "
+                             "set by analysis.seed; delete evaluate.seed from the config")
+        return data
 
     @field_validator("dose_ks")
     @classmethod

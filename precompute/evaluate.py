@@ -56,8 +56,9 @@ def _spec(concept_id: int, set_kind: str, k: int, value: str, stack: str, seed: 
 
 
 def _random_matched(concept_id: int, set_kind: str, k: int, value: str, stack: str, cfg, run_id: str) -> InterventionSpec:
-    """Random units of the same size as `set_kind` (both = 2k), with the same concept's statistics as values: the
-    run's stored random set of that concept, scope and k (its seed, see `selection_seed`), a fresh draw per concept."""
+    """Random units of the same size as `set_kind` (both = 2k), with the same concept's statistics as values: a fresh
+    draw per concept, seeded as `selection_seed` seeds the run's stored random sets, so for a k of `analysis.ks` it is
+    exactly the stored set (dose ks outside them have no stored set, but the same rule)."""
     size = 2 * k if set_kind == "both" else k
     seed = selection_seed(cfg.analysis.seed, f"{run_id}:{concept_id}", stack, k, set_kind)
     return _spec(concept_id, "random", size, value, stack, seed)

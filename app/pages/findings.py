@@ -25,8 +25,8 @@ def _frozen_rows(finding: dict[str, Any]) -> list[tuple[str, Any]]:
     prov = state.get("provenance") or {}
     frozen = state.get("frozen") or {}
     model = finding.get("model") or {}
-    decoding: Any = "not applicable: the view reads stored statistics"
-    rows: list[tuple[str, Any]] = [("view", f"{state.get('description', state.get('page'))}")]
+    decoding: Any = "not applicable: the view reads stored statistics" if state.get("page") else "not recorded"
+    rows: list[tuple[str, Any]] = [("view", state.get("description") or state.get("page") or "not recorded")]
     if state.get("page") == "lab" and frozen.get("responses"):
         result = frozen["responses"][0]
         decoding = json.dumps(result.get("decoding"), sort_keys=True)

@@ -95,7 +95,10 @@ def settle_choices(s: dict[str, Any], *, langs: Sequence[str], run_langs: Sequen
     bad = {}
     for key, valid, why in checks:
         if s[key] is not None and s[key] not in valid:
-            bad[key] = s[key]
+            # the lab's own default source language, or a source language of an input that is not typed text, is
+            # replaced without a word: the link did not ask for it, or it plays no part
+            if key != "src" or (s["in"] == "text" and s[key] != LAB_DEFAULTS["src"]):
+                bad[key] = s[key]
             s[key] = None
     non_pivot = [l for l in run_langs if l != "eng"]
     if s["src"] is None:
@@ -522,14 +525,21 @@ def _pretty(obj: Any) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True)
 
 
+def control_size(set_kind: str, k: int) -> int:
+    """Units of a set at k (both = top k + bottom k): the size its random control must have."""
+    return 2 * k if set_kind == "both" else k
+
+
 def sweep(s: Mapping[str, Any], upload, mic) -> tuple[list[dict[str, Any]], str | None]:
-    """Intervene at k/8, k/4, k/2 and k with the chosen set and with random units; stops at the first error."""
+    """Intervene at k/8, k/4, k/2 and k with the chosen set and with as many random units; stops at the first error."""
     points: list[dict[str, Any]] = []
     lang, tgt = s["ulang"], s["tgt"]
+    chosen = s["set"] if s["set"] != "random" else "top"
     for k in sweep_ks(int(s["k"])):
-        for kind in (s["set"] if s["set"] != "random" else "top", "random"):
+        for kind in (chosen, "random"):
+            size = k if kind == chosen else control_size(chosen, k)
             try:
-                result = run_intervention(s, upload, mic, _spec(s, set_kind=kind, k=k))
+                result = run_intervention(s, upload, mic, _spec(s, set_kind=kind, k=size))
             except BackendError as exc:
                 return points, exc.message
             probs = result["intervened"].get("language_probabilities") or {}

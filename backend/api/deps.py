@@ -53,17 +53,23 @@ def client_key(request: Request, state: AtlasState) -> str:
 
 
 def rate_limit(request: Request, state: AtlasState = Depends(get_state)) -> Callable[[], None]:
-    """The client's rate-limit charge: the route calls it once the request has passed validation, so a request
-    refused before any model work costs no token; the call spends one token, 429 with Retry-After when none is left."""
+    """The client's rate-limit charge. A client with an empty bucket is refused (429, Retry-After) here, before any
+    work; otherwise the route calls the charge once the request has passed validation, so a refused request costs
+    no token."""
     client = client_key(request, state)
 
-    def charge() -> None:
-        """Spend one token of the client's bucket (429 when it is empty)."""
-        allowed, wait = state.buckets.take(client)
+    def refuse_without_token(spend: bool) -> None:
+        allowed, wait = state.buckets.take(client, spend=spend)
         if not allowed:
             raise ApiProblem(429, f"too many intervention requests from this client; retry in {wait} s "
                                   f"(limit: {state.settings.rate_burst:g} at once, {state.settings.rate_per_s:g} per second)",
                              headers={"Retry-After": str(wait)})
+
+    refuse_without_token(spend=False)
+
+    def charge() -> None:
+        """Spend one token of the client's bucket (429 when another request took the last one meanwhile)."""
+        refuse_without_token(spend=True)
 
     return charge
 

@@ -216,6 +216,12 @@ class InterventionService:
             raise ApiProblem(422, "input: give exactly one of example_id, text (with src_lang) or an uploaded audio file", "input")
         if example_id is not None or needs_run or run_id is not None:
             run_id = self._run_for(run_id, bundle)
+        resolved = None  # before any input work: a bad spec costs no audio decoding
+        if spec is not None:
+            if needs_run:
+                require_same_model(self._reader().run(run_id), bundle, "its concepts do not describe this model's units")
+            stats = StoreStats(self._reader(), run_id) if needs_run else None
+            resolved = resolve(spec, registry, stats)
         if example_id is not None:
             inputs, desc = self._example_inputs(bundle, run_id, example_id, request.get("modality", "text"))
         elif text is not None:
@@ -238,12 +244,6 @@ class InterventionService:
             inputs = prepare_inputs(bundle, audio=wave)
             desc = {"kind": "audio", "filename": filename, "sha256": hashlib.sha256(audio).hexdigest(),
                     "duration_s": round(len(wave) / TARGET_RATE, 3)}
-        resolved = None
-        if spec is not None:
-            if needs_run:
-                require_same_model(self._reader().run(run_id), bundle, "its concepts do not describe this model's units")
-            stats = StoreStats(self._reader(), run_id) if needs_run else None
-            resolved = resolve(spec, registry, stats)
         speech = bool(request.get("return_speech"))
         key = _digest({
             "spec": spec.canonical_json() if spec is not None else None,
@@ -253,6 +253,7 @@ class InterventionService:
             "input": {k: v for k, v in desc.items() if k != "filename"},
             "tgt_lang": tgt,
             "engine": ENGINE_VERSION,
+            "language_id": [s.language_identifier, s.language_scope],
         })
         return Prepared(key, inputs, desc, tgt, max_new, speech, spec, resolved, run_id, time.perf_counter() - t0)
 

@@ -125,3 +125,6 @@ def test_a_finding_saved_without_provenance_says_so_instead_of_printing_none():
     full = dict(findings._frozen_rows({"run_id": "r1", "state": {"page": "overview", "provenance": {
         "model_spec": "demo", "model_checksum": "ab", "mode": "clean", "corpus_source": "builtin", "n_examples": 780}}}))
     assert full["run"] == "r1 · model demo · checksum ab" and full["corpus"] == "builtin · 780 examples"
+
+    bare = dict(findings._frozen_rows({"run_id": None, "state": {}, "model": {}}))
+    assert bare["view"] == "not recorded" and bare["decoding"] == "not recorded"

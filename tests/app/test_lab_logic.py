@@ -223,3 +223,27 @@ def test_upload_limits_come_from_the_backend_and_oversized_files_are_named():
     with pytest.raises(lab.LabInputError, match="'big.wav' is 55.0 MB") as info:
         lab.decode_upload({"filename": "big.wav", "problem": problem})
     assert info.value.field == "file"
+
+
+def test_the_sweep_controls_a_both_set_with_as_many_random_units(monkeypatch):
+    """both = top k + bottom k = 2k units, so its random control has 2k (as in the batch experiments)."""
+    asked = []
+    monkeypatch.setattr(lab, "_spec", lambda s, *, set_kind, k: {"set": set_kind, "k": k})
+    monkeypatch.setattr(lab, "run_intervention", lambda s, upload, mic, spec: asked.append(
+        (spec["set"], spec["k"])) or {"intervened": {"language_probabilities": {"fra": 0.5, "deu": 0.5}}})
+    points, error = lab.sweep({"ulang": "fra", "tgt": "deu", "k": 8, "set": "both"}, None, None)
+    assert error is None and len(points) == 8
+    assert asked == [("both", 1), ("random", 2), ("both", 2), ("random", 4), ("both", 4), ("random", 8),
+                     ("both", 8), ("random", 16)]
+    asked.clear()
+    lab.sweep({"ulang": "fra", "tgt": "deu", "k": 2, "set": "top"}, None, None)
+    assert asked == [("top", 1), ("random", 1), ("top", 2), ("random", 2)]
+
+
+def test_the_labs_own_default_source_language_is_replaced_silently():
+    """A run and model without English: the default src=eng is not the link's choice, so no warning and the link runs."""
+    s, _ = st.parse("lab", {**lab.LAB_DEFAULTS, "run": "r", "go": "1"})
+    problems = lab.settle_choices(s, langs=["deu", "fra"], run_langs=["deu", "fra"], steps=[7])
+    assert problems == [] and s["go"] == 1 and s["src"] == "deu" and s["step"] == 7
+    s, _ = st.parse("lab", {"run": "r", "in": "example", "src": "xxx"})
+    assert lab.settle_choices(s, langs=["deu", "fra"], run_langs=["deu", "fra"], steps=[7]) == []

@@ -60,6 +60,8 @@ def test_text_intervention_matches_the_engine(client, tiny_bundle, tiny_registry
     for side, p in zip(("baseline", "intervened"), want):
         assert body[side]["language_probabilities"] == pytest.approx(p)
         assert body[side]["language_probability_outside"] == pytest.approx(1 - sum(p.values()), abs=1e-6)
+        top = max(p, key=p.get)
+        assert body[side]["top_language"] == (top if p[top] >= body[side]["language_probability_outside"] else None)
     assert body["intervention"]["n_units"] == 8 and body["intervention"]["by_component"] == {"ffn": 8}
     assert body["spec"] == json.loads(InterventionSpec.parse(SPEC).canonical_json())
     assert body["cached"] is False and body["baseline"]["audio"] is None

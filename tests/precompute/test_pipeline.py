@@ -165,6 +165,8 @@ def test_planted_language_unit_ranks_first_for_its_language_only(tmp_path):
         ({"steps": [1, 7]}, "steps: steps are decoder prefix lengths"),
         ({"modee": "clean"}, "modee: unknown setting"),
         ({"mode": "sloppy"}, "mode: Input should be 'clean' or 'faithful'"),
+        ({"evaluate": {"seed": 3}}, "evaluate: .*evaluate.seed was removed.*analysis.seed"),
+        ({"evaluate": {"language_scope": "six"}}, "evaluate.language_scope: Input should be 'all' or 'candidates'"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path, over, message):

@@ -67,7 +67,7 @@ async def read_upload(state: AtlasState, file: UploadFile, options: str) -> tupl
         raise ApiProblem(413, f"file: upload {file.filename!r} is larger than the limit of {limit / 1e6:g} MB", "file")
     req = opts.model_dump(exclude={"spec"})
     req["spec"] = opts.spec
-    check_run(state, req.get("run_id"))
+    await run_in_threadpool(check_run, state, req.get("run_id"))
     return req, data, file.filename
 
 
@@ -76,7 +76,7 @@ async def read_upload(state: AtlasState, file: UploadFile, options: str) -> tupl
              summary="Run baseline and intervened generation on a corpus example or a text")
 async def intervene(body: InterventionRequest, state: AtlasState = Depends(get_state),
                     charge: Callable[[], None] = Depends(rate_limit)) -> dict:
-    check_run(state, body.run_id)
+    await run_in_threadpool(check_run, state, body.run_id)
     prepared = await run_in_threadpool(state.service.prepare, request_dict(body))
     charge()
     return await state.run_sync(prepared)

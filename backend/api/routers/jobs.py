@@ -53,7 +53,7 @@ def _created(job: Job) -> JSONResponse:
              dependencies=[Depends(json_body)], summary="Submit an intervention as a job")
 async def submit_job(body: InterventionRequest, state: AtlasState = Depends(get_state),
                      charge: Callable[[], None] = Depends(rate_limit)):
-    check_run(state, body.run_id)
+    await run_in_threadpool(check_run, state, body.run_id)
     job = await run_in_threadpool(_submit, state, request_dict(body), charge)
     return _created(job)
 
