@@ -45,6 +45,12 @@ def metrics_table(tasks: dict, group: str) -> list[str]:
     return lines
 
 
+def _objectives(cfg: dict) -> str:
+    """", steerability objective weight 1, ..." for the auxiliary objectives a run trained with."""
+    names = {"steer_weight": "steerability", "evidence_weight": "language-evidence"}
+    return "".join(f", {label} objective weight {cfg[key]:g}" for key, label in names.items() if cfg.get(key))
+
+
 def continuation_lines(report: dict) -> list[str]:
     """Bullets for a model trained in more than one run (`train-demo --init-from`): what each earlier run did."""
     earlier = report.get("earlier_runs") or []
@@ -57,13 +63,14 @@ def continuation_lines(report: dict) -> list[str]:
     for i, run in enumerate(earlier, start=1):
         cfg = run["train_config"]
         labels = "the input's language" if cfg.get("source_language_labels", False) else "the target language"
-        lines.append(f"  - run {i}: from scratch, {run['train']['steps']} steps in {run['train']['seconds'] / 60:.1f} "
-                     f"min, peak lr {cfg['lr']}, text-only first {100 * cfg['text_phase']:.0f} %, first decoder "
-                     f"position labelled with {labels}.")
-    lines.append(f"  - run {len(earlier) + 1}: {report['train']['steps']} steps in {report['train']['seconds'] / 60:.1f} "
-                 f"min, peak lr {report['train_config']['lr']}"
-                 + (f", steerability objective weight {report['train_config']['steer_weight']:g}."
-                    if report["train_config"].get("steer_weight") else "."))
+        start = "from scratch" if i == 1 else f"from run {i - 1}"
+        lines.append(f"  - run {i}: {start}, {run['train']['steps']} steps in {run['train']['seconds'] / 60:.1f} "
+                     f"min, peak lr {cfg['lr']}" + (f", text-only first {100 * cfg['text_phase']:.0f} %"
+                                                    if cfg.get("text_phase") else "")
+                     + f", first decoder position labelled with {labels}{_objectives(cfg)}.")
+    lines.append(f"  - run {len(earlier) + 1}: from run {len(earlier)}, {report['train']['steps']} steps in "
+                 f"{report['train']['seconds'] / 60:.1f} min, peak lr {report['train_config']['lr']}"
+                 f"{_objectives(report['train_config'])}.")
     if report["train_config"].get("source_language_labels"):
         lines.append("- The first decoder position (input `</s>`) is labelled with the input's language. Generation "
                      "forces the target-language token there, so that prediction never shows in outputs; it makes the "
@@ -89,6 +96,24 @@ def steering_lines(report: dict) -> list[str]:
     ]
 
 
+def evidence_lines(report: dict) -> list[str]:
+    """What the language-evidence objective is, for a model any of whose runs trained with it."""
+    runs = [*(report.get("earlier_runs") or []), report]
+    weights = [r["train_config"].get("evidence_weight") or 0.0 for r in runs]
+    if not any(weights):
+        return []
+    return [
+        f"- **Every source language is signalled by units that fire** (language-evidence objective, weight "
+        f"{max(weights):g}, `precompute/demo_model/language_evidence.py`). The decoder names the language it reads "
+        "at its first position; a softmax can do that with five detectors and one default language that is the "
+        "silence of the others, and an earlier model did so for German speech (its best unit fired *low* for "
+        "German: AP 0.97 with the sign flipped, 0.86 as the paper measures it, counting units that fire high). A "
+        "training-only head therefore also names the source language from the decoder's feed-forward activations "
+        "(after the ReLU) at the two prefix positions, through non-negative, bias-free weights, so a language no "
+        "unit fires for cannot win. Which units carry each language is left to training; the head is not saved.",
+    ]
+
+
 def reproduce_line(report: dict) -> str:
     """How to train this model again: one command, or one per run for a continued model."""
     runs = [*(report.get("earlier_runs") or []), {"train": report["train"], "train_config": report["train_config"]}]
@@ -98,8 +123,9 @@ def reproduce_line(report: dict) -> str:
         cmd = f"neuron-atlas train-demo --out {out} --minutes {run['train_config']['minutes']:g}"
         if not run["train_config"].get("source_language_labels", False):
             cmd += " --first-label target"
-        if run["train_config"].get("steer_weight"):
-            cmd += f" --steer-weight {run['train_config']['steer_weight']:g}"
+        for key, flag in (("steer_weight", "--steer-weight"), ("evidence_weight", "--evidence-weight")):
+            if run["train_config"].get(key):
+                cmd += f" {flag} {run['train_config'][key]:g}"
         if i > 0:
             cmd += f" --init-from run{i}"
         commands.append(f"`{cmd}`")
@@ -182,6 +208,7 @@ def render_card(folder: Path, report: dict) -> str:
         + f"; whole run {report['total_seconds'] / 60:.1f} min.",
         *continuation_lines(report),
         *steering_lines(report),
+        *evidence_lines(report),
         "",
         reproduce_line(report),
         "",

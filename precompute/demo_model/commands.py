@@ -25,7 +25,8 @@ def _cmd_train_demo(args: argparse.Namespace) -> int:
                              "(no training_report.json)")
         train_cfg = replace(train_cfg, text_phase=0.0, warmup=0.02, lr=CONTINUE_LR)
     overrides = {k: v for k, v in {"minutes": args.minutes, "steps": args.steps, "threads": args.threads,
-                                   "lr": args.lr, "steer_weight": args.steer_weight}.items() if v is not None}
+                                   "lr": args.lr, "steer_weight": args.steer_weight,
+                                   "evidence_weight": args.evidence_weight}.items() if v is not None}
     overrides["source_language_labels"] = args.first_label == "source"
     train_cfg = replace(train_cfg, seed=args.seed, **overrides)
     data_cfg = replace(data_cfg, seed=args.seed)
@@ -57,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="label of the first decoder position: the input's language (default) or the target language")
     p.add_argument("--steer-weight", type=float, dest="steer_weight",
                    help="weight of the steerability objective (precompute/demo_model/steering.py; default 0: off)")
+    p.add_argument("--evidence-weight", type=float, dest="evidence_weight",
+                   help="weight of the language-evidence objective (precompute/demo_model/language_evidence.py; "
+                        "default 0: off)")
     p.add_argument("--cache-dir", type=Path, dest="cache_dir", help="speech/feature cache (default: corpus cache)")
     p.add_argument("--quick", action="store_true", help="tiny model and data: a smoke run of the whole pipeline")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -37,6 +37,7 @@ from backend.model.tokenizer import lang_token, train_tokenizer
 from precompute.corpus.example import CorpusError
 from precompute.corpus.sentences import Sentence
 from precompute.demo_model.data import DataConfig, DemoData, build_data
+from precompute.demo_model.language_evidence import LanguageEvidenceHead
 from precompute.demo_model.rows import IGNORE, pad_decoder_rows
 from precompute.demo_model.steering import SteeringConfig, SteeringObjective
 
@@ -75,6 +76,9 @@ DEMO_DIMS: dict = dict(
 CHAR_VOCAB_SIZE = 64
 #: Dropout used while training (the saved model has none; it is always used in eval mode).
 TRAIN_DROPOUT = dict(dropout=0.1, attention_dropout=0.0, activation_dropout=0.0, speech_encoder_dropout=0.1)
+#: Learning-rate multiplier of the language-evidence head: it starts untrained on a trained model and must find
+#: its readout within a short continuation run.
+EVIDENCE_LR_SCALE = 30.0
 #: CTC frames per length-adapter frame for the transcript-token CTC loss on the speech encoder's output.
 TOKEN_CTC_UPSAMPLE = 3
 
@@ -102,6 +106,7 @@ class TrainConfig:
     ctc_token_weight: float = 0.3
     source_language_labels: bool = True
     steer_weight: float = 0.0
+    evidence_weight: float = 0.0
     clip_norm: float = 1.0
     threads: int = 0
     text_phase: float = 0.08
@@ -120,8 +125,9 @@ class TrainConfig:
         for name in ("warmup", "text_phase"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise CorpusError(f"{name} is a fraction of training in [0, 1), got {getattr(self, name)}")
-        if self.steer_weight < 0:
-            raise CorpusError(f"steer_weight must be >= 0, got {self.steer_weight}")
+        for name in ("steer_weight", "evidence_weight"):
+            if getattr(self, name) < 0:
+                raise CorpusError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.eng_tag_prob <= 1.0:
             raise CorpusError(f"eng_tag_prob must be in [0, 1], got {self.eng_tag_prob}")
 
@@ -198,6 +204,7 @@ class Rows:
     decoder_attention_mask: torch.Tensor
     labels: torch.Tensor
     tasks: list[str]
+    languages: torch.Tensor | None = None
     ctc_targets: torch.Tensor | None = None
     ctc_lengths: torch.Tensor | None = None
     token_targets: torch.Tensor | None = None
@@ -239,7 +246,8 @@ class Batcher:
         firsts = [self.lang_id[src] if self.cfg.source_language_labels else s[0] for s, src in zip(seqs, sources)]
         dec, mask, lab = pad_decoder_rows(seqs, firsts, self.eos, self.pad)
         source = torch.tensor([row for row, _, _, _ in pairs], dtype=torch.long)
-        return Rows(source, dec, mask, lab, [task for _, _, _, task in pairs])
+        languages = torch.tensor([self.languages.index(src) for src in sources], dtype=torch.long)
+        return Rows(source, dec, mask, lab, [task for _, _, _, task in pairs], languages)
 
     def _epoch(self) -> Iterator[list[int]]:
         order = list(self.train_clips)
@@ -406,12 +414,17 @@ def train_loop(model: SeamlessM4Tv2Model, batcher: Batcher, cfg: TrainConfig, pr
     token_head = torch.nn.Linear(model.config.hidden_size, TOKEN_CTC_UPSAMPLE * (len(batcher.tok) + 1))
     tap = ConformerTap(model)
     steering = SteeringObjective(model, batcher, SteeringConfig(), cfg.seed) if cfg.steer_weight > 0 else None
+    evidence = LanguageEvidenceHead(model, len(batcher.languages)) if cfg.evidence_weight > 0 else None
     named = (list(model.named_parameters()) + [(f"ctc_head.{n}", p) for n, p in head.named_parameters()]
              + [(f"ctc_token_head.{n}", p) for n, p in token_head.named_parameters()])
     decay = [p for n, p in named if p.dim() >= 2 and "embed" not in n and "shared" not in n]
     no_decay = [p for n, p in named if not (p.dim() >= 2 and "embed" not in n and "shared" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0}]
+    if evidence is not None:
+        named.append(("evidence_head.raw", evidence.raw))
+        groups.append({"params": [evidence.raw], "weight_decay": 0.0, "lr_scale": EVIDENCE_LR_SCALE})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
     budget = cfg.minutes * 60.0
     history: list[dict] = []
     smooth: dict[str, float] = {}
@@ -429,7 +442,7 @@ def train_loop(model: SeamlessM4Tv2Model, batcher: Batcher, cfg: TrainConfig, pr
             torch.set_num_threads(threads)
             step_start = time.perf_counter()
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * factor
+                group["lr"] = cfg.lr * factor * group["lr_scale"]
             losses = {}
             text_only = max(step / cfg.steps, elapsed / budget) < cfg.text_phase
             batches = [("text", batcher.text_batch())]
@@ -439,6 +452,8 @@ def train_loop(model: SeamlessM4Tv2Model, batcher: Batcher, cfg: TrainConfig, pr
                 for name, (inputs, rows) in batches:
                     states, mask = encode(model, inputs)
                     losses[name] = decode_loss(model, states, mask, rows, cfg.label_smoothing)
+                    if evidence is not None:
+                        losses[f"evidence_{name}"] = evidence.loss(rows.languages)
                     if name == "speech" and cfg.ctc_weight > 0:
                         losses["ctc"] = ctc_loss(head, tap.states, inputs["attention_mask"], rows.ctc_targets,
                                                  rows.ctc_lengths)
@@ -448,7 +463,8 @@ def train_loop(model: SeamlessM4Tv2Model, batcher: Batcher, cfg: TrainConfig, pr
                 if steering is not None:
                     losses["steer"] = steering.loss()
             total = (losses["text"] + losses.get("speech", 0.0) + cfg.ctc_weight * losses.get("ctc", 0.0)
-                     + cfg.ctc_token_weight * losses.get("ctc_tok", 0.0) + cfg.steer_weight * losses.get("steer", 0.0))
+                     + cfg.ctc_token_weight * losses.get("ctc_tok", 0.0) + cfg.steer_weight * losses.get("steer", 0.0)
+                     + cfg.evidence_weight * (losses.get("evidence_speech", 0.0) + losses.get("evidence_text", 0.0)))
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in named], cfg.clip_norm)
@@ -466,6 +482,8 @@ def train_loop(model: SeamlessM4Tv2Model, batcher: Batcher, cfg: TrainConfig, pr
     tap.remove()
     if steering is not None:
         steering.remove()
+    if evidence is not None:
+        evidence.remove()
     model.eval()
     n_params = sum(p.numel() for p in model.parameters())
     return TrainResult(step, round(time.perf_counter() - start, 1), stopped_by, n_params, history,

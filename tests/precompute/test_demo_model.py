@@ -202,6 +202,8 @@ def test_train_config_rejects_bad_values():
         TrainConfig(steps=0)
     with pytest.raises(CorpusError, match="speech_batch"):
         TrainConfig(speech_batch=0)
+    with pytest.raises(CorpusError, match="evidence_weight must be >= 0"):
+        TrainConfig(evidence_weight=-1.0)
 
 
 # ------------------------------------------------------------------------------------------------ smoke training
@@ -211,14 +213,15 @@ def test_quick_training_learns_saves_reloads_and_evaluates(tmp_path):
     data_cfg = DataConfig(n_grammar=6, max_builtin=3, builtin_extra_voices=0, english_voices=1,
                           languages=("eng", "deu", "fra"), workers=1)
     train_cfg = replace(QUICK_TRAIN, steps=40, minutes=2.0, log_every=1, speech_batch=6, text_batch=12, text_phase=0.0,
-                        steer_weight=0.5)
+                        steer_weight=0.5, evidence_weight=0.5)
     out = tmp_path / "model"
     report = train_demo_model(out, train_cfg, data_cfg, cache_dir=tmp_path / "cache", progress=False,
                               evaluate_limit=2)
     losses = [h["loss_speech"] + h["loss_text"] + h["loss_ctc"] for h in report["train"]["history"]]
     assert report["train"]["steps"] == 40 and report["train"]["stopped_by"] == "steps"
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0
-    assert all(np.isfinite(h["loss_steer"]) for h in report["train"]["history"])
+    assert all(np.isfinite(h["loss_steer"]) and np.isfinite(h["loss_evidence_speech"])
+               for h in report["train"]["history"])
     for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "README.md",
                  "training_report.json"):
         assert (out / name).is_file(), name
@@ -247,6 +250,8 @@ def test_train_demo_command_is_registered_with_its_options():
     assert (args.quick, args.minutes, args.seed, args.out) == (True, 2.0, 5, Path("/tmp/x"))
     assert parser.parse_args(["train-demo"]).out == DEMO_MODEL_DIR
     assert parser.parse_args(["train-demo"]).first_label == "source"
+    weights = parser.parse_args(["train-demo", "--steer-weight", "1", "--evidence-weight", "0.5"])
+    assert (weights.steer_weight, weights.evidence_weight) == (1.0, 0.5)
     bad = parser.parse_args(["train-demo", "--init-from", str(Path("/nonexistent/model")), "--out", "/tmp/x"])
     with pytest.raises(SystemExit, match="--init-from /nonexistent/model is not a model folder written by train-demo"):
         bad.func(bad)
