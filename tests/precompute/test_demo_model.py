@@ -371,33 +371,22 @@ def _language_concepts(store: Path, run_id: str, tasks: tuple[str, ...]) -> list
     return [dict(zip(("concept_id", "task", "language", "positives", "negatives", "best"), r)) for r in rows]
 
 
-#: Concepts whose best decoder unit misses AP 0.9 on the shipped model, with the floor measured on the full built-in
-#: corpus (step 2): German speech is the one source language no single decoder unit separates as cleanly (0.86), although
-#: the decoder's own source-language prediction at the first position is right for all 130 German utterances.
-SELECTIVITY_GAPS = {("s2tt", "deu"): 0.8}
-
-
 def test_shipped_model_has_language_selective_decoder_units(structure_run):
+    """The issue's bar: for every source language of s2tt and t2tt, some decoder unit that fires HIGH for it (the
+    paper's AP, sign included) reaches AP >= 0.9, far above chance (the positive rate, 0.2)."""
     concepts = _language_concepts(structure_run.store, structure_run.run_id, ("s2tt", "t2tt"))
     assert {(c["task"], c["language"]) for c in concepts} == {
         (t, lang) for t in ("s2tt", "t2tt") for lang in CORPUS_LANGUAGES if lang != "eng"}
     for c in concepts:
         chance = c["positives"] / (c["positives"] + c["negatives"])
         assert chance < 0.25 and c["positives"] == len(SENTENCES)
-        assert c["best"] >= SELECTIVITY_GAPS.get((c["task"], c["language"]), 0.9), c
-
-
-@pytest.mark.xfail(strict=True, reason="known gap of the shipped demo model (issue 5): the best decoder unit for "
-                                       "s2tt deu reaches AP 0.86, not 0.9 (every other s2tt/t2tt concept: 0.93-0.99)")
-def test_shipped_model_language_selectivity_gaps_are_closed(structure_run):
-    concepts = _language_concepts(structure_run.store, structure_run.run_id, ("s2tt", "t2tt"))
-    assert all(c["best"] >= 0.9 for c in concepts if (c["task"], c["language"]) in SELECTIVITY_GAPS)
+        assert c["best"] >= 0.9, c
 
 
 def test_shipped_model_control_units_steer_the_output_language(demo, structure_run):
     """The issue's bar: L's en2x control units (top + bottom k=250, ~5 % of the decoder) forced to their medians
-    while translating English towards another language raise p(L) by >= 0.3 over as many random units (0.69 on the
-    shipped model with the identifier's full posterior, 0.86 renormalised over the six languages; the steerability
+    while translating English towards another language raise p(L) by >= 0.3 over as many random units (0.63 on the
+    shipped model with the identifier's full posterior, 0.80 renormalised over the six languages; the steerability
     objective of its second training run is what makes this hold)."""
     from backend.interventions import ConceptUnits, InterventionSpec, generate_with, prepare_inputs, resolve
     from backend.model.unit_sites import SiteRegistry
