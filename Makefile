@@ -1,17 +1,30 @@
-# make demo · make test · make bench — each sets up its own virtual environment on a fresh machine.
+# make demo · make test · make bench — each sets up its own virtual environment on a fresh machine, from the lock.
+# The lock is uv.lock (every package pinned with its hashes); uv itself comes from tools/uv-requirements.txt (hashed).
 VENV   ?= .venv
+TOOLS  ?= .tools
 PYTHON ?= python3
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+UV      = $(TOOLS)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+STAMP   = $(VENV)/.installed-$(shell cat uv.lock tools/uv-requirements.txt | sha256sum | cut -c1-12)
 
-.PHONY: install browser demo test bench clean
+.PHONY: install browser demo test test-fast bench lock clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+$(UV): tools/uv-requirements.txt
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --require-hashes --no-deps -r tools/uv-requirements.txt
+	touch $@
+
+# Installs exactly what uv.lock says (never resolves ranges); fails if pyproject.toml and the lock disagree.
+$(STAMP): uv.lock pyproject.toml $(UV)
+	$(UV) sync --frozen --extra test --extra ray --python $(PYTHON) --quiet
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Re-resolve the lock after editing pyproject.toml's pins (the one step that reads the package index's ranges).
+lock: $(UV)
+	$(UV) lock
 
 install: $(STAMP)
 
@@ -31,8 +44,12 @@ demo: install
 test: install browser
 	$(BIN)/python -m pytest -q
 
+# The unit and API tests only (no browser, no slow end-to-end runs): well under a minute.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
 bench: install
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) data build *.egg-info
+	rm -rf $(VENV) $(TOOLS) data build dist *.egg-info
