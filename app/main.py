@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
+import threading
 from urllib.parse import quote
 
 import dash
 import flask
+from cachetools import LRUCache
+from flask_compress import Compress
 from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 
 from app import context
 from app.client import AtlasClient, BackendError
 from app.pages import findings, lab, layer, overview, unit
+from neuron_atlas.resources import assets_dir
 
-REPO = Path(__file__).resolve().parent.parent
-ASSETS = REPO / "assets"
+ASSETS = assets_dir()
 #: Only these files under assets/ are served (the demo model and corpus that may live there never are).
 STATIC_ALLOWED = re.compile(r"^[A-Za-z0-9_.-]+\.(css|js|ico|svg|png|woff2)$")
 PAGES = (
@@ -100,6 +102,11 @@ def _install_routes(server: flask.Flask) -> None:
                 flask.abort(404)
         return None
 
+    @server.route("/healthz")
+    def healthz():
+        """Liveness of the dashboard process itself (the page header reports the backend)."""
+        return flask.jsonify(status="ok")
+
     @server.route("/media/audio/<run_id>/<path:example_id>")
     def audio(run_id: str, example_id: str):
         """An example's audio, fetched from the backend (the browser never needs to reach the backend itself)."""
@@ -124,9 +131,10 @@ def browser_chain() -> str | None:
 
 
 def create_app(backend_url: str, *, public_backend_url: str | None = None, token: str | None = None,
-               client: AtlasClient | None = None) -> Dash:
+               client: AtlasClient | None = None, compress: bool = True) -> Dash:
     """The dashboard for the backend at `backend_url` (`public_backend_url`: the address written into exported
-    scripts, default the same). `client` replaces the HTTP client (tests)."""
+    scripts, default the same). `client` replaces the HTTP client (tests); `compress=False` serves responses
+    uncompressed (the first-visit benchmark's baseline)."""
     client = client or AtlasClient(backend_url, token=token)
     if client.forwarded_for is None:
         client.forwarded_for = browser_chain
@@ -149,7 +157,60 @@ def create_app(backend_url: str, *, public_backend_url: str | None = None, token
     for module, *_ in PAGES:
         module.register_callbacks(app)
     _install_routes(app.server)
+    if compress:
+        _compress(app.server)
     return app
+
+
+#: Responses compressed on the way out (plotly.js alone is ~4.8 MB of JavaScript uncompressed).
+COMPRESSED_TYPES = ["text/html", "text/css", "application/javascript", "text/javascript", "application/json",
+                    "image/svg+xml"]
+
+
+#: URL prefixes of the static scripts and styles, whose URLs carry a version or modification time (so a cached
+#: compressed copy can never be stale).
+STATIC_PREFIXES = ("/_dash-component-suites/", "/assets/")
+#: Bytes of compressed static files kept per worker (plotly.js is ~1.3 MB compressed).
+COMPRESSED_CACHE_BYTES = 64_000_000
+
+
+class StaticCompressionCache:
+    """flask-compress's cache backend: compressed static files, kept once per URL and encoding (compressing plotly.js
+    takes ~0.4 s); every other response is compressed afresh and never stored."""
+
+    def __init__(self, max_bytes: int = COMPRESSED_CACHE_BYTES) -> None:
+        self._cache: LRUCache = LRUCache(maxsize=max_bytes, getsizeof=len)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(request: flask.Request) -> str | None:
+        """The cache key of a static GET (its path and query), None for anything else."""
+        if request.method == "GET" and request.path.startswith(STATIC_PREFIXES):
+            return request.full_path
+        return None
+
+    def get(self, key: str) -> bytes | None:
+        if key.endswith(";None"):
+            return None
+        with self._lock:
+            return self._cache.get(key)
+
+    def set(self, key: str, value: bytes) -> None:
+        if key.endswith(";None") or len(value) > self._cache.maxsize:
+            return
+        with self._lock:
+            self._cache[key] = value
+
+
+def _compress(server: flask.Flask) -> None:
+    """Brotli (gzip or deflate for browsers without it) on every text response above 500 bytes; files streamed from
+    disk (/assets/) get brotli or deflate, the algorithms flask-compress can stream."""
+    cache = StaticCompressionCache()
+    server.config.update(COMPRESS_ALGORITHM=["br", "gzip", "deflate"], COMPRESS_ALGORITHM_STREAMING=["br", "deflate"],
+                         COMPRESS_BR_LEVEL=5, COMPRESS_LEVEL=6, COMPRESS_MIMETYPES=COMPRESSED_TYPES,
+                         COMPRESS_MIN_SIZE=500, COMPRESS_CACHE_BACKEND=lambda: cache,
+                         COMPRESS_CACHE_KEY=StaticCompressionCache.key)
+    Compress(server)
 
 
 def backend_url_from_env() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,9 +27,12 @@ def _cmd_sites(args: argparse.Namespace) -> int:
 
 
 def _cmd_precompute(args: argparse.Namespace) -> int:
+    from neuron_atlas.resources import config_path
     from precompute.config import load_run_config
     from precompute.pipeline import run_precompute
 
+    if args.config is not None:
+        args.config = config_path(args.config)
     overrides = {"model": args.model, "store": args.store, "work_dir": args.work_dir, "mode": args.mode, "device": args.device,
                  "executor": args.executor, "workers": args.workers}
     cfg = load_run_config(args.config, overrides)
@@ -54,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sites)
 
     p = sub.add_parser("precompute", help="record units over a corpus and compute the atlas store")
-    p.add_argument("--config", type=Path, help="run.yaml (defaults apply when omitted)")
+    p.add_argument("--config", type=Path, help="run.yaml, or a shipped config by name: demo | tiny | fleurs-large "
+                                                  "(defaults apply when omitted)")
     p.add_argument("--model", help="override the config's model")
     p.add_argument("--store", type=Path, help="override the store path")
     p.add_argument("--work-dir", type=Path, dest="work_dir", help="override where activations are kept")
@@ -69,21 +74,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: known user errors print one clear message and exit 2, never a traceback."""
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean a user error (bad config, corpus, model, audio or resource). Imported only once a
+    command has failed, so `--help` and light commands never load torch or transformers."""
     from backend.audio import AudioError
     from backend.model.loading import ModelLoadError
+    from neuron_atlas.resources import ResourceMissing
     from precompute.config import ConfigError
     from precompute.corpus import CorpusError
 
-    import transformers
+    return ConfigError, CorpusError, ModelLoadError, AudioError, ResourceMissing
 
-    transformers.logging.set_verbosity_error()
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: known user errors print one clear message and exit 2, never a traceback."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CorpusError, ModelLoadError, AudioError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

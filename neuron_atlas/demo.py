@@ -10,8 +10,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
+from neuron_atlas.resources import config_path, demo_model_dir
+
+DEMO_CONFIG = config_path("demo")
 
 
 def wait_for(url: str, timeout: float, proc: subprocess.Popen, what: str) -> None:
@@ -34,12 +35,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from precompute.config import load_run_config
     from precompute.pipeline import run_precompute
 
-    from backend.model.loading import DEMO_MODEL_DIR
-
+    demo_model = demo_model_dir()
+    args.config = config_path(args.config)
     model = args.model
-    if model is None and args.config == DEMO_CONFIG and not DEMO_MODEL_DIR.is_dir():
+    if model is None and args.config == DEMO_CONFIG and not demo_model.is_dir():
         model = "tiny-random"
-        print(f"NOTE: the trained demo model is not in this checkout ({DEMO_MODEL_DIR}); running the tiny RANDOM model "
+        print(f"NOTE: the trained demo model is not in this checkout ({demo_model}); running the tiny RANDOM model "
               "instead. Its figures show the pipeline's structure, not language or modality structure.", flush=True)
     cfg = load_run_config(args.config, {"model": model, "name": "demo" if model is None else f"demo-{model}"})
     t0 = time.perf_counter()

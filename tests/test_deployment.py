@@ -20,12 +20,13 @@ SERVICE_SCHEMA = {
     "required": ["image", "command"],
     "properties": {
         "image": {"type": "string"},
-        "build": {"type": "object", "required": ["context"]},
+        "build": {"type": "object", "required": ["context", "target"]},
         "command": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "profiles": {"type": "array", "items": {"type": "string"}},
         "environment": {"type": "object", "additionalProperties": {"type": ["string", "number"]}},
         "volumes": {"type": "array", "items": {"type": "string", "pattern": r"^[^:]+:/[^:]*(:ro|:rw)?$"}},
-        "ports": {"type": "array", "items": {"type": "string", "pattern": r"^(\$\{[A-Z_]+:-\d+\}|\d+):\d+$"}},
+        "ports": {"type": "array", "items": {"type": "string",
+                                             "pattern": r"^\$\{[A-Z_]+:-[\d.]+\}:(\$\{[A-Z_]+:-\d+\}|\d+):\d+$"}},
         "healthcheck": {
             "type": "object",
             "required": ["test", "interval", "timeout", "retries"],
@@ -118,10 +119,34 @@ def test_services_have_the_roles_the_architecture_says():
     assert any(v.startswith("findings:") and not v.endswith(":ro") for v in s["backend"]["volumes"])
     assert "/readyz" in " ".join(s["backend"]["healthcheck"]["test"])
     assert s["app"]["depends_on"] == {"backend": {"condition": "service_healthy"}}
-    assert "http://backend:8000" in s["app"]["command"]
+    assert s["app"]["environment"]["NEURON_ATLAS_BACKEND_URL"] == "http://backend:8000"
+    assert "/healthz" in " ".join(s["app"]["healthcheck"]["test"])
 
 
-@pytest.mark.parametrize("service", ["precompute", "backend", "app"])
+def test_browser_reaches_only_the_dashboard_and_tokens_are_opt_in():
+    """The backend is published on the host's loopback by default (the browser talks to the dashboard only); an
+    unset ATLAS_API_TOKEN gives an empty token (= none), and the dashboard holds a token only when given its own."""
+    from backend.api.settings import Settings
+
+    backend_port = _expand(COMPOSE["services"]["backend"]["ports"][0])
+    assert backend_port.startswith("127.0.0.1:"), backend_port
+    token = _expand(COMPOSE["services"]["backend"]["environment"]["NEURON_ATLAS_API_TOKEN"])
+    assert token == "" and Settings(api_token=token, _env_file=None).api_token is None
+    assert _expand(COMPOSE["services"]["app"]["environment"]["NEURON_ATLAS_API_TOKEN"]) == ""
+    assert "DASHBOARD_API_TOKEN" in COMPOSE["services"]["app"]["environment"]["NEURON_ATLAS_API_TOKEN"]
+
+
+def test_dashboard_service_runs_the_wsgi_app_under_gunicorn():
+    from gunicorn.config import Config
+
+    command = [_expand(part) for part in COMPOSE["services"]["app"]["command"]]
+    assert command[0] == "gunicorn" and "app.wsgi:server" in command
+    parsed = Config().parser().parse_args(command[1:])
+    assert parsed.workers == 2 and parsed.threads == 8 and parsed.worker_class == "gthread"
+    assert COMPOSE["services"]["app"]["build"]["target"] == "dashboard"
+
+
+@pytest.mark.parametrize("service", ["precompute", "backend"])
 def test_every_service_command_exists_in_the_cli(service):
     command = [_expand(part) for part in COMPOSE["services"][service]["command"]]
     args = build_parser().parse_args(command)
@@ -140,12 +165,43 @@ def test_environment_names_match_backend_settings():
     assert not unknown, f"backend environment sets unknown settings {unknown}"
 
 
-def test_dockerfile_copies_what_exists_and_runs_the_cli():
+def _stages(text: str) -> dict[str, str]:
+    """The Dockerfile's stages by name, each with its instructions."""
+    parts = re.split(r"^FROM \S+ AS (\S+)\s*$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_dockerfile_installs_from_the_lock_before_the_source_and_runs_as_non_root():
     text = (ROOT / "Dockerfile").read_text()
-    for src in re.findall(r"^COPY (\S+) ", text, flags=re.M):
-        assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
-    assert 'ENTRYPOINT ["neuron-atlas"]' in text
-    assert re.search(r'pip install "?\.\[ray\]', text)
+    for src in re.findall(r"^COPY (?!--from)(\S+) ", text, flags=re.M):
+        for one in src.split():
+            assert (ROOT / one).exists(), f"Dockerfile copies missing {one}"
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", text, flags=re.M).group(1)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), f"base image {base} is not pinned to a release"
+    stages = _stages(text)
+    assert {"uv", "engine-build", "engine", "dashboard-build", "dashboard"} <= set(stages)
+    assert "--require-hashes" in stages["uv"] and "tools/uv-requirements.txt" in stages["uv"]
+    for build in ("engine-build", "dashboard-build"):
+        body = stages[build]
+        deps = body.index("uv.lock")
+        source = body.index("COPY . .")
+        assert deps < source, f"{build}: the lock's dependencies must be installed before the source is copied"
+        assert "--frozen" in body[:source], f"{build}: install exactly the lock"
+    assert "--no-install-project" in stages["engine-build"].split("COPY . .")[0]
+    assert "--only-group dashboard" in stages["dashboard-build"]
+    for final in ("engine", "dashboard"):
+        assert re.search(r"^USER atlas$", stages[final], flags=re.M), f"{final} must not run as root"
+    assert 'ENTRYPOINT ["neuron-atlas"]' in stages["engine"]
+    assert '"app.wsgi:server"' in stages["dashboard"]
+
+
+def test_dashboard_dependency_group_pins_what_the_app_imports_and_agrees_with_the_runtime_pins():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    runtime = {r.split("==")[0].lower(): r for r in project["project"]["dependencies"]}
+    for req in project["dependency-groups"]["dashboard"]:
+        assert runtime[req.split("==")[0].lower()] == req, f"{req} differs from the runtime pin"
 
 
 @pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client")

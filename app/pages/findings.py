@@ -140,6 +140,14 @@ def layout(**query: Any) -> html.Div:
     ], className="page page-findings")
 
 
+#: What a dashboard user reads when the backend wants a token this dashboard does not hold (or holds wrongly).
+NO_WRITE_TOKEN = ("not saved: this backend requires an API token to save findings, and this dashboard holds none "
+                  "(its operator can give it one: NEURON_ATLAS_API_TOKEN for `neuron-atlas app`, DASHBOARD_API_TOKEN "
+                  "in docker compose)")
+WRONG_WRITE_TOKEN = ("not saved: the backend refused this dashboard's API token (its operator should set it to the "
+                     "backend's ATLAS_API_TOKEN)")
+
+
 def save(href: str, title: str, note: str, view_result: dict | None) -> dict[str, Any]:
     """Freeze the view at `href` (path + query) as a finding; returns the created finding. Raises BackendError / ViewError."""
     path, _, query = href.partition("?")
@@ -178,8 +186,12 @@ def register_callbacks(app: Dash) -> None:
             return html.Div("title: give the finding a title", className="field-error")
         try:
             finding = save(request["href"], title.strip(), note or "", view_result)
-        except (BackendError, views.ViewError) as exc:
-            return html.Div(ui.plain(exc) if isinstance(exc, BackendError) else str(exc), className="field-error")
+        except BackendError as exc:
+            if exc.status in (401, 403):
+                return html.Div(NO_WRITE_TOKEN if exc.status == 401 else WRONG_WRITE_TOKEN, className="field-error")
+            return html.Div(ui.plain(exc), className="field-error")
+        except views.ViewError as exc:
+            return html.Div(str(exc), className="field-error")
         link = f"/findings?id={finding['id']}"
         return html.Div(["Saved: ", dcc.Link(link, href=link, id="save-permalink"),
                          html.Button("Copy", className="button small copy-text", **{"data-copy-href": link})])

@@ -66,6 +66,7 @@ class AtlasState:
         self.queue = WorkQueue(settings.queue_size, ready=self.host.ready, error_of=self._job_error)
         self.cache = ResultCache(settings.cache_entries, settings.cache_bytes)
         self.buckets = TokenBuckets(settings.rate_burst, settings.rate_per_s)
+        self.export_buckets = TokenBuckets(settings.export_burst, settings.export_per_s)
         self.started_at = time.time()
 
     # ------------------------------------------------------------------------------------------------ store

@@ -6,7 +6,23 @@ import sys
 from pathlib import Path
 
 
+#: Why the backend is one process: what a second worker would not share.
+ONE_PROCESS = ("the backend runs as one process per model: its intervention queue, result cache, rate limits and "
+               "jobs live in that process's memory (and each worker would load its own copy of the model)")
+
+
+def uvicorn_options(settings, host: str, port: int, log_level: str) -> dict:
+    """uvicorn settings: one worker, and proxy headers (X-Forwarded-For) trusted from exactly the peers in
+    `trusted_proxies`, the same list the rate limiter reads, so the client it counts is the one uvicorn reports."""
+    return {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": 10, "workers": 1,
+            "proxy_headers": True, "forwarded_allow_ips": list(settings.trusted_proxies)}
+
+
 def _serve(args: argparse.Namespace) -> int:
+    if args.workers != 1:
+        print(f"error: --workers {args.workers}: {ONE_PROCESS}. Run one `neuron-atlas serve` per model (on another "
+              "port or machine) and scale the dashboard instead (`neuron-atlas app --workers N`).", file=sys.stderr)
+        return 2
     import uvicorn
     from pydantic import ValidationError
 
@@ -35,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     print(f"serving store {settings.store} (findings: {settings.findings_db}, model: {settings.model}) on "
           f"http://{args.host}:{args.port}", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=10)
+    uvicorn.run(app, **uvicorn_options(settings, args.host, args.port, args.log_level))
     return 0
 
 
@@ -50,5 +66,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto | cpu | cuda")
     p.add_argument("--queue-size", type=int, dest="queue_size", help="intervention requests waiting or running at once")
     p.add_argument("--env-file", type=Path, dest="env_file", help="read settings from this .env file (default: ./.env if present)")
+    p.add_argument("--workers", type=int, default=1, help="must be 1: " + ONE_PROCESS)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=_serve)

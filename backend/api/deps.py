@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 
 from backend.api.app import AtlasState
 from backend.api.errors import ApiProblem
+from backend.queue import TokenBuckets
 from backend.store.reader import StoreReader
 
 #: Largest value accepted for integer query and path parameters (DuckDB INTEGER range).
@@ -24,7 +25,8 @@ def get_reader(state: AtlasState = Depends(get_state)) -> StoreReader:
 
 
 def require_write_token(request: Request, state: AtlasState = Depends(get_state)) -> None:
-    """When an API token is configured, writes need `Authorization: Bearer <token>` (or `X-API-Token: <token>`)."""
+    """When an API token is configured, writes and bulk exports need `Authorization: Bearer <token>` (or
+    `X-API-Token: <token>`)."""
     token = state.settings.api_token
     if token is None:
         return
@@ -52,17 +54,18 @@ def client_key(request: Request, state: AtlasState) -> str:
     return chain[0] if chain else (peer or "unknown")
 
 
-def rate_limit(request: Request, state: AtlasState = Depends(get_state)) -> Callable[[], None]:
-    """The client's rate-limit charge. A client with an empty bucket is refused (429, Retry-After) here, before any
-    work; otherwise the route calls the charge once the request has passed validation, so a refused request costs
-    no token."""
+def _charge_for(request: Request, state: AtlasState, buckets: TokenBuckets, what: str, burst: float,
+                per_s: float) -> Callable[[], None]:
+    """A client's rate-limit charge against `buckets`. A client with an empty bucket is refused (429, Retry-After)
+    here, before any work; otherwise the route calls the charge once the request has passed validation, so a refused
+    request costs no token."""
     client = client_key(request, state)
 
     def refuse_without_token(spend: bool) -> None:
-        allowed, wait = state.buckets.take(client, spend=spend)
+        allowed, wait = buckets.take(client, spend=spend)
         if not allowed:
-            raise ApiProblem(429, f"too many intervention requests from this client; retry in {wait} s "
-                                  f"(limit: {state.settings.rate_burst:g} at once, {state.settings.rate_per_s:g} per second)",
+            raise ApiProblem(429, f"too many {what} requests from this client; retry in {wait} s "
+                                  f"(limit: {burst:g} at once, {per_s:g} per second)",
                              headers={"Retry-After": str(wait)})
 
     refuse_without_token(spend=False)
@@ -72,6 +75,18 @@ def rate_limit(request: Request, state: AtlasState = Depends(get_state)) -> Call
         refuse_without_token(spend=True)
 
     return charge
+
+
+def rate_limit(request: Request, state: AtlasState = Depends(get_state)) -> Callable[[], None]:
+    """The client's charge for a live model request (interventions, jobs, traces)."""
+    s = state.settings
+    return _charge_for(request, state, state.buckets, "intervention", s.rate_burst, s.rate_per_s)
+
+
+def export_rate_limit(request: Request, state: AtlasState = Depends(get_state)) -> Callable[[], None]:
+    """The client's charge for a bulk export (a table can be hundreds of millions of rows)."""
+    s = state.settings
+    return _charge_for(request, state, state.export_buckets, "export", s.export_burst, s.export_per_s)
 
 
 def limit_query(default: int) -> Any:

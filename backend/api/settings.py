@@ -34,7 +34,10 @@ class Settings(BaseSettings):
     cache_bytes: int = Field(256_000_000, ge=0, description="bytes of intervention results kept in the cache")
     rate_burst: float = Field(10.0, ge=1, description="intervention requests a client may send in a burst")
     rate_per_s: float = Field(0.5, gt=0, description="sustained intervention requests per second per client")
-    api_token: SecretStr | None = Field(None, description="when set, writes (saving findings) need `Authorization: Bearer <token>`")
+    export_burst: float = Field(3.0, ge=1, description="bulk exports (/export/{table}) a client may start in a burst")
+    export_per_s: float = Field(1 / 60, gt=0, description="sustained bulk exports per second per client")
+    api_token: SecretStr | None = Field(None, description="when set, writes (saving findings) and bulk exports need "
+                                                          "`Authorization: Bearer <token>`; empty = no token")
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["127.0.0.1/32", "::1/128"],
         description="peers (IPs or CIDR networks, comma-separated) whose X-Forwarded-For names the real client for rate "
@@ -71,6 +74,14 @@ class Settings(BaseSettings):
         except ValueError:
             return False
         return any(addr in ipaddress.ip_network(n, strict=False) for n in self.trusted_proxies)
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value):
+        """An empty token (e.g. compose's `${ATLAS_API_TOKEN:-}`) means no token, not a token nobody can send."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return None if value is None or not str(value).strip() else value
 
     @field_validator("model_fallback", mode="before")
     @classmethod

@@ -16,13 +16,14 @@ from transformers import (
 
 from backend.model.configs import TINY_DIMS, full_config, generation_config, small_config
 from backend.model.tokenizer import train_tokenizer
+from neuron_atlas.resources import demo_model_dir
 
 log = logging.getLogger(__name__)
 
 REAL_MODEL_ID = "facebook/seamless-m4t-v2-large"
 BUILTIN_SPECS = ("demo", "tiny-random", "full-random")
 #: Where the shipped demo model lives (trained by `precompute/demo_model`).
-DEMO_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
+DEMO_MODEL_DIR = demo_model_dir()
 
 
 class ModelLoadError(RuntimeError):

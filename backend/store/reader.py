@@ -15,17 +15,17 @@ import io
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import soundfile as sf
 
 from backend.model.unit_sites import COMPONENTS, STACKS, component_members
@@ -37,6 +37,8 @@ STAT_COLUMNS: tuple[str, ...] = ("ap", "on_p50", "on_p90", "off_mean", "off_p50"
 SORT_COLUMNS: tuple[str, ...] = ("unit_id", *STAT_COLUMNS)
 #: Tables that can be exported as Parquet (the analysis tables and the version table).
 EXPORT_TABLES: tuple[str, ...] = ("meta", *RUN_TABLES)
+#: Rows per Parquet row group (and per streamed chunk) of an export.
+EXPORT_BATCH_ROWS = 65_536
 #: Heatmap modes: count units with AP >= threshold, or units in a stored top/bottom/both selection.
 HEATMAP_MODES: tuple[str, ...] = ("ap", "top", "bottom", "both")
 #: Most concepts one heatmap may show.
@@ -1039,8 +1041,9 @@ class StoreReader:
 
     # -------------------------------------------------------------------------------------------------- export
 
-    def export_parquet(self, table: str, run_id: str | None = None, directory: Path | None = None) -> Path:
-        """COPY a whitelisted table (optionally one run's rows) to a temporary Parquet file; the caller deletes it."""
+    def export_query(self, table: str, run_id: str | None = None) -> str:
+        """The SELECT that exports a whitelisted table (optionally one run's rows); raises before any row is read
+        when the table or run is unknown."""
         if table not in EXPORT_TABLES:
             raise NotFoundError(f"unknown table {table!r}; exportable tables: {', '.join(EXPORT_TABLES)}")
         where = ""
@@ -1049,18 +1052,50 @@ class StoreReader:
                 raise QueryError("run_id: the meta table holds no runs; export it without run_id")
             self._run_cache(run_id)
             where = f" WHERE run_id = '{_sql_string(run_id)}'"
-        fd, name = tempfile.mkstemp(prefix=f"export-{table}-", suffix=".parquet", dir=directory)
-        os.close(fd)
-        path = Path(name)
+        return f"SELECT * FROM {table}{where}"
+
+    def export_parquet_chunks(self, query: str, batch_rows: int = EXPORT_BATCH_ROWS) -> Iterator[bytes]:
+        """Stream the rows of an `export_query` as one Parquet file, a row group per `batch_rows` rows, so memory
+        stays bounded by one batch whatever the table's size (unit_stats is ~10^8 rows at full scale)."""
         cur = self.cursor()
         try:
-            cur.execute(f"COPY (SELECT * FROM {table}{where}) TO '{_sql_string(path.as_posix())}' (FORMAT parquet, COMPRESSION zstd)")
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
+            cur.complete()
+            sink = _ChunkSink()
+            with cur.sql(query).to_arrow_reader(batch_size=batch_rows) as batches, \
+                    pq.ParquetWriter(sink, batches.schema, compression="zstd") as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+                    if chunk := sink.take():
+                        yield chunk
+            if chunk := sink.take():
+                yield chunk
         finally:
             cur.close()
-        return path
+
+
+class _ChunkSink(io.RawIOBase):
+    """A write-only file for pyarrow's ParquetWriter that hands out what was written since the last `take`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: list[bytes] = []
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def take(self) -> bytes:
+        data, self._parts = b"".join(self._parts), []
+        return data
 
 
 def _sql_string(text: str) -> str:

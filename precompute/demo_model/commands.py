@@ -6,7 +6,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from backend.model.loading import DEMO_MODEL_DIR
+from neuron_atlas.resources import demo_model_dir
+
+DEMO_MODEL_DIR = demo_model_dir()
 
 #: Peak learning rate when continuing from a trained model (--init-from).
 CONTINUE_LR = 3e-4

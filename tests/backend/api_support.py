@@ -51,7 +51,7 @@ def atlas_store(tmp_path_factory, tiny_bundle) -> tuple[Path, str]:
 def make_settings(store: Path, tmp: Path, **over) -> Settings:
     """Settings for tests: no .env, generous rate limits unless overridden."""
     values = {"store": store, "findings_db": tmp / "findings.sqlite", "model": "tiny-random", "device": "cpu",
-              "rate_burst": 1000, "rate_per_s": 1000, "_env_file": None}
+              "rate_burst": 1000, "rate_per_s": 1000, "export_burst": 1000, "export_per_s": 1000, "_env_file": None}
     values.update(over)
     return Settings(**values)
 

@@ -82,8 +82,8 @@ def start_backend(settings, bundle=None, timeout: float = 90.0) -> ServerThread:
     return ServerThread(url, thread, stop)
 
 
-def start_dash(backend_url: str) -> ServerThread:
-    """The dashboard on a threaded werkzeug server."""
+def start_dash(backend_url: str, compress: bool = True) -> ServerThread:
+    """The dashboard on a threaded werkzeug server (`compress=False`: responses uncompressed)."""
     import logging
 
     from werkzeug.serving import make_server
@@ -92,7 +92,7 @@ def start_dash(backend_url: str) -> ServerThread:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
-    dash_app = create_app(backend_url)
+    dash_app = create_app(backend_url, compress=compress)
     port = free_port()
     srv = make_server("127.0.0.1", port, dash_app.server, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, name="test-dash", daemon=True)
