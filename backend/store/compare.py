@@ -346,7 +346,8 @@ def compare_concept(reader: StoreReader, run_a: str, run_b: str, concept_id: int
                     stack: str | None = None, k: int | None = None, n_moved: int = DEFAULT_MOVED,
                     max_points: int = DEFAULT_MAX_POINTS, match: SiteMatch | None = None) -> dict:
     """One concept's unit APs in run A vs run B over the common units of its stacks (or of `stack`): Spearman's rho,
-    the top-k overlap against two random k-sets, the units whose AP moved most, and the points of a scatter."""
+    the top-k overlap against two random k-sets, the units whose AP moved most (units whose AP did not change are
+    never listed), and the points of a scatter."""
     match = match or match_sites(reader, run_a, run_b)
     ca, cb = counterpart(reader, run_a, run_b, concept_id, step_b)
     stacks = [s for s in STACK_ORDER if s in set(ca["stacks"]) & set(cb["stacks"]) & set(match.stacks())]
@@ -376,7 +377,8 @@ def compare_concept(reader: StoreReader, run_a: str, run_b: str, concept_id: int
     shared = np.intersect1d(top_a, top_b, assume_unique=True)
     count = int(len(shared))
     delta = ap_b - ap_a
-    moved = np.lexsort((uid_a, -np.abs(delta)))[:max(int(n_moved), 0)]
+    changed = np.flatnonzero(delta != 0)
+    moved = changed[np.lexsort((uid_a[changed], -np.abs(delta[changed])))][:max(int(n_moved), 0)]
     order_a = np.lexsort((uid_a, -ap_a))
     rank_a = np.empty(n, dtype=np.int64)
     rank_a[order_a] = np.arange(1, n + 1)
