@@ -232,12 +232,14 @@ def layout(**query: Any) -> html.Div:
                                        debounce=True, placeholder="default"), class_name="w-narrow"),
         ], className="controls"),
     ])
+    heatmap_rows: list[list[Any]] = []
     body: list[Any] = []
     if error is not None:
-        body.append(notice(error, "error"))
+        body += [notice(error, "error"), html.Div(ui.graph("compare-heatmap"), hidden=True)]
     if summary is not None:
-        body += [_site_notice(summary), _unmatched_notice(summary),
-                 ui.graph("compare-heatmap", cf.layer_difference_heatmap(summary, s["concept"])),
+        heatmap = cf.layer_difference_heatmap(summary, s["concept"])
+        heatmap_rows = [[label, p["concept_id_a"]] for label, p in zip(heatmap.data[0].y or [], summary["layers"]["concepts"])]
+        body += [_site_notice(summary), _unmatched_notice(summary), ui.graph("compare-heatmap", heatmap),
                  html.P("Blue: more selective units in run B; red: more in run A. Click a row to compare that concept.",
                         className="hint")]
         body.append(html.H2("One concept, unit by unit"))
@@ -251,6 +253,7 @@ def layout(**query: Any) -> html.Div:
         controls,
         html.Div(body, id="compare-body"),
         dcc.Store(id="compare-state", data=s),
+        dcc.Store(id="compare-rows", data=heatmap_rows),
         ui.url_sync(PAGE, st.href(PAGE, s)),
     ], className="page page-compare")
 
@@ -312,18 +315,18 @@ def register_callbacks(app: Dash) -> None:
 
     @app.callback(Output("nav", "href", allow_duplicate=True),
                   *[Input(cid, "value") for cid in CONTROLS], Input("compare-heatmap", "clickData"),
-                  State("compare-state", "data"), prevent_initial_call=True)
+                  State("compare-rows", "data"), State("compare-state", "data"), prevent_initial_call=True)
     def navigate(*args):
-        s = args[-1]
+        rows, s = args[-2], args[-1]
         trigger = callback_context.triggered_id
         if not s or trigger is None:
             return no_update
         if trigger == "compare-heatmap":
-            point = ((args[-2] or {}).get("points") or [{}])[0]
-            custom = point.get("customdata") or []
-            if len(custom) < 4 or custom[3] == s.get("concept"):
+            label = ((args[-3] or {}).get("points") or [{}])[0].get("y")
+            concept = dict(rows or []).get(label)
+            if concept is None or concept == s.get("concept"):
                 return no_update
-            return st.href(PAGE, {**s, "concept": int(custom[3])})
+            return st.href(PAGE, {**s, "concept": int(concept)})
         key = CONTROLS[trigger]
         value = dict(zip(CONTROLS, args[:len(CONTROLS)]))[trigger]
         if key == "thr" and (value is None or not 0 <= value <= 1):

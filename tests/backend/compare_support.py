@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import duckdb
+import numpy as np
+import pandas as pd
 import pytest
 
 from tests.backend.api_support import LANGS
 
+#: Runs derived from the faithful run in `compare_store`: every unit id shifted, and every site renamed.
+SHIFTED = "cmp-shifted-000000000000"
+RENAMED = "cmp-renamed-000000000000"
 _BUILT: dict[str, tuple[Path, str, str]] = {}
 
 
@@ -39,3 +46,39 @@ def build_two_run_store(root: Path, bundle) -> tuple[Path, str, str]:
 def two_run_store(tmp_path_factory, tiny_bundle) -> tuple[Path, str, str]:
     """(store path, clean run id, faithful run id) of the session's two-run tiny store."""
     return build_two_run_store(tmp_path_factory.getbasetemp() / "compare-store", tiny_bundle)
+
+
+@pytest.fixture(scope="session")
+def compare_store(two_run_store, tmp_path_factory):
+    """A copy of the two-run store with two runs derived from the faithful one: `SHIFTED` drops the first site (so
+    every unit id moves), gives another site one more channel and has no t2tt/fra concept at step 7; `RENAMED`
+    renames every site (no site in common with any run)."""
+    path, clean, faithful = two_run_store
+    copy = tmp_path_factory.mktemp("compare") / "atlas.duckdb"
+    shutil.copy(path, copy)
+    con = duckdb.connect(str(copy))
+    sites = con.execute("SELECT * FROM sites WHERE run_id = ? ORDER BY unit_offset", [faithful]).df()
+    dropped, widened = sites.iloc[0], sites.iloc[5]
+    new = sites.iloc[1:].copy()
+    new.loc[new["site"] == widened["site"], "width"] += 1
+    new["unit_offset"] = np.concatenate([[0], np.cumsum(new["width"].to_numpy())[:-1]])
+    # old unit id -> new unit id for the units kept (the widened site keeps its channels at the start)
+    old_start = sites.set_index("site")["unit_offset"]
+    shift = pd.DataFrame({"site": new["site"], "delta": new["unit_offset"].to_numpy() - old_start[new["site"]].to_numpy(),
+                          "start": old_start[new["site"]].to_numpy(), "width": sites.set_index("site").loc[new["site"], "width"].to_numpy()})
+    con.register("_sites", new.assign(run_id=SHIFTED))
+    con.register("_shift", shift)
+    for rid in (SHIFTED, RENAMED):
+        con.execute("INSERT INTO runs SELECT * REPLACE (? AS run_id, ? AS name) FROM runs WHERE run_id = ?", [rid, rid, faithful])
+        con.execute("INSERT INTO concepts SELECT * REPLACE (? AS run_id) FROM concepts WHERE run_id = ? AND NOT "
+                    "(? = ? AND task = 't2tt' AND language = 'fra' AND step = 7)", [rid, faithful, rid, SHIFTED])
+    con.execute("INSERT INTO sites SELECT * FROM _sites")
+    con.execute("INSERT INTO unit_stats SELECT u.* REPLACE (? AS run_id, u.unit_id + s.delta AS unit_id) FROM unit_stats u "
+                "JOIN _shift s ON u.unit_id >= s.start AND u.unit_id < s.start + s.width WHERE u.run_id = ?", [SHIFTED, faithful])
+    con.execute("INSERT INTO sites SELECT * REPLACE (? AS run_id, 'renamed.' || site AS site) FROM sites WHERE run_id = ?",
+                [RENAMED, faithful])
+    con.execute("INSERT INTO unit_stats SELECT * REPLACE (? AS run_id) FROM unit_stats WHERE run_id = ?", [RENAMED, faithful])
+    con.close()
+    return copy, clean, faithful, {"dropped": dropped["site"], "widened": widened["site"],
+                                   "dropped_width": int(dropped["width"]), "widened_width": int(widened["width"]),
+                                   "widened_offset": int(widened["unit_offset"])}

@@ -2,8 +2,6 @@
 against slow pandas/scipy references, the routes and their bad inputs, and `neuron-atlas compare`."""
 from __future__ import annotations
 
-import shutil
-
 import duckdb
 import numpy as np
 import pandas as pd
@@ -14,58 +12,25 @@ from backend.store import compare as cmp
 from backend.store.reader import NotFoundError, QueryError, StoreReader
 from neuron_atlas.cli import main as cli_main
 from tests.backend.api_support import assert_error, client_for, make_settings
-from tests.backend.compare_support import two_run_store  # noqa: F401
-
-SHIFTED = "cmp-shifted-000000000000"
-RENAMED = "cmp-renamed-000000000000"
+from tests.backend.compare_support import RENAMED, SHIFTED, compare_store, two_run_store  # noqa: F401
 
 
 @pytest.fixture(scope="module")
-def store(two_run_store, tmp_path_factory):
-    """A copy of the two-run store with two runs derived from the faithful one: `SHIFTED` drops the first site (so
-    every unit id moves), gives another site one more channel and has no t2tt/fra concept at step 7; `RENAMED`
-    renames every site (no site in common with any run)."""
-    path, clean, faithful = two_run_store
-    copy = tmp_path_factory.mktemp("compare") / "atlas.duckdb"
-    shutil.copy(path, copy)
-    con = duckdb.connect(str(copy))
-    sites = con.execute("SELECT * FROM sites WHERE run_id = ? ORDER BY unit_offset", [faithful]).df()
-    dropped, widened = sites.iloc[0], sites.iloc[5]
-    new = sites.iloc[1:].copy()
-    new.loc[new["site"] == widened["site"], "width"] += 1
-    new["unit_offset"] = np.concatenate([[0], np.cumsum(new["width"].to_numpy())[:-1]])
-    # old unit id -> new unit id for the units kept (the widened site keeps its channels at the start)
-    old_start = sites.set_index("site")["unit_offset"]
-    shift = pd.DataFrame({"site": new["site"], "delta": new["unit_offset"].to_numpy() - old_start[new["site"]].to_numpy(),
-                          "start": old_start[new["site"]].to_numpy(), "width": sites.set_index("site").loc[new["site"], "width"].to_numpy()})
-    con.register("_sites", new.assign(run_id=SHIFTED))
-    con.register("_shift", shift)
-    for rid in (SHIFTED, RENAMED):
-        con.execute("INSERT INTO runs SELECT * REPLACE (? AS run_id, ? AS name) FROM runs WHERE run_id = ?", [rid, rid, faithful])
-        con.execute("INSERT INTO concepts SELECT * REPLACE (? AS run_id) FROM concepts WHERE run_id = ? AND NOT "
-                    "(? = ? AND task = 't2tt' AND language = 'fra' AND step = 7)", [rid, faithful, rid, SHIFTED])
-    con.execute("INSERT INTO sites SELECT * FROM _sites")
-    con.execute("INSERT INTO unit_stats SELECT u.* REPLACE (? AS run_id, u.unit_id + s.delta AS unit_id) FROM unit_stats u "
-                "JOIN _shift s ON u.unit_id >= s.start AND u.unit_id < s.start + s.width WHERE u.run_id = ?", [SHIFTED, faithful])
-    con.execute("INSERT INTO sites SELECT * REPLACE (? AS run_id, 'renamed.' || site AS site) FROM sites WHERE run_id = ?",
-                [RENAMED, faithful])
-    con.execute("INSERT INTO unit_stats SELECT * REPLACE (? AS run_id) FROM unit_stats WHERE run_id = ?", [RENAMED, faithful])
-    con.close()
-    return copy, clean, faithful, {"dropped": dropped["site"], "widened": widened["site"],
-                                   "dropped_width": int(dropped["width"]), "widened_width": int(widened["width"]),
-                                   "widened_offset": int(widened["unit_offset"])}
+def store(compare_store):
+    """(store, clean run, faithful run, what the derived runs changed): see `compare_store`."""
+    return compare_store
 
 
 @pytest.fixture(scope="module")
-def reader(store):
-    r = StoreReader(store[0])
+def reader(compare_store):
+    r = StoreReader(compare_store[0])
     yield r
     r.close()
 
 
 @pytest.fixture(scope="module")
-def db(store):
-    con = duckdb.connect(str(store[0]), read_only=True)
+def db(compare_store):
+    con = duckdb.connect(str(compare_store[0]), read_only=True)
     yield con
     con.close()
 
@@ -227,8 +192,8 @@ def test_large_concepts_send_a_seeded_sample_with_every_highlighted_unit(reader,
 
 
 @pytest.fixture(scope="module")
-def client(store, tiny_bundle, tmp_path_factory):
-    with client_for(make_settings(store[0], tmp_path_factory.mktemp("compare-api")), tiny_bundle) as c:
+def client(compare_store, tiny_bundle, tmp_path_factory):
+    with client_for(make_settings(compare_store[0], tmp_path_factory.mktemp("compare-api")), tiny_bundle) as c:
         yield c
 
 
