@@ -32,6 +32,12 @@ def _default_run_b(runs: list[dict], run_a: str) -> str:
     return (same or others or [a])[0].get("run_id", run_a)
 
 
+def run_options(client: AtlasClient) -> list[dict[str, str]]:
+    """Dropdown options of every run, led by what a comparison is usually about: mode, model, corpus."""
+    return [{"label": f"{r.get('mode')} · {r.get('model_spec')} · {r.get('corpus_source')} · {r['run_id']}",
+             "value": r["run_id"]} for r in client.runs()]
+
+
 def resolve(client: AtlasClient, s: dict[str, Any]) -> tuple[dict, dict, list[str]]:
     """Fill run and step defaults into `s` (in place) and check them against the runs; returns both run records and
     the problems met (a value the page replaced)."""
@@ -121,6 +127,11 @@ def load(client: AtlasClient, s: dict[str, Any], problems: list[str]) -> tuple[d
 # --------------------------------------------------------------------------------------------------- rendering
 
 
+def _count(n: int, word: str) -> str:
+    """`1 site`, `3 sites`."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _site_notice(summary: Mapping[str, Any]) -> html.Div:
     sites = summary["sites"]
     by_stack = ", ".join(f"{STACK_NAMES.get(r['stack'], r['stack'])} {r['n_units']:,}" for r in sites["common_by_stack"])
@@ -132,10 +143,10 @@ def _site_notice(summary: Mapping[str, Any]) -> html.Div:
     lists = []
     for label, key, count in (("only in run A", "only_a", "n_only_a"), ("only in run B", "only_b", "n_only_b")):
         if sites[count]:
-            lists.append(html.Details([html.Summary(f"{sites[count]:,} sites {label}"),
+            lists.append(html.Details([html.Summary(f"{_count(sites[count], 'site')} {label}"),
                                        html.Ul([html.Li(x) for x in sites[key]])]))
     if sites["n_width_mismatch"]:
-        lists.append(html.Details([html.Summary(f"{sites['n_width_mismatch']:,} sites with another width"),
+        lists.append(html.Details([html.Summary(f"{_count(sites['n_width_mismatch'], 'site')} with another width"),
                                    html.Ul([html.Li(f"{m['site']}: {m['width_a']} in A, {m['width_b']} in B")
                                             for m in sites["width_mismatch"]])]))
     return notice([html.Div(model + head + sites["note"] + "."), *lists], "warning")
@@ -146,7 +157,7 @@ def _unmatched_notice(summary: Mapping[str, Any]) -> html.Div | None:
     for side, key in (("A", "unmatched_a"), ("B", "unmatched_b")):
         rows = summary.get(key) or []
         if rows:
-            parts.append(html.Details([html.Summary(f"{len(rows)} concepts of run {side} have no counterpart"),
+            parts.append(html.Details([html.Summary(f"{_count(len(rows), 'concept')} of run {side} without a counterpart"),
                                        html.Ul([html.Li(f"{c['concept_id']} · {c.get('description')}") for c in rows])]))
     if not parts:
         return None
@@ -208,16 +219,16 @@ def layout(**query: Any) -> html.Div:
         summary, one = load(client, s, problems)
     except BackendError as exc:
         error = exc.message
-    run_opts = context.run_options()
+    run_opts = run_options(client)
     tasks = sorted({p["task"] for p in (summary or {}).get("concepts", [])} | ({s["task"]} if s["task"] else set()))
     pair_opts = [{"label": f"{p['concept_id_a']} · {cf.pair_label(p)} ({p['kind']})", "value": p["concept_id_a"]}
                  for p in ((summary or {}).get("layers") or {}).get("concepts", [])]
     controls = html.Div([
         html.Div([
             control("Run A", ui.dropdown("compare-run", run_opts, s["run"]), class_name="w-wide"),
-            control("Step A", ui.dropdown("compare-step", ui.options(run_a["steps"]), s["step"]), class_name="w-narrow"),
+            control("Step A", ui.dropdown("compare-step", ui.options(run_a["steps"]), s["step"])),
             control("Run B", ui.dropdown("compare-run-b", run_opts, s["run_b"]), class_name="w-wide"),
-            control("Step B", ui.dropdown("compare-step-b", ui.options(run_b["steps"]), s["step_b"]), class_name="w-narrow"),
+            control("Step B", ui.dropdown("compare-step-b", ui.options(run_b["steps"]), s["step_b"])),
         ], className="controls"),
         html.Div([
             control("Concept kind", ui.dropdown("compare-kind", ui.options(["all", "language", "multimodal_language", "modality"]),

@@ -39,6 +39,11 @@ def _known(values: Sequence, limit: int = 12) -> str:
     return ", ".join(vals[:limit]) + more if vals else "none"
 
 
+def _count(n: int, word: str) -> str:
+    """`1 site`, `3 sites`."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _ranges_sql(ranges: Sequence[tuple[int, int]]) -> str:
     """SQL condition for unit ids in any of the (server-built, integer) [start, stop) ranges."""
     if not ranges:
@@ -131,8 +136,8 @@ class SiteMatch:
         """Counts of common and non-common sites and units, with the non-common site keys (listed up to a limit)."""
         per_stack = self.common.groupby("stack")["width"].agg(["count", "sum"])
         note = ("identical unit layouts: every unit is compared" if self.identical else
-                f"{self.n_common_units:,} units in {len(self.common):,} sites with the same key and width are compared; "
-                f"{len(self.only_a):,} sites only in run A, {len(self.only_b):,} only in run B and "
+                f"{_count(self.n_common_units, 'unit')} in {_count(len(self.common), 'site')} with the same key and width "
+                f"are compared; {_count(len(self.only_a), 'site')} only in run A, {len(self.only_b):,} only in run B and "
                 f"{len(self.width_mismatch):,} with different widths are left out")
         return {
             "identical": self.identical, "note": note,

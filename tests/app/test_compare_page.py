@@ -72,8 +72,8 @@ def test_other_layouts_are_named_with_what_is_left_out(env):
     dash_app, _, _, faithful = env
     with dash_app.server.app_context():
         text = str(compare.layout(run=faithful, run_b=SHIFTED, step="7"))
-    assert "sites only in run A" in text and "sites with another width" in text and "left out" in text
-    assert "have no counterpart" in text
+    assert "1 site only in run A" in text and "1 site with another width" in text and "left out" in text
+    assert "1 concept of run A without a counterpart" in text
 
 
 def test_figures_draw_the_answers(env):

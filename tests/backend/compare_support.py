@@ -48,15 +48,11 @@ def two_run_store(tmp_path_factory, tiny_bundle) -> tuple[Path, str, str]:
     return build_two_run_store(tmp_path_factory.getbasetemp() / "compare-store", tiny_bundle)
 
 
-@pytest.fixture(scope="session")
-def compare_store(two_run_store, tmp_path_factory):
-    """A copy of the two-run store with two runs derived from the faithful one: `SHIFTED` drops the first site (so
-    every unit id moves), gives another site one more channel and has no t2tt/fra concept at step 7; `RENAMED`
-    renames every site (no site in common with any run)."""
-    path, clean, faithful = two_run_store
-    copy = tmp_path_factory.mktemp("compare") / "atlas.duckdb"
-    shutil.copy(path, copy)
-    con = duckdb.connect(str(copy))
+def derive_runs(store: Path, faithful: str) -> dict:
+    """Add two runs derived from run `faithful` to `store`: `SHIFTED` drops the first site (so every unit id moves),
+    gives another site one more channel and has no t2tt/fra concept at step 7; `RENAMED` renames every site (no site
+    in common with any run). Returns what SHIFTED changed."""
+    con = duckdb.connect(str(store))
     sites = con.execute("SELECT * FROM sites WHERE run_id = ? ORDER BY unit_offset", [faithful]).df()
     dropped, widened = sites.iloc[0], sites.iloc[5]
     new = sites.iloc[1:].copy()
@@ -79,6 +75,14 @@ def compare_store(two_run_store, tmp_path_factory):
                 [RENAMED, faithful])
     con.execute("INSERT INTO unit_stats SELECT * REPLACE (? AS run_id) FROM unit_stats WHERE run_id = ?", [RENAMED, faithful])
     con.close()
-    return copy, clean, faithful, {"dropped": dropped["site"], "widened": widened["site"],
-                                   "dropped_width": int(dropped["width"]), "widened_width": int(widened["width"]),
-                                   "widened_offset": int(widened["unit_offset"])}
+    return {"dropped": dropped["site"], "widened": widened["site"], "dropped_width": int(dropped["width"]),
+            "widened_width": int(widened["width"]), "widened_offset": int(widened["unit_offset"])}
+
+
+@pytest.fixture(scope="session")
+def compare_store(two_run_store, tmp_path_factory) -> tuple[Path, str, str, dict]:
+    """(store, clean run, faithful run, what SHIFTED changed): a copy of the two-run store with `derive_runs` added."""
+    path, clean, faithful = two_run_store
+    copy = tmp_path_factory.mktemp("compare") / "atlas.duckdb"
+    shutil.copy(path, copy)
+    return copy, clean, faithful, derive_runs(copy, faithful)
