@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import hypergeom, rankdata
+from scipy.special import gammaln
+from scipy.stats import rankdata
 
 from backend.store.reader import NotFoundError, QueryError, StoreReader, clean_record
 
@@ -70,8 +71,14 @@ def expected_jaccard(n_units: int, k: int) -> float:
         return 0.0
     if k >= n_units:
         return 1.0
-    x = np.arange(0, k + 1)
-    return float(np.sum(hypergeom.pmf(x, n_units, k, k) * x / (2 * k - x)))
+    x = np.arange(max(0, 2 * k - n_units), k + 1)
+    log_pmf = (_log_choose(k, x) + _log_choose(n_units - k, k - x) - _log_choose(n_units, k))
+    return float(np.sum(np.exp(log_pmf) * x / (2 * k - x)))
+
+
+def _log_choose(n, r):
+    """log C(n, r), vectorised over r (gammaln: exact enough and O(1) per term, unlike scipy's hypergeom.pmf at large n)."""
+    return gammaln(n + 1) - gammaln(r + 1) - gammaln(n - r + 1)
 
 
 def spearman_rho(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -84,9 +91,21 @@ def spearman_rho(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def _top_k(ap: np.ndarray, unit_ids: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k highest APs, ties broken by the lower unit id (the atlas's `top` rule)."""
-    return np.lexsort((unit_ids, -ap))[:k]
+def _ranking(ap: np.ndarray, unit_ids: np.ndarray) -> np.ndarray:
+    """Positions from the highest AP down, ties broken by the lower unit id (the atlas's `top` rule)."""
+    return np.lexsort((unit_ids, -ap))
+
+
+def _largest(values: np.ndarray, unit_ids: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the n largest non-zero values, largest first, ties by the lower unit id (a partition, then a sort of
+    the few candidates: every value tied with the n-th largest is kept so ties are broken exactly)."""
+    nonzero = np.flatnonzero(values > 0)
+    if n <= 0 or not len(nonzero):
+        return np.zeros(0, dtype=np.int64)
+    if len(nonzero) > n:
+        cut = np.partition(values[nonzero], len(nonzero) - n)[len(nonzero) - n]
+        nonzero = nonzero[values[nonzero] >= cut]
+    return nonzero[np.lexsort((unit_ids[nonzero], -values[nonzero]))][:n]
 
 
 @dataclass
@@ -378,28 +397,26 @@ def compare_concept(reader: StoreReader, run_a: str, run_b: str, concept_id: int
         k = min(ks[0] if ks else 10, max(n // 2, 1))
     elif k > n:
         raise QueryError(f"k: {k} is larger than the {n} units compared")
-    top_a, top_b = _top_k(ap_a, uid_a, k), _top_k(ap_b, uid_a, k)
+    order_a, order_b = _ranking(ap_a, uid_a), _ranking(ap_b, uid_a)
+    top_a, top_b = order_a[:k], order_b[:k]
     shared = np.intersect1d(top_a, top_b, assume_unique=True)
     count = int(len(shared))
     delta = ap_b - ap_a
-    changed = np.flatnonzero(delta != 0)
-    moved = changed[np.lexsort((uid_a[changed], -np.abs(delta[changed])))][:max(int(n_moved), 0)]
-    order_a = np.lexsort((uid_a, -ap_a))
+    moved = _largest(np.abs(delta), uid_a, int(n_moved))
     rank_a = np.empty(n, dtype=np.int64)
     rank_a[order_a] = np.arange(1, n + 1)
-    order_b = np.lexsort((uid_a, -ap_b))
     rank_b = np.empty(n, dtype=np.int64)
     rank_b[order_b] = np.arange(1, n + 1)
     sites = units["sites"]
 
     def records(pos: np.ndarray) -> list[dict]:
-        rows = sites.iloc[site_row[pos]]
-        frame = pd.DataFrame({
-            "unit_id_a": uid_a[pos], "unit_id_b": uid_b[pos], "site": rows["site"].to_numpy(), "channel": channel[pos],
-            "stack": rows["stack"].to_numpy(), "layer": rows["layer"].to_numpy(np.int64),
-            "component": rows["component"].to_numpy(), "ap_a": ap_a[pos], "ap_b": ap_b[pos], "delta": delta[pos],
-            "rank_a": rank_a[pos], "rank_b": rank_b[pos]})
-        return [clean_record(r) for r in frame.to_dict("records")]
+        rows = site_row[pos]
+        columns = {
+            "unit_id_a": uid_a[pos], "unit_id_b": uid_b[pos], "site": sites["site"].to_numpy()[rows], "channel": channel[pos],
+            "stack": sites["stack"].to_numpy()[rows], "layer": sites["layer"].to_numpy(np.int64)[rows],
+            "component": sites["component"].to_numpy()[rows], "ap_a": ap_a[pos], "ap_b": ap_b[pos], "delta": delta[pos],
+            "rank_a": rank_a[pos], "rank_b": rank_b[pos]}
+        return [dict(zip(columns, values)) for values in zip(*(v.tolist() for v in columns.values()))]
 
     flags = np.zeros(n, dtype=np.int64)
     flags[top_a] |= 1

@@ -74,6 +74,10 @@ def test_expected_jaccard_matches_a_simulation_and_the_edges():
     assert cmp.expected_jaccard(n, k) == pytest.approx(np.mean(sims), abs=3e-3)
     assert cmp.expected_jaccard(10, 10) == 1.0 and cmp.expected_jaccard(10, 0) == 0.0
     assert hypergeom.mean(n, k, k) == pytest.approx(k * k / n)
+    for total, size in ((60, 12), (10, 6), (928, 5), (20_000, 300), (1000, 999)):
+        x = np.arange(size + 1)
+        exact = float(np.sum(hypergeom.pmf(x, total, size, size) * x / (2 * size - x)))
+        assert cmp.expected_jaccard(total, size) == pytest.approx(exact, rel=1e-9)
 
 
 def test_a_run_against_itself_agrees_everywhere(reader, store):
