@@ -9,15 +9,17 @@ run and concept); nothing loops over units in Python.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 from scipy.stats import rankdata
 
-from backend.store.reader import NotFoundError, QueryError, StoreReader, clean_record
+from backend.store.reader import NotFoundError, QueryError, RunLayout, StoreReader, clean_record
 
 #: Concept fields that identify "the same concept" in two runs (besides the step, chosen per side).
 MATCH_KEY: tuple[str, ...] = ("kind", "task", "language", "modality")
@@ -120,6 +122,7 @@ class SiteMatch:
     width_mismatch: list[dict]
     n_units_a: int
     n_units_b: int
+    _units: dict[tuple[str, ...], dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def n_common_units(self) -> int:
@@ -139,7 +142,14 @@ class SiteMatch:
         return self.common[self.common["stack"].isin(list(stacks))]
 
     def units(self, stacks: Sequence[str]) -> dict[str, np.ndarray]:
-        """Every common unit of `stacks` (in run A's unit order): its id in A and in B, site row, channel, layer."""
+        """Every common unit of `stacks` (in run A's unit order): its id in A and in B, site row and channel (kept per
+        stack list: at full scale the map is a few million entries)."""
+        key = tuple(stacks)
+        if key not in self._units:
+            self._units[key] = self._map_units(key)
+        return self._units[key]
+
+    def _map_units(self, stacks: Sequence[str]) -> dict[str, np.ndarray]:
         sites = self.sites_of(stacks).sort_values("unit_offset_a")
         widths = sites["width"].to_numpy(np.int64)
         first = np.cumsum(widths) - widths
@@ -170,11 +180,35 @@ class SiteMatch:
         }
 
 
+#: Site matches of recent run pairs, keyed by the identity of both runs' cached layouts (a reopened store gives new
+#: layouts, so a stale match is never used); each entry keeps its layouts alive so their ids cannot be reused.
+_MATCHES: OrderedDict[tuple[int, int], tuple[RunLayout, RunLayout, SiteMatch]] = OrderedDict()
+_MATCHES_LOCK = threading.Lock()
+MAX_CACHED_MATCHES = 8
+
+
 def match_sites(reader: StoreReader, run_a: str, run_b: str) -> SiteMatch:
-    """The sites of two runs matched by key and width; QueryError naming `run_b` when they share none."""
+    """The sites of two runs matched by key and width (cached per pair of run layouts); QueryError naming `run_b` when
+    they share none."""
+    layout_a, layout_b = reader.layout(run_a), reader.layout(run_b)
+    key = (id(layout_a), id(layout_b))
+    with _MATCHES_LOCK:
+        hit = _MATCHES.get(key)
+        if hit is not None and hit[0] is layout_a and hit[1] is layout_b:
+            _MATCHES.move_to_end(key)
+            return hit[2]
+    match = _match_sites(layout_a, layout_b, run_a, run_b)
+    with _MATCHES_LOCK:
+        _MATCHES[key] = (layout_a, layout_b, match)
+        while len(_MATCHES) > MAX_CACHED_MATCHES:
+            _MATCHES.popitem(last=False)
+    return match
+
+
+def _match_sites(layout_a: RunLayout, layout_b: RunLayout, run_a: str, run_b: str) -> SiteMatch:
     cols = ["site", "stack", "layer", "component", "width", "unit_offset"]
-    sa = reader.layout(run_a).sites[cols]
-    sb = reader.layout(run_b).sites[cols]
+    sa = layout_a.sites[cols]
+    sb = layout_b.sites[cols]
     both = sa.merge(sb, on="site", how="outer", suffixes=("_a", "_b"), indicator=True)
     same = (both["_merge"] == "both") & (both["width_a"] == both["width_b"])
     common = both[same].rename(columns={"stack_a": "stack", "layer_a": "layer", "component_a": "component", "width_a": "width"})
