@@ -80,6 +80,14 @@ def test_expected_jaccard_matches_a_simulation_and_the_edges():
         assert cmp.expected_jaccard(total, size) == pytest.approx(exact, rel=1e-9)
 
 
+def test_spearman_rho_from_one_sort_matches_scipy_with_ties():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 20, 5000) / 20
+    b = np.clip(a + rng.normal(0, 0.2, 5000), 0, 1).round(2)
+    assert cmp.spearman_rho(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    assert cmp.spearman_rho(a, np.ones(5000)) is None and cmp.spearman_rho(a[:1], b[:1]) is None
+
+
 def test_a_run_against_itself_agrees_everywhere(reader, store):
     _, clean, _, _ = store
     summary = cmp.compare_runs(reader, clean, clean)
