@@ -26,6 +26,8 @@ MATCH_KEY: tuple[str, ...] = ("kind", "task", "language", "modality")
 STACK_ORDER: tuple[str, ...] = ("speech_encoder", "text_encoder", "text_decoder")
 #: Site keys listed per category in a summary (the counts are always complete).
 MAX_LISTED_SITES = 200
+#: Shared top-k units listed in a concept comparison (best in run A first; `count` is always complete).
+MAX_LISTED_UNITS = 200
 #: Default number of "moved most" units and of scatter points sent for one concept.
 DEFAULT_MOVED = 20
 DEFAULT_MAX_POINTS = 5000
@@ -491,7 +493,7 @@ def compare_concept(reader: StoreReader, run_a: str, run_b: str, concept_id: int
         "mean_abs_delta": float(np.abs(delta).mean()),
         "top_k": {"k": int(k), "count": count, "jaccard": count / (2 * k - count),
                   "expected_count": k * k / n, "expected_jaccard": expected_jaccard(n, k),
-                  "units": records(np.sort(shared))},
+                  "units": records(shared[np.argsort(rank_a[shared], kind="stable")][:MAX_LISTED_UNITS])},
         "moved": records(moved),
         "points": {"unit_id_a": uid_a[shown].tolist(), "unit_id_b": uid_b[shown].tolist(),
                    "ap_a": ap_a[shown].tolist(), "ap_b": ap_b[shown].tolist(), "top": flags[shown].tolist(),

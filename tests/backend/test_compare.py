@@ -110,7 +110,9 @@ def test_clean_vs_faithful_matches_the_slow_reference(reader, store, db):
         ref = reference(db, clean, faithful, pair["concept_id_a"], pair["concept_id_b"], 10)
         assert one["n_units"] == ref["n"]
         assert one["spearman_rho"] == pytest.approx(ref["rho"], abs=1e-12)
-        assert one["top_k"]["count"] == ref["count"]
+        assert one["top_k"]["count"] == ref["count"] == len(one["top_k"]["units"])
+        ranks = [(u["rank_a"], u["rank_b"]) for u in one["top_k"]["units"]]
+        assert ranks == sorted(ranks) and all(a <= 10 and b <= 10 for a, b in ranks)
         assert [[u["unit_id_a"], u["unit_id_b"]] for u in one["moved"]] == ref["moved"]
         assert one["top_k"]["expected_jaccard"] == pytest.approx(cmp.expected_jaccard(ref["n"], 10))
         rhos.append(one["spearman_rho"])
