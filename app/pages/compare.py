@@ -174,7 +174,9 @@ def concept_block(one: Mapping[str, Any], summary: Mapping[str, Any], graph_id: 
     run_a, run_b = one["run_a"], one["run_b"]
     ca, cb = one["concept_a"], one["concept_b"]
     facts = [
-        ("units compared", f"{one['n_units']:,} ({', '.join(STACK_NAMES.get(x, x) for x in one['stacks'])})"),
+        ("units compared", f"{one['n_units']:,} ({', '.join(STACK_NAMES.get(x, x) for x in one['stacks'])})"
+                           + (f"; {one['n_without_ap']:,} common units without an AP in one run left out"
+                              if one.get("n_without_ap") else "")),
         ("Spearman ρ of AP", _fmt(one["spearman_rho"], 3)),
         (f"top-{top['k']} shared", f"{top['count']} of {top['k']} (chance {top['expected_count']:.2f})"),
         ("Jaccard", f"{top['jaccard']:.3f} (two random {top['k']}-sets: {top['expected_jaccard']:.4f})"),

@@ -69,9 +69,9 @@ def test_runs_without_common_sites_keep_the_controls(env):
 
 
 def test_other_layouts_are_named_with_what_is_left_out(env):
-    dash_app, _, _, faithful = env
+    dash_app, _, clean, _ = env
     with dash_app.server.app_context():
-        text = str(compare.layout(run=faithful, run_b=SHIFTED, step="7"))
+        text = str(compare.layout(run=clean, run_b=SHIFTED, step="7"))
     assert "1 site only in run A" in text and "1 site with another width" in text and "left out" in text
     assert "1 concept of run A without a counterpart" in text
 

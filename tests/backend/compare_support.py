@@ -12,7 +12,7 @@ import pytest
 
 from tests.backend.api_support import LANGS
 
-#: Runs derived from the faithful run in `compare_store`: every unit id shifted, and every site renamed.
+#: Runs derived from the clean run in `compare_store`: every unit id shifted, and every site renamed.
 SHIFTED = "cmp-shifted-000000000000"
 RENAMED = "cmp-renamed-000000000000"
 _BUILT: dict[str, tuple[Path, str, str]] = {}
@@ -48,12 +48,12 @@ def two_run_store(tmp_path_factory, tiny_bundle) -> tuple[Path, str, str]:
     return build_two_run_store(tmp_path_factory.getbasetemp() / "compare-store", tiny_bundle)
 
 
-def derive_runs(store: Path, faithful: str) -> dict:
-    """Add two runs derived from run `faithful` to `store`: `SHIFTED` drops the first site (so every unit id moves),
+def derive_runs(store: Path, source: str) -> dict:
+    """Add two runs derived from run `source` to `store`: `SHIFTED` drops the first site (so every unit id moves),
     gives another site one more channel and has no t2tt/fra concept at step 7; `RENAMED` renames every site (no site
     in common with any run). Returns what SHIFTED changed."""
     con = duckdb.connect(str(store))
-    sites = con.execute("SELECT * FROM sites WHERE run_id = ? ORDER BY unit_offset", [faithful]).df()
+    sites = con.execute("SELECT * FROM sites WHERE run_id = ? ORDER BY unit_offset", [source]).df()
     dropped, widened = sites.iloc[0], sites.iloc[5]
     new = sites.iloc[1:].copy()
     new.loc[new["site"] == widened["site"], "width"] += 1
@@ -65,15 +65,15 @@ def derive_runs(store: Path, faithful: str) -> dict:
     con.register("_sites", new.assign(run_id=SHIFTED))
     con.register("_shift", shift)
     for rid in (SHIFTED, RENAMED):
-        con.execute("INSERT INTO runs SELECT * REPLACE (? AS run_id, ? AS name) FROM runs WHERE run_id = ?", [rid, rid, faithful])
+        con.execute("INSERT INTO runs SELECT * REPLACE (? AS run_id, ? AS name) FROM runs WHERE run_id = ?", [rid, rid, source])
         con.execute("INSERT INTO concepts SELECT * REPLACE (? AS run_id) FROM concepts WHERE run_id = ? AND NOT "
-                    "(? = ? AND task = 't2tt' AND language = 'fra' AND step = 7)", [rid, faithful, rid, SHIFTED])
+                    "(? = ? AND task = 't2tt' AND language = 'fra' AND step = 7)", [rid, source, rid, SHIFTED])
     con.execute("INSERT INTO sites SELECT * FROM _sites")
     con.execute("INSERT INTO unit_stats SELECT u.* REPLACE (? AS run_id, u.unit_id + s.delta AS unit_id) FROM unit_stats u "
-                "JOIN _shift s ON u.unit_id >= s.start AND u.unit_id < s.start + s.width WHERE u.run_id = ?", [SHIFTED, faithful])
+                "JOIN _shift s ON u.unit_id >= s.start AND u.unit_id < s.start + s.width WHERE u.run_id = ?", [SHIFTED, source])
     con.execute("INSERT INTO sites SELECT * REPLACE (? AS run_id, 'renamed.' || site AS site) FROM sites WHERE run_id = ?",
-                [RENAMED, faithful])
-    con.execute("INSERT INTO unit_stats SELECT * REPLACE (? AS run_id) FROM unit_stats WHERE run_id = ?", [RENAMED, faithful])
+                [RENAMED, source])
+    con.execute("INSERT INTO unit_stats SELECT * REPLACE (? AS run_id) FROM unit_stats WHERE run_id = ?", [RENAMED, source])
     con.close()
     return {"dropped": dropped["site"], "widened": widened["site"], "dropped_width": int(dropped["width"]),
             "widened_width": int(widened["width"]), "widened_offset": int(widened["unit_offset"])}
@@ -85,4 +85,4 @@ def compare_store(two_run_store, tmp_path_factory) -> tuple[Path, str, str, dict
     path, clean, faithful = two_run_store
     copy = tmp_path_factory.mktemp("compare") / "atlas.duckdb"
     shutil.copy(path, copy)
-    return copy, clean, faithful, derive_runs(copy, faithful)
+    return copy, clean, faithful, derive_runs(copy, clean)

@@ -151,8 +151,8 @@ def test_step_2_against_step_7_of_one_run(reader, store):
 
 
 def test_different_layouts_compare_by_site_and_channel(reader, store):
-    _, _, faithful, info = store
-    summary = cmp.compare_runs(reader, faithful, SHIFTED)
+    _, clean, _, info = store
+    summary = cmp.compare_runs(reader, clean, SHIFTED)
     sites = summary["sites"]
     assert not sites["identical"]
     assert sites["only_a"] == [info["dropped"]] and sites["only_b"] == []
@@ -160,7 +160,9 @@ def test_different_layouts_compare_by_site_and_channel(reader, store):
                                         "width_b": info["widened_width"] + 1}]
     assert sites["n_common_units"] == sites["n_units_a"] - info["dropped_width"] - info["widened_width"]
     assert "left out" in sites["note"]
-    one = cmp.compare_concept(reader, faithful, SHIFTED, 0, k=10)
+    concepts = reader.concepts(clean)
+    speech = int(concepts[["speech_encoder" in stacks for stacks in concepts["stacks"]]]["concept_id"].iloc[0])
+    one = cmp.compare_concept(reader, clean, SHIFTED, speech, k=10)
     # the same statistics under other unit ids: every unit maps onto itself
     assert one["spearman_rho"] == pytest.approx(1.0) and one["mean_abs_delta"] == 0.0 and one["top_k"]["count"] == 10
     assert one["moved"] == []
@@ -173,12 +175,12 @@ def test_different_layouts_compare_by_site_and_channel(reader, store):
 
 
 def test_concept_missing_on_one_side_names_it(reader, store):
-    _, _, faithful, _ = store
-    summary = cmp.compare_runs(reader, faithful, SHIFTED, step_a=7)
+    _, clean, _, _ = store
+    summary = cmp.compare_runs(reader, clean, SHIFTED, step_a=7)
     missing = [c for c in summary["unmatched_a"] if c["task"] == "t2tt"]
     assert [(c["language"], c["step"]) for c in missing] == [("fra", 7)]
     with pytest.raises(QueryError, match=r"^concept_id: .*no counterpart in run cmp-shifted"):
-        cmp.compare_concept(reader, faithful, SHIFTED, missing[0]["concept_id"])
+        cmp.compare_concept(reader, clean, SHIFTED, missing[0]["concept_id"])
 
 
 def test_runs_without_common_sites_are_refused(reader, store):
@@ -250,9 +252,9 @@ def test_compare_bad_inputs(client, store, params, status, field, needles):
     ({"run_b": RENAMED, "concept_id": 0}, 422, "run_b", ["share no unit site"]),
 ])
 def test_compare_concept_bad_inputs(client, reader, store, params, status, field, needles):
-    _, _, faithful, _ = store
-    missing = next(c["concept_id"] for c in cmp.compare_runs(reader, faithful, SHIFTED, step_a=7)["unmatched_a"])
-    params = {"run_a": faithful, **{k: (v.format(faithful=faithful, missing=missing) if isinstance(v, str) else v)
+    _, clean, faithful, _ = store
+    missing = next(c["concept_id"] for c in cmp.compare_runs(reader, clean, SHIFTED, step_a=7)["unmatched_a"])
+    params = {"run_a": clean, **{k: (v.format(faithful=faithful, missing=missing) if isinstance(v, str) else v)
                                     for k, v in params.items()}}
     body = assert_error(client.get("/compare/concept", params=params), status, *needles)
     assert body["field"] == field
