@@ -23,8 +23,9 @@ from app.pages import findings, lab, layer, overview, unit
 from neuron_atlas.resources import assets_dir
 
 ASSETS = assets_dir()
-#: Only these files under assets/ are served (the demo model and corpus that may live there never are).
-STATIC_ALLOWED = re.compile(r"^[A-Za-z0-9_.-]+\.(css|js|ico|svg|png|woff2)$")
+#: Only these files under assets/ are served: the dashboard's own scripts and styles, and the CJK web font in fonts/
+#: (the demo model and corpus that may live there never are).
+STATIC_ALLOWED = re.compile(r"^([A-Za-z0-9_.-]+\.(css|js|ico|svg|png)|fonts/[A-Za-z0-9_.-]+\.(css|woff2|txt))$")
 PAGES = (
     (overview, "/", "Overview", "Neuron Atlas · overview"),
     (layer, "/layer", "Layer", "Neuron Atlas · layer"),
@@ -98,7 +99,7 @@ def _install_routes(server: flask.Flask) -> None:
         path = flask.request.path
         if path.startswith("/assets/"):
             name = path[len("/assets/"):]
-            if "/" in name or not STATIC_ALLOWED.match(name):
+            if not STATIC_ALLOWED.match(name):
                 flask.abort(404)
         return None
 

@@ -77,8 +77,14 @@ def test_audio_proxy_and_static_guard(env):
     assert r.status_code == 404 and "unknown example" in r.get_data(as_text=True)
     assert web.get("/assets/style.css").status_code == 200
     assert web.get("/assets/app.js").status_code == 200
+    page = web.get("/").get_data(as_text=True)
+    assert "/assets/fonts/noto-sans-cjk.css" in page, "the CJK web font is linked on every page"
+    css = web.get("/assets/fonts/noto-sans-cjk.css").get_data(as_text=True)
+    first = css.split("url(./", 1)[1].split(")", 1)[0]
+    font = web.get(f"/assets/fonts/{first}")
+    assert font.status_code == 200 and font.data[:4] == b"wOF2"
     for path in ("/assets/demo-model/config.json", "/assets/demo-model/model.safetensors", "/assets/notes.md",
-                 "/assets/%2e%2e/pyproject.toml"):
+                 "/assets/%2e%2e/pyproject.toml", "/assets/fonts/../app.js", "/assets/fonts/sub/x.woff2"):
         assert web.get(path).status_code == 404, path
     assert web.get("/").status_code == 200
 
