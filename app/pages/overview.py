@@ -176,6 +176,11 @@ def layout(**query: Any) -> html.Div:
 # ------------------------------------------------------------------------------------------------------- helpers
 
 
+#: The task the overview opens on when the run has it: speech X→en (the ASR view's top decoder units mostly sit on
+#: the prompt's language token in layer 0, the least informative first view).
+DEFAULT_TASK = "s2tt"
+
+
 def _task_choices(run_id: str, kind: str, current: str | None) -> tuple[list[dict[str, Any]], str | None, list[str]]:
     """Task options of a concept kind in a run, the task to show and any problem with the requested one."""
     try:
@@ -187,7 +192,7 @@ def _task_choices(run_id: str, kind: str, current: str | None) -> tuple[list[dic
     if current in tasks:
         return opts, current, []
     problem = [f"task {current!r} has no {kind} concepts in this run"] if current else []
-    return opts, (tasks[0] if tasks else None), problem
+    return opts, (DEFAULT_TASK if DEFAULT_TASK in tasks else tasks[0] if tasks else None), problem
 
 
 def _concept_for(run_id: str, *, kind: str, task: str, step: int, language: str | None) -> dict | None:

@@ -193,3 +193,22 @@ def test_unit_page_traces_an_encoder_unit_only_on_its_own_modality(env, tiny_reg
         tree = str(unit.side_by_side(s, example, client.unit(run_id, site.offset + 1), Provenance(run_id)))
     assert "speech encoder units only run on speech input: no text trace" in tree
     assert tree.count("(matches)") == 1 and "notice-warning" not in tree
+
+
+def test_overview_opens_on_speech_translation(env):
+    dash_app, _, run_id = env
+
+    def dropdown_value(node, component_id):
+        if getattr(node, "id", None) == component_id:
+            return node.value
+        children = getattr(node, "children", None)
+        for child in children if isinstance(children, (list, tuple)) else [children]:
+            if child is not None and not isinstance(child, (str, int, float)):
+                found = dropdown_value(child, component_id)
+                if found is not None:
+                    return found
+        return None
+
+    with dash_app.server.app_context():
+        assert dropdown_value(overview.layout(run=run_id), "ov-task") == "s2tt"
+        assert dropdown_value(overview.layout(run=run_id, task="asr"), "ov-task") == "asr"
