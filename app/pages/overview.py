@@ -36,7 +36,13 @@ def _run_meta(run_id: str | None) -> tuple[str | None, dict, list[str]]:
         rid, run, _ = context.run_and_provenance(run_id)
         return rid, run, []
     except BackendError as exc:
+        if exc.status != 404 or not run_id:
+            return None, {}, [exc.message]
+    try:
+        rid, run, _ = context.run_and_provenance(None)
+    except BackendError as exc:
         return None, {}, [exc.message]
+    return rid, run, [f"run {run_id!r} is not in this store; showing the newest run, {rid}"]
 
 
 def stored_ks(run: dict) -> list[int]:

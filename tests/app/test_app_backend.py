@@ -212,3 +212,10 @@ def test_overview_opens_on_speech_translation(env):
     with dash_app.server.app_context():
         assert dropdown_value(overview.layout(run=run_id), "ov-task") == "s2tt"
         assert dropdown_value(overview.layout(run=run_id, task="asr"), "ov-task") == "asr"
+
+
+def test_overview_of_an_unknown_run_falls_back_to_the_newest_and_says_so(env):
+    dash_app, _, run_id = env
+    with dash_app.server.app_context():
+        text = str(overview.layout(run="nope"))
+    assert "run 'nope' is not in this store; showing the newest run" in text and run_id in text
