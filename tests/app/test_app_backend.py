@@ -219,3 +219,12 @@ def test_overview_of_an_unknown_run_falls_back_to_the_newest_and_says_so(env):
     with dash_app.server.app_context():
         text = str(overview.layout(run="nope"))
     assert "run 'nope' is not in this store; showing the newest run" in text and run_id in text
+
+
+def test_unit_examples_say_how_far_outputs_were_decoded(env):
+    dash_app, client, run_id = env
+    with dash_app.server.app_context():
+        _, _, prov = context.run_and_provenance(run_id)
+        text = str(unit.examples_block({"run": run_id, "unit": 3246, "task": "asr", "step": 2}, prov))
+    steps = client.run(run_id)["steps"]
+    assert f"largest recorded step, {max(steps)}, i.e. at most {max(steps) - 2} output tokens" in text
