@@ -102,8 +102,11 @@ def define_concepts(items: dict[str, Sequence[TaskItem]], steps: Sequence[int]) 
 
 
 def recorded_units(acts: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """Units with a value for every given item: a faithful run leaves the sites the reference drops NaN."""
-    return np.isfinite(np.asarray(acts[:, columns])).all(axis=1)
+    """Units with values for the given (kept) items: a faithful run blanks the sites the reference drops with NaN for
+    every item, and a kept item has values everywhere else, so one column tells (a strided read, not the matrix)."""
+    if columns.size == 0:
+        return np.ones(acts.shape[0], bool)
+    return np.isfinite(np.asarray(acts[:, int(columns[0])]))
 
 
 def concept_matrix(root: Path, concept: ConceptDef, stack: str) -> np.ndarray:
@@ -193,7 +196,7 @@ def compute_concentration(root: Path, registry: SiteRegistry, items: dict[str, S
             layers = units.loc[units["stack"] == stack, "layer"].to_numpy()
             for step in steps:
                 acts = load_acts(root, task, decoder_name(step) if stack == DECODER else stack)
-                recorded = recorded_units(acts, index)
+                recorded = recorded_units(acts, index) if stack != DECODER else np.ones(acts.shape[0], bool)
                 for lang in dict.fromkeys(labels):
                     chosen = np.zeros(acts.shape[1], bool)
                     chosen[index[labels == lang]] = True

@@ -1090,6 +1090,9 @@ class StoreReader:
                 raise QueryError("run_id: the meta table holds no runs; export it without run_id")
             self._run_cache(run_id)
             where = f" WHERE run_id = '{_sql_string(run_id)}'"
+        if table not in set(self._query("SELECT table_name FROM information_schema.tables")["table_name"]):
+            raise NotFoundError(f"table {table!r} is not in this store (written with store schema {self.version}, "
+                                f"before the table was added)")
         fd, name = tempfile.mkstemp(prefix=f"export-{table}-", suffix=".parquet", dir=directory)
         os.close(fd)
         path = Path(name)

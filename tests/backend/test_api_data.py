@@ -77,6 +77,7 @@ def test_a_store_older_than_1_2_is_served_without_token_ids(atlas_store, tmp_pat
         run = c.get(f"/runs/{run_id}").json()
         assert run["text_inputs"] == [] and run["dropped"] == [] and run["store_version"] == "1.1"
         assert c.get(f"/runs/{run_id}/sites").status_code == 200
+        assert_error(c.get("/export/dropped"), 404, "not in this store")
 
 
 def test_concepts_filter_and_paginate(client, db, atlas_store):
