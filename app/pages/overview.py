@@ -15,7 +15,7 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from app import context, state as st, ui
 from app.client import BackendError
 from app.components import figures as fg
-from app.components.common import STACK_NAMES, TASK_NAMES, Provenance, control, error_text, lang_label, loading, notice
+from app.components.common import STACK_NAMES, TASK_NAMES, Provenance, control, error_text, lang_label, loading, notice, run_description
 
 PAGE = "overview"
 STACKS = ("speech_encoder", "text_encoder", "text_decoder")
@@ -170,6 +170,7 @@ def layout(**query: Any) -> html.Div:
         html.H1("Overview"),
         notice([html.Div(p) for p in problems], "warning") if problems else None,
         top,
+        run_description(run) if run else None,
         tabs,
         dcc.Store(id="ov-c-cell", data=s["c_cell"]),
         dcc.Store(id="ov-heat-rows", data={}),
