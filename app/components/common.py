@@ -78,6 +78,23 @@ def notice(children: Any, kind: str = "info") -> html.Div:
     return html.Div(children, className=f"notice notice-{kind}")
 
 
+#: Where the dashboard serves the demo model's card (app.main).
+DEMO_CARD_PATH = "/demo-model-card"
+
+
+def demo_model_line(model_spec: str | None) -> html.Div | None:
+    """One line wherever results of the shipped demo model are read, so that no screenshot passes for a finding about
+    SeamlessM4T v2; None for any other model."""
+    if model_spec != "demo":
+        return None
+    return html.Div([
+        html.Strong("Demo model, not SeamlessM4T v2: "),
+        "its language-selective units and its steerability were trained in by auxiliary objectives, so what you see "
+        "here illustrates the method, not a property of the real model (",
+        html.A("model card", href=DEMO_CARD_PATH, target="_blank", rel="noopener"), ").",
+    ], className="notice notice-info demo-model-line", role="note")
+
+
 def loading(children: Any, id_: str | None = None) -> dcc.Loading:
     """Loading indicator for anything that may take more than 200 ms (shown after a short delay)."""
     kwargs = {"id": id_} if id_ else {}

@@ -14,7 +14,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from app import context, state as st, ui, views
 from app.client import BackendError
-from app.components.common import Provenance, loading, notice
+from app.components.common import Provenance, demo_model_line, loading, notice
 
 PAGE = "findings"
 PAGE_SIZE = 25
@@ -87,6 +87,7 @@ def card(finding: dict[str, Any]) -> html.Div:
     script = views.python_script(context.current().public_backend_url, finding)
     return html.Div([
         html.H1(finding.get("title") or "(untitled)", id="finding-title"),
+        demo_model_line((state.get("provenance") or {}).get("model_spec") or (finding.get("model") or {}).get("spec")),
         html.P(finding.get("note") or "", className="note", id="finding-note"),
         html.P(f"finding {finding['id']} · saved {finding.get('created_at')}"
                + (f" · edited {finding['updated_at']}" if finding.get("updated_at") else ""), className="muted"),

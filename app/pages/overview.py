@@ -15,7 +15,18 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from app import context, state as st, ui
 from app.client import BackendError
 from app.components import figures as fg
-from app.components.common import STACK_NAMES, TASK_NAMES, Provenance, control, error_text, lang_label, loading, notice, run_description
+from app.components.common import (
+    STACK_NAMES,
+    TASK_NAMES,
+    Provenance,
+    control,
+    demo_model_line,
+    error_text,
+    lang_label,
+    loading,
+    notice,
+    run_description,
+)
 
 PAGE = "overview"
 STACKS = ("speech_encoder", "text_encoder", "text_decoder")
@@ -168,6 +179,7 @@ def layout(**query: Any) -> html.Div:
     ])
     return html.Div([
         html.H1("Overview"),
+        demo_model_line(run.get("model_spec")),
         notice([html.Div(p) for p in problems], "warning") if problems else None,
         top,
         run_description(run) if run else None,

@@ -141,3 +141,15 @@ def test_run_description_lists_fed_token_ids_and_dropped_examples():
     assert "s2tt · deu9: pooled to 70 values" in text and "faithful mode" in text
     old = str(run_description({"mode": "clean"}).to_plotly_json())
     assert "before store schema 1.2" in old
+
+
+def test_demo_model_line_only_for_the_demo_model_and_its_card_is_served():
+    from app.components.common import DEMO_CARD_PATH, demo_model_line
+    from app.main import create_app
+
+    line = str(demo_model_line("demo"))
+    assert "Demo model, not SeamlessM4T v2" in line and "trained in by auxiliary objectives" in line and DEMO_CARD_PATH in line
+    assert demo_model_line("tiny-random") is None and demo_model_line("facebook/seamless-m4t-v2-large") is None
+    web = create_app("http://127.0.0.1:9").server.test_client()
+    card = web.get(DEMO_CARD_PATH)
+    assert card.status_code == 200 and "steerability" in card.get_data(as_text=True).lower()
