@@ -488,3 +488,13 @@ class AtlasClient:
                        run_id: str | None = None) -> Finding:
         body = {"title": title, "note": note, "state": dict(state), "spec": dict(spec) if spec else None, "run_id": run_id}
         return self.post("/findings", body)
+
+    def update_finding(self, finding_id: str, *, title: str | None = None, note: str | None = None) -> Finding:
+        """A finding with a new title and/or note (needs the write token when the backend has one)."""
+        path = f"/findings/{_seg(finding_id)}"
+        body = {k: v for k, v in (("title", title), ("note", note)) if v is not None}
+        return self._json(self._send("PATCH", path, json_body=body), path)
+
+    def delete_finding(self, finding_id: str) -> None:
+        """Delete a finding for good (needs the write token when the backend has one)."""
+        self._send("DELETE", f"/findings/{_seg(finding_id)}")

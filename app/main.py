@@ -19,12 +19,14 @@ from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 
 from app import context
 from app.client import AtlasClient, BackendError
+from app.components.common import DEMO_CARD_PATH
 from app.pages import compare, findings, lab, layer, overview, unit
-from neuron_atlas.resources import assets_dir
+from neuron_atlas.resources import assets_dir, demo_model_dir
 
 ASSETS = assets_dir()
-#: Only these files under assets/ are served (the demo model and corpus that may live there never are).
-STATIC_ALLOWED = re.compile(r"^[A-Za-z0-9_.-]+\.(css|js|ico|svg|png|woff2)$")
+#: Only these files under assets/ are served: the dashboard's own scripts and styles, and the CJK web font in fonts/
+#: (the demo model and corpus that may live there never are).
+STATIC_ALLOWED = re.compile(r"^([A-Za-z0-9_.-]+\.(css|js|ico|svg|png)|fonts/[A-Za-z0-9_.-]+\.(css|woff2|txt))$")
 PAGES = (
     (overview, "/", "Overview", "Neuron Atlas · overview"),
     (layer, "/layer", "Layer", "Neuron Atlas · layer"),
@@ -99,9 +101,17 @@ def _install_routes(server: flask.Flask) -> None:
         path = flask.request.path
         if path.startswith("/assets/"):
             name = path[len("/assets/"):]
-            if "/" in name or not STATIC_ALLOWED.match(name):
+            if not STATIC_ALLOWED.match(name):
                 flask.abort(404)
         return None
+
+    @server.route(DEMO_CARD_PATH)
+    def demo_model_card():
+        """The shipped demo model's card (what it was trained on, how, and what was trained in), as plain text."""
+        card = demo_model_dir() / "README.md"
+        if not card.is_file():
+            return flask.Response("the demo model's card is not in this installation", status=404, mimetype="text/plain")
+        return flask.Response(card.read_text(encoding="utf-8"), mimetype="text/plain; charset=utf-8")
 
     @server.route("/healthz")
     def healthz():

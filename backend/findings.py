@@ -27,10 +27,13 @@ CREATE TABLE IF NOT EXISTS findings (
     spec TEXT,
     run_id TEXT,
     model TEXT,
-    engine_version TEXT NOT NULL
+    engine_version TEXT NOT NULL,
+    updated_at TEXT
 );
 CREATE INDEX IF NOT EXISTS findings_created ON findings (created_at DESC, id);
 """
+#: Columns added after the first release, with their SQL types: an older findings file gains them when opened.
+ADDED_COLUMNS = {"updated_at": "TEXT"}
 
 #: Length of a finding id: 8 characters of lowercase base32 (40 random bits).
 ID_LENGTH = 8
@@ -51,7 +54,7 @@ def valid_id(finding_id: str) -> bool:
 
 
 class FindingsStore:
-    """Create, read and list findings in a SQLite file (one connection, serialised by a lock)."""
+    """Create, read, list, edit and delete findings in a SQLite file (one connection, serialised by a lock)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -62,6 +65,10 @@ class FindingsStore:
         self._con.execute("PRAGMA journal_mode=WAL")
         self._con.execute("PRAGMA synchronous=FULL")
         self._con.executescript(SCHEMA)
+        present = {row["name"] for row in self._con.execute("PRAGMA table_info(findings)")}
+        for column, sql_type in ADDED_COLUMNS.items():
+            if column not in present:
+                self._con.execute(f"ALTER TABLE findings ADD COLUMN {column} {sql_type}")
 
     def close(self) -> None:
         with self._lock:
@@ -70,7 +77,7 @@ class FindingsStore:
     def create(self, title: str, note: str, state: dict[str, Any], spec: dict[str, Any] | None = None,
                run_id: str | None = None, model: dict[str, Any] | None = None) -> dict[str, Any]:
         """Store a finding and return it with its new id."""
-        created = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        created = _now()
         state_json = json.dumps(state, ensure_ascii=False, allow_nan=False)
         spec_json = None if spec is None else json.dumps(spec, ensure_ascii=False, allow_nan=False, sort_keys=True)
         model_json = None if model is None else json.dumps(model, ensure_ascii=False)
@@ -79,7 +86,8 @@ class FindingsStore:
                 fid = new_id()
                 try:
                     self._con.execute(
-                        "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO findings (id, created_at, title, note, state, spec, run_id, model, engine_version) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (fid, created, title, note, state_json, spec_json, run_id, model_json, ENGINE_VERSION),
                     )
                     break
@@ -96,6 +104,25 @@ class FindingsStore:
             raise FindingNotFound(f"unknown finding {finding_id!r}")
         return _record(row)
 
+    def update(self, finding_id: str, title: str | None = None, note: str | None = None) -> dict[str, Any]:
+        """Change a finding's title and/or note (what it froze stays as saved); returns the updated finding."""
+        changes = {k: v for k, v in (("title", title), ("note", note)) if v is not None}
+        with self._lock:
+            done = self._con.execute(
+                f"UPDATE findings SET {', '.join(f'{k} = ?' for k in changes)}, updated_at = ? WHERE id = ?",
+                (*changes.values(), _now(), finding_id),
+            )
+        if done.rowcount == 0:
+            raise FindingNotFound(f"unknown finding {finding_id!r}")
+        return self.get(finding_id)
+
+    def delete(self, finding_id: str) -> None:
+        """Remove a finding for good (its permalink then answers 404)."""
+        with self._lock:
+            done = self._con.execute("DELETE FROM findings WHERE id = ?", (finding_id,))
+        if done.rowcount == 0:
+            raise FindingNotFound(f"unknown finding {finding_id!r}")
+
     def list(self, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """Newest first; returns (page, total)."""
         with self._lock:
@@ -104,6 +131,10 @@ class FindingsStore:
             ).fetchall()
             total = self._con.execute("SELECT count(*) FROM findings").fetchone()[0]
         return [_record(r) for r in rows], int(total)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _record(row: sqlite3.Row) -> dict[str, Any]:
@@ -117,4 +148,5 @@ def _record(row: sqlite3.Row) -> dict[str, Any]:
         "run_id": row["run_id"],
         "model": None if row["model"] is None else json.loads(row["model"]),
         "engine_version": row["engine_version"],
+        "updated_at": row["updated_at"],
     }

@@ -76,6 +76,21 @@ def build_tiny_store(root: Path) -> Path:
     return root / "atlas.duckdb"
 
 
+def choose_store(given: Path | None, tmp: Path) -> tuple[Path, str] | None:
+    """(store, where it came from): the given one, else the demo store, else a tiny store built in `tmp`; None (after
+    saying so) when a given store does not exist."""
+    store = given or (ROOT / "data" / "atlas.duckdb")
+    if store.exists():
+        return store, "given" if given else "demo"
+    if given:
+        print(f"error: no store at {store}", file=sys.stderr)
+        return None
+    t0 = time.perf_counter()
+    store = build_tiny_store(tmp)
+    print(f"built a tiny-model store in {time.perf_counter() - t0:.1f} s")
+    return store, "tiny (built here)"
+
+
 def pick_targets(backend_url: str) -> tuple[str, tuple[str, int], int, dict]:
     """The newest run, its largest text-decoder layer and a decoder unit in it."""
     import httpx
@@ -111,15 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     repeats = 2 if args.quick else args.repeats
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
-    store = args.store or (ROOT / "data" / "atlas.duckdb")
-    source = "given" if args.store else "demo"
-    if not store.exists():
-        if args.store:
-            print(f"error: no store at {store}", file=sys.stderr)
-            return 2
-        t0 = time.perf_counter()
-        store, source = build_tiny_store(tmp), "tiny (built here)"
-        print(f"built a tiny-model store in {time.perf_counter() - t0:.1f} s")
+    chosen = choose_store(args.store, tmp)
+    if chosen is None:
+        return 2
+    store, source = chosen
 
     import duckdb
 

@@ -15,14 +15,13 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.app import PLOT, POLL, build_tiny_store, pick_targets  # noqa: E402
+from benchmarks.app import PLOT, POLL, choose_store, pick_targets  # noqa: E402
 from tests.browser.harness import browser_missing, make_driver, start_backend, start_dash  # noqa: E402
 
 TARGET_S = 2.0
@@ -60,14 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     visits = 1 if args.quick else args.visits
     tmp = Path(tempfile.mkdtemp(prefix="bench-first-"))
-    store = args.store or (ROOT / "data" / "atlas.duckdb")
-    if not store.exists():
-        if args.store:
-            print(f"error: no store at {store}", file=sys.stderr)
-            return 2
-        t0 = time.perf_counter()
-        store = build_tiny_store(tmp)
-        print(f"built a tiny-model store in {time.perf_counter() - t0:.1f} s")
+    chosen = choose_store(args.store, tmp)
+    if chosen is None:
+        return 2
+    store, _ = chosen
 
     from backend.api.settings import Settings
 

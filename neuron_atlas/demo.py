@@ -68,13 +68,18 @@ def run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:
+    """Ask every process to stop (SIGTERM), then kill those still running after `timeout` seconds."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

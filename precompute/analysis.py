@@ -70,7 +70,7 @@ def define_concepts(items: dict[str, Sequence[TaskItem]], steps: Sequence[int]) 
     for step in steps:
         for task, rows in items.items():
             labels = np.array([it.label for it in rows])
-            idx = np.arange(len(rows))
+            idx = np.array([it.index for it in rows], dtype=np.int64)
             tdef = TASKS[task]
             for lang in dict.fromkeys(labels):
                 add(kind="language", role=tdef.role, task=task, step=step, language=lang, modality=tdef.modality,
@@ -81,7 +81,8 @@ def define_concepts(items: dict[str, Sequence[TaskItem]], steps: Sequence[int]) 
                 continue
             t_rows, s_rows = items[text_task], items[speech_task]
             langs = np.array([it.label for it in t_rows] + [it.label for it in s_rows])
-            cols = [(text_task, np.arange(len(t_rows))), (speech_task, np.arange(len(s_rows)))]
+            cols = [(text_task, np.array([it.index for it in t_rows], dtype=np.int64)),
+                    (speech_task, np.array([it.index for it in s_rows], dtype=np.int64))]
             pair = f"{speech_task}+{text_task}"
             for lang in dict.fromkeys(langs):
                 add(kind="multimodal_language", role=role, task=pair, step=step, language=lang, modality=None,
@@ -91,13 +92,21 @@ def define_concepts(items: dict[str, Sequence[TaskItem]], steps: Sequence[int]) 
             add(kind="modality", role=role, task=pair, step=step, language=None, modality="speech", stacks=[DECODER],
                 columns=cols, labels=is_speech, description=f"speech vs text input, all languages ({pair}), step {step}")
             for lang in dict.fromkeys(langs):
-                t_idx = np.array([i for i, it in enumerate(t_rows) if it.label == lang], dtype=np.int64)
-                s_idx = np.array([i for i, it in enumerate(s_rows) if it.label == lang], dtype=np.int64)
+                t_idx = np.array([it.index for it in t_rows if it.label == lang], dtype=np.int64)
+                s_idx = np.array([it.index for it in s_rows if it.label == lang], dtype=np.int64)
                 add(kind="modality", role=role, task=pair, step=step, language=lang, modality="speech", stacks=[DECODER],
                     columns=[(text_task, t_idx), (speech_task, s_idx)],
                     labels=np.r_[np.zeros(len(t_idx), bool), np.ones(len(s_idx), bool)],
                     description=f"speech vs text input, {lang} ({pair}), step {step}")
     return out
+
+
+def recorded_units(acts: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Units with values for the given (kept) items: a faithful run blanks the sites the reference drops with NaN for
+    every item, and a kept item has values everywhere else, so one column tells (a strided read, not the matrix)."""
+    if columns.size == 0:
+        return np.ones(acts.shape[0], bool)
+    return np.isfinite(np.asarray(acts[:, int(columns[0])]))
 
 
 def concept_matrix(root: Path, concept: ConceptDef, stack: str) -> np.ndarray:
@@ -182,12 +191,17 @@ def compute_concentration(root: Path, registry: SiteRegistry, items: dict[str, S
     units = registry.units_frame()
     for task, rows in items.items():
         labels = np.array([it.label for it in rows])
+        index = np.array([it.index for it in rows], dtype=np.int64)
         for stack in (encoder_stack(task), DECODER):
             layers = units.loc[units["stack"] == stack, "layer"].to_numpy()
             for step in steps:
                 acts = load_acts(root, task, decoder_name(step) if stack == DECODER else stack)
+                recorded = recorded_units(acts, index) if stack != DECODER else np.ones(acts.shape[0], bool)
                 for lang in dict.fromkeys(labels):
-                    g = group_concentration(mean_abs_activation(acts, labels == lang), layers)
+                    chosen = np.zeros(acts.shape[1], bool)
+                    chosen[index[labels == lang]] = True
+                    values = mean_abs_activation(acts[recorded] if not recorded.all() else acts, chosen)
+                    g = group_concentration(values, layers[recorded])
                     frames.append(pd.DataFrame({
                         "run_id": run_id, "task": task, "language": lang, "modality": TASKS[task].modality,
                         "step": step, "stack": stack, "layer": g["group"], "n_units": g["n_units"],
@@ -264,6 +278,11 @@ def analyse_run(root: Path, registry: SiteRegistry, items: dict[str, Sequence[Ta
         rng = registry.stack_ranges[stack]
         unit_ids = np.arange(rng.start, rng.stop, dtype=np.int64)
         acts = concept_matrix(root, members[0], stack)
+        recorded = np.isfinite(acts).all(axis=1)
+        scopes = scopes_by_stack[stack]
+        if not recorded.all():
+            acts, unit_ids = acts[recorded], unit_ids[recorded]
+            scopes = {name: mask[recorded] for name, mask in scopes.items()}
         labels, row_of = np.unique(np.stack([c.labels for c in members]), axis=0, return_inverse=True)
         stats = unit_stats(acts, labels)
         for i, concept in enumerate(members):
@@ -272,7 +291,7 @@ def analyse_run(root: Path, registry: SiteRegistry, items: dict[str, Sequence[Ta
             if stack == DECODER:
                 ap_dec[concept.concept_id] = one.ap
             seed_key = f"{run_id}:{concept.concept_id}"
-            for sel in build_selections(one.ap, unit_ids, scopes_by_stack[stack], cfg.analysis.ks, cfg.analysis.seed, seed_key):
+            for sel in build_selections(one.ap, unit_ids, scopes, cfg.analysis.ks, cfg.analysis.seed, seed_key):
                 sel_frames.append(pd.DataFrame({
                     "run_id": run_id, "concept_id": concept.concept_id, "kind": sel.kind, "scope": sel.scope,
                     "k_requested": sel.k_requested, "k": len(sel.units) if sel.kind != "both" else len(sel.units) // 2,

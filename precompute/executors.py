@@ -44,6 +44,8 @@ def record_shard(bundle: ModelBundle, registry: SiteRegistry, cfg, key: ShardKey
     enc_out = np.empty((len(items), registry.stack_width(enc)), np.float32)
     dec_out = {s: np.empty((len(items), registry.stack_width("text_decoder")), np.float32) for s in cfg.steps}
     generated: list = [None] * len(items)
+    input_ids: list = [None] * len(items)
+    mismatched: list = [{} for _ in items]
     prefix: dict[int, list] = {s: [None] * len(items) for s in cfg.steps}
     for bucket in length_buckets(items, lengths, batch):
         rec = record_batch(bundle, registry, bucket, cfg.steps, cfg.mode, audio)
@@ -53,10 +55,13 @@ def record_shard(bundle: ModelBundle, registry: SiteRegistry, cfg, key: ShardKey
             dec_out[s][rows] = rec.decoder[s]
             for r, n in zip(rows, rec.prefix_lengths[s]):
                 prefix[s][r] = n
-        for r, ids in zip(rows, rec.generated):
+        for r, ids, fed, bad in zip(rows, rec.generated, rec.input_ids, rec.mismatched):
             generated[r] = ids
+            input_ids[r] = fed
+            mismatched[r] = bad
     arrays = {enc: enc_out, **{decoder_name(s): dec_out[s] for s in cfg.steps}}
-    meta = {"items": [it.index for it in items], "generated": generated, "prefix_lengths": {str(s): v for s, v in prefix.items()}}
+    meta = {"items": [it.index for it in items], "generated": generated, "prefix_lengths": {str(s): v for s, v in prefix.items()},
+            "input_ids": input_ids, "mismatched": mismatched}
     return key, arrays, meta
 
 

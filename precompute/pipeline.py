@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
@@ -25,7 +26,7 @@ from precompute.activation_store import ShardKey, decoder_name, merge_task, read
 from precompute.config import ConfigError, RunConfig
 from precompute.corpus import CorpusError, Example, load_corpus
 from precompute.executors import make_executor
-from precompute.record import encoder_stack
+from precompute.record import LengthFilter, encoder_stack, reference_length_filter
 from precompute.tasks import TASKS, TaskItem, task_items
 
 log = logging.getLogger(__name__)
@@ -111,17 +112,52 @@ def _examples_frame(run_id: str, examples: Sequence[Example]) -> tuple[pd.DataFr
     return pd.DataFrame(rows), pd.DataFrame(audio, columns=["run_id", "example_id", "flac"])
 
 
-def _items_frame(run_id: str, bundle: ModelBundle, task: str, items: Sequence[TaskItem], metas: dict[int, tuple[list, dict]]) -> pd.DataFrame:
+def _items_frame(run_id: str, bundle: ModelBundle, task: str, items: Sequence[TaskItem], metas: dict[int, tuple[list, list, list | None]]) -> pd.DataFrame:
     rows = []
     for it in items:
-        ids, prefix = metas[it.index]
+        ids, prefix, fed = metas[it.index]
         rows.append({
             "run_id": run_id, "task": task, "item": it.index, "example_id": it.example.id,
             "sentence_id": it.example.sentence_id, "label": it.label, "src_lang": it.src_lang, "tgt_lang": it.tgt_lang,
             "modality": it.modality, "reference": it.reference, "output_ids": ids,
             "output_text": bundle.tokenizer.decode(ids, skip_special_tokens=True), "prefix_lengths": prefix,
+            "input_ids": fed,
         })
     return pd.DataFrame(rows)
+
+
+def apply_length_filter(root: Path, task: str, shards: Sequence[ShardKey], registry: SiteRegistry, n_items: int) -> LengthFilter:
+    """Faithful mode: replay the reference reader's length filter on a recorded task and blank the sites it drops.
+
+    Units of a dropped site become NaN in the task's merged encoder array (the statistics then leave them out);
+    dropped examples stay in the arrays and are left out of the statistics by the caller.
+    """
+    mismatched: dict[int, dict[str, int]] = {}
+    for key in shards:
+        meta = read_shard_meta(root, key)
+        for idx, row in zip(meta["items"], meta.get("mismatched") or []):
+            if row:
+                mismatched[idx] = row
+    stack = encoder_stack(task)
+    result = reference_length_filter(n_items, mismatched, registry.stack_sites(stack))
+    if result.sites:
+        acts = np.load(root / "acts" / task / f"{stack}.npy", mmap_mode="r+")
+        start = registry.stack_ranges[stack].start
+        for key in result.sites:
+            site = registry.by_key[key]
+            acts[site.offset - start : site.offset - start + site.width] = np.nan
+        acts.flush()
+        del acts
+    return result
+
+
+def _dropped_frame(run_id: str, task: str, items: Sequence[TaskItem], result: LengthFilter) -> pd.DataFrame:
+    by_index = {it.index: it for it in items}
+    rows = [{"run_id": run_id, "task": task, "item": idx, "example_id": by_index[idx].example.id, "site": None,
+             "reason": reason} for idx, reason in sorted(result.items.items())]
+    rows += [{"run_id": run_id, "task": task, "item": None, "example_id": None, "site": key, "reason": reason}
+             for key, reason in result.sites.items()]
+    return pd.DataFrame(rows, columns=["run_id", "task", "item", "example_id", "site", "reason"])
 
 
 def run_precompute(
@@ -153,6 +189,7 @@ def run_precompute(
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     all_items: dict[str, list[TaskItem]] = {}
+    filters: dict[str, LengthFilter] = {}
     executor = make_executor(cfg.executor, cfg.workers)
     for task in cfg.tasks:
         items = task_items(task, examples, cfg.corpus.languages)
@@ -171,11 +208,15 @@ def run_precompute(
                     after_shard(key)
         names = [encoder_stack(task)] + [decoder_name(s) for s in cfg.steps]
         merge_task(root, task, [k for k, _ in shards], names, len(items))
+        if cfg.mode == "faithful":
+            filters[task] = apply_length_filter(root, task, [k for k, _ in shards], registry, len(items))
+    kept_items = {task: [it for it in items if task not in filters or it.index not in filters[task].items]
+                  for task, items in all_items.items()}
     stats = None
     if cfg.analysis.enabled:
         from precompute.analysis import analyse_run
 
-        stats = analyse_run(root, registry, all_items, cfg, run_id, progress=progress)
+        stats = analyse_run(root, registry, kept_items, cfg, run_id, progress=progress)
     evaluation = None
     if cfg.evaluate.enabled and stats is not None:
         from precompute.evaluate import run_experiments
@@ -186,13 +227,14 @@ def run_precompute(
         insert_frame(con, "runs", pd.DataFrame([{
             "run_id": run_id, "name": cfg.name, "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
             "engine_version": ENGINE_VERSION, "model_spec": cfg.model, "model_checksum": bundle.checksum,
-            "model": json.dumps(bundle.describe()), "mode": cfg.mode, "tasks": cfg.tasks, "steps": cfg.steps,
+            "model": json.dumps({**bundle.describe(), "pad_token_id": bundle.tokenizer.pad_token_id}), "mode": cfg.mode, "tasks": cfg.tasks, "steps": cfg.steps,
             "languages": cfg.corpus.languages, "corpus_source": cfg.corpus.source, "corpus_hash": chash,
             "n_examples": len(examples), "config": json.dumps(cfg.model_dump(mode="json")),
             "library_versions": json.dumps(library_versions()), "work_dir": str(root.resolve()), "elapsed_s": elapsed,
         }]))
         sites = registry.sites_frame().rename(columns={"key": "site", "offset": "unit_offset"})
         sites.insert(0, "run_id", run_id)
+        sites["in_reference"] = registry.in_reference()
         insert_frame(con, "sites", sites)
         units = registry.units_frame().rename(columns={"key": "site"})
         units.insert(0, "run_id", run_id)
@@ -204,9 +246,12 @@ def run_precompute(
             metas = {}
             for key, rows in plan_shards(items, cfg.shard_size):
                 meta = read_shard_meta(root, key)
+                fed = meta.get("input_ids") or [None] * len(meta["items"])
                 for j, idx in enumerate(meta["items"]):
-                    metas[idx] = (meta["generated"][j], [meta["prefix_lengths"][str(s)][j] for s in cfg.steps])
+                    metas[idx] = (meta["generated"][j], [meta["prefix_lengths"][str(s)][j] for s in cfg.steps], fed[j])
             insert_frame(con, "items", _items_frame(run_id, bundle, task, items, metas))
+            if task in filters:
+                insert_frame(con, "dropped", _dropped_frame(run_id, task, items, filters[task]))
         if stats is not None:
             stats.write(con, run_id)
         if evaluation is not None:

@@ -21,3 +21,14 @@ def tiny_registry(tiny_bundle):
     from backend.model.unit_sites import SiteRegistry
 
     return SiteRegistry.from_model(tiny_bundle.model)
+
+
+#: Fixtures that run a whole precompute or training (tens of seconds on 2 cores): tests using them are marked slow, so
+#: `make test-fast` leaves them out (`make test` runs everything).
+SLOW_FIXTURES = {"finished", "structure_run"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -108,3 +108,12 @@ def test_dashboard_process_imports_no_torch():
     out = _fresh_python("import sys; import app.wsgi; "
                         "print(sorted(m for m in ('torch', 'transformers', 'backend', 'precompute') if m in sys.modules))")
     assert out == "[]", f"the dashboard imports {out}"
+
+
+def test_the_cjk_font_css_names_exactly_the_shipped_pieces():
+    import re
+
+    fonts = ROOT / "assets" / "fonts"
+    refs = set(re.findall(r"url\(\./([^)]+)\)", (fonts / "noto-sans-cjk.css").read_text()))
+    assert refs == {p.name for p in fonts.glob("*.woff2")}
+    assert (fonts / "OFL.txt").is_file(), "the font's licence ships with it"

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from neuron_atlas.demo import stop_processes
+
 ROOT = Path(__file__).resolve().parents[1]
 UV = ROOT / ".tools" / "bin" / "uv"
 
@@ -111,10 +113,4 @@ def test_installed_serve_and_app_report_the_demo_model_and_serve_compressed_scri
         assert headers.get("Content-Encoding") == "gzip" and gzip.decompress(body) == plain
         assert len(body) < len(plain) / 3
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs, timeout=20)

@@ -78,6 +78,23 @@ def notice(children: Any, kind: str = "info") -> html.Div:
     return html.Div(children, className=f"notice notice-{kind}")
 
 
+#: Where the dashboard serves the demo model's card (app.main).
+DEMO_CARD_PATH = "/demo-model-card"
+
+
+def demo_model_line(model_spec: str | None) -> html.Div | None:
+    """One line wherever results of the shipped demo model are read, so that no screenshot passes for a finding about
+    SeamlessM4T v2; None for any other model."""
+    if model_spec != "demo":
+        return None
+    return html.Div([
+        html.Strong("Demo model, not SeamlessM4T v2: "),
+        "its language-selective units and its steerability were trained in by auxiliary objectives, so what you see "
+        "here illustrates the method, not a property of the real model (",
+        html.A("model card", href=DEMO_CARD_PATH, target="_blank", rel="noopener"), ").",
+    ], className="notice notice-info demo-model-line", role="note")
+
+
 def loading(children: Any, id_: str | None = None) -> dcc.Loading:
     """Loading indicator for anything that may take more than 200 ms (shown after a short delay)."""
     kwargs = {"id": id_} if id_ else {}
@@ -93,3 +110,37 @@ def control(label: str, component: Any, error_id: str | dict | None = None, help
     if error_id is not None:
         parts.append(error_text(error_id))
     return html.Div(parts, className=f"control {class_name}".strip())
+
+
+MODE_DESCRIPTIONS = {
+    "clean": "clean mode: what the unmodified model computes on each input run alone with the processor's defaults "
+             "(batched without changing a value), each unit averaged over the input's valid positions; text "
+             "tokenised with its source language.",
+    "faithful": "faithful mode: the reference code's recording, one example at a time: text tokenised by a fresh "
+                "tokenizer's encode() (</s> __tgt_lang__ … </s> with the tokenizer's configured tgt_lang), padded "
+                "to 256; every unit averaged over every position its module outputs (pads included); examples and "
+                "sites the reference's reader drops are left out of the statistics.",
+}
+
+
+def run_description(run: Mapping[str, Any], max_rows: int = 200) -> html.Details:
+    """A collapsible description of a run: its recording mode, the text token ids fed, what a faithful run dropped."""
+    inputs = run.get("text_inputs") or []
+    dropped = run.get("dropped") or []
+    parts: list[Any] = [html.P(MODE_DESCRIPTIONS.get(str(run.get("mode")), f"mode {run.get('mode')}"))]
+    if inputs:
+        rows = [html.Tr([html.Td(r["example_id"]), html.Td(", ".join(r.get("tasks") or [])),
+                         html.Td(" ".join(str(i) for i in r["input_ids"])
+                                 + (f"  + {r['fed_length'] - len(r['input_ids'])} × pad" if r["fed_length"] > len(r["input_ids"]) else ""))])
+                for r in inputs[:max_rows]]
+        parts += [html.H4(f"Text token ids fed to the model ({len(inputs)} text examples)"),
+                  html.Table([html.Thead(html.Tr([html.Th("example"), html.Th("tasks"), html.Th("input ids")])),
+                              html.Tbody(rows)], className="table token-ids")]
+        if len(inputs) > max_rows:
+            parts.append(html.P(f"first {max_rows} shown; GET /runs/{{run_id}} lists all", className="hint"))
+    elif run.get("mode"):
+        parts.append(html.P("This store does not keep the text token ids (written before store schema 1.2).", className="hint"))
+    if dropped:
+        parts += [html.H4(f"Left out as the reference's reader does ({len(dropped)})"),
+                  html.Ul([html.Li(f"{d['task']} · {d.get('example_id') or d.get('site')}: {d['reason']}") for d in dropped[:max_rows]])]
+    return html.Details([html.Summary("About this run (recording mode, text token ids)"), *parts], id="run-description")

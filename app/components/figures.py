@@ -29,7 +29,8 @@ COUNTS = "Viridis"
 DIVERGING = "RdBu"
 COMPONENT_COLOURS = {"self-attn": OKABE_ITO[0], "cross-attn": OKABE_ITO[5], "ffn": OKABE_ITO[2], "conv": OKABE_ITO[3],
                      "norm": OKABE_ITO[4], "adapter": OKABE_ITO[1]}
-FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=12, color="#1f2933")
+#: CJK web fonts first: their pieces cover only CJK code points (assets/fonts), so Latin text keeps the fonts after them.
+FONT = dict(family="Noto Sans JP, Noto Sans SC, Inter, Segoe UI, Helvetica, Arial, sans-serif", size=12, color="#1f2933")
 _AXIS = dict(gridcolor="#e6ebf1", linecolor="#c3ccd6", zerolinecolor="#c3ccd6", ticks="outside", tickcolor="#c3ccd6",
              automargin=True)
 #: A small light template (the built-in plotly_white adds ~7 KB to every figure sent to the browser).

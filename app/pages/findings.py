@@ -14,7 +14,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from app import context, state as st, ui, views
 from app.client import BackendError
-from app.components.common import Provenance, loading, notice
+from app.components.common import Provenance, demo_model_line, loading, notice
 
 PAGE = "findings"
 PAGE_SIZE = 25
@@ -87,12 +87,15 @@ def card(finding: dict[str, Any]) -> html.Div:
     script = views.python_script(context.current().public_backend_url, finding)
     return html.Div([
         html.H1(finding.get("title") or "(untitled)", id="finding-title"),
-        html.P(finding.get("note") or "", className="note"),
-        html.P(f"finding {finding['id']} · saved {finding.get('created_at')}", className="muted"),
+        demo_model_line((state.get("provenance") or {}).get("model_spec") or (finding.get("model") or {}).get("spec")),
+        html.P(finding.get("note") or "", className="note", id="finding-note"),
+        html.P(f"finding {finding['id']} · saved {finding.get('created_at')}"
+               + (f" · edited {finding['updated_at']}" if finding.get("updated_at") else ""), className="muted"),
         html.Div([dcc.Link("Open this view", href=href, id="finding-open", className="button-link primary"),
                   html.Button("Re-run to verify", id="finding-verify", className="button"),
                   html.Button("Copy as Python", className="button copy-text", **{"data-copy-target": "finding-python"})],
                  className="actions"),
+        _edit_panel(finding),
         loading(html.Div(id="finding-verify-out")),
         html.H2("What it froze"),
         html.Table(html.Tbody([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in _frozen_rows(finding)]), className="table kv"),
@@ -104,6 +107,34 @@ def card(finding: dict[str, Any]) -> html.Div:
                       html.Pre(script, id="finding-python", className="code")]),
         dcc.Store(id="finding-id", data=finding["id"]),
     ], className="finding-card")
+
+
+def _edit_panel(finding: dict[str, Any]) -> html.Details:
+    """Edit the title and note, or delete the finding (what it froze cannot change)."""
+    return html.Details([
+        html.Summary("Edit or delete", className="button"),
+        html.Div([
+            html.Label("Title", htmlFor="finding-edit-title"),
+            dcc.Input(id="finding-edit-title", value=finding.get("title") or "", maxLength=300, className="input"),
+            html.Label("Note", htmlFor="finding-edit-note"),
+            dcc.Textarea(id="finding-edit-note", value=finding.get("note") or "", maxLength=20000, className="textarea"),
+            html.Div([html.Button("Save changes", id="finding-edit-save", className="button primary"),
+                      html.Button("Delete this finding", id="finding-delete", className="button danger")],
+                     className="actions"),
+            dcc.ConfirmDialog(id="finding-delete-confirm",
+                              message="Delete this finding for good? Its permalink will stop working."),
+            html.Div(id="finding-edit-status", role="status"),
+        ], className="save-panel"),
+    ], className="save-details", id="finding-edit")
+
+
+def _write_error(exc: BackendError) -> html.Div:
+    if exc.status == 401:
+        return html.Div(NO_WRITE_TOKEN.replace("save findings", "change findings").replace("not saved", "not changed"),
+                        className="field-error")
+    if exc.status == 403:
+        return html.Div(WRONG_WRITE_TOKEN.replace("not saved", "not changed"), className="field-error")
+    return html.Div(ui.plain(exc), className="field-error")
 
 
 def listing(offset: int) -> html.Div:
@@ -187,14 +218,41 @@ def register_callbacks(app: Dash) -> None:
         try:
             finding = save(request["href"], title.strip(), note or "", view_result)
         except BackendError as exc:
-            if exc.status in (401, 403):
-                return html.Div(NO_WRITE_TOKEN if exc.status == 401 else WRONG_WRITE_TOKEN, className="field-error")
-            return html.Div(ui.plain(exc), className="field-error")
+            return _write_error(exc)
         except views.ViewError as exc:
             return html.Div(str(exc), className="field-error")
         link = f"/findings?id={finding['id']}"
         return html.Div(["Saved: ", dcc.Link(link, href=link, id="save-permalink"),
                          html.Button("Copy", className="button small copy-text", **{"data-copy-href": link})])
+
+    @app.callback(Output("finding-edit-status", "children"), Output("finding-title", "children"),
+                  Output("finding-note", "children"), Input("finding-edit-save", "n_clicks"), State("finding-id", "data"),
+                  State("finding-edit-title", "value"), State("finding-edit-note", "value"), prevent_initial_call=True)
+    def edit(n, finding_id, title, note):
+        if not n or not finding_id:
+            return no_update, no_update, no_update
+        if not (title or "").strip():
+            return html.Div("title: a finding needs a title", className="field-error"), no_update, no_update
+        try:
+            finding = context.client().update_finding(finding_id, title=title.strip(), note=note or "")
+        except BackendError as exc:
+            return _write_error(exc), no_update, no_update
+        return notice(f"Saved ({finding.get('updated_at')}).", "success"), finding["title"], finding["note"]
+
+    @app.callback(Output("finding-delete-confirm", "displayed"), Input("finding-delete", "n_clicks"), prevent_initial_call=True)
+    def ask_delete(n):
+        return bool(n)
+
+    @app.callback(Output("finding-edit-status", "children", allow_duplicate=True), Output("nav", "href"),
+                  Input("finding-delete-confirm", "submit_n_clicks"), State("finding-id", "data"), prevent_initial_call=True)
+    def delete(n, finding_id):
+        if not n or not finding_id:
+            return no_update, no_update
+        try:
+            context.client().delete_finding(finding_id)
+        except BackendError as exc:
+            return _write_error(exc), no_update
+        return no_update, "/findings"
 
     @app.callback(Output("finding-verify-out", "children"), Input("finding-verify", "n_clicks"), State("finding-id", "data"),
                   prevent_initial_call=True)

@@ -15,7 +15,18 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from app import context, state as st, ui
 from app.client import BackendError
 from app.components import figures as fg
-from app.components.common import STACK_NAMES, TASK_NAMES, Provenance, control, error_text, lang_label, loading, notice
+from app.components.common import (
+    STACK_NAMES,
+    TASK_NAMES,
+    Provenance,
+    control,
+    demo_model_line,
+    error_text,
+    lang_label,
+    loading,
+    notice,
+    run_description,
+)
 
 PAGE = "overview"
 STACKS = ("speech_encoder", "text_encoder", "text_decoder")
@@ -36,7 +47,13 @@ def _run_meta(run_id: str | None) -> tuple[str | None, dict, list[str]]:
         rid, run, _ = context.run_and_provenance(run_id)
         return rid, run, []
     except BackendError as exc:
+        if exc.status != 404 or not run_id:
+            return None, {}, [exc.message]
+    try:
+        rid, run, _ = context.run_and_provenance(None)
+    except BackendError as exc:
         return None, {}, [exc.message]
+    return rid, run, [f"run {run_id!r} is not in this store; showing the newest run, {rid}"]
 
 
 def stored_ks(run: dict) -> list[int]:
@@ -162,8 +179,10 @@ def layout(**query: Any) -> html.Div:
     ])
     return html.Div([
         html.H1("Overview"),
+        demo_model_line(run.get("model_spec")),
         notice([html.Div(p) for p in problems], "warning") if problems else None,
         top,
+        run_description(run) if run else None,
         tabs,
         dcc.Store(id="ov-c-cell", data=s["c_cell"]),
         dcc.Store(id="ov-heat-rows", data={}),
@@ -174,6 +193,11 @@ def layout(**query: Any) -> html.Div:
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
+
+
+#: The task the overview opens on when the run has it: speech X→en (the ASR view's top decoder units mostly sit on
+#: the prompt's language token in layer 0, the least informative first view).
+DEFAULT_TASK = "s2tt"
 
 
 def _task_choices(run_id: str, kind: str, current: str | None) -> tuple[list[dict[str, Any]], str | None, list[str]]:
@@ -187,7 +211,7 @@ def _task_choices(run_id: str, kind: str, current: str | None) -> tuple[list[dic
     if current in tasks:
         return opts, current, []
     problem = [f"task {current!r} has no {kind} concepts in this run"] if current else []
-    return opts, (tasks[0] if tasks else None), problem
+    return opts, (DEFAULT_TASK if DEFAULT_TASK in tasks else tasks[0] if tasks else None), problem
 
 
 def _concept_for(run_id: str, *, kind: str, task: str, step: int, language: str | None) -> dict | None:

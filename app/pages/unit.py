@@ -164,6 +164,12 @@ def examples_block(s: dict[str, Any], prov: Provenance) -> list[Any]:
                                                 html.Th("audio")])), html.Tbody(rows)], className="table"),
             ], className="half"))
         out.append(html.Div(cols, className="row"))
+    steps = c.run(s["run"]).get("steps") or []
+    if steps:
+        out.append(html.P(f"Outputs are what recording decoded: greedy, up to the run's largest recorded step, "
+                          f"{max(steps)}, i.e. at most {max(steps) - 2} output tokens after the prompt's </s> and "
+                          "language token, so they can stop mid-word. The lab decodes whole sentences.",
+                          className="muted", id="unit-output-note"))
     out.append(html.P(prov.line(), className="provenance"))
     return out
 

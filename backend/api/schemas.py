@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
 from pydantic_core import PydanticCustomError
 
 from backend.interventions import InterventionSpec, SpecError
@@ -194,9 +194,25 @@ class FindingCreate(BaseModel):
     run_id: str | None = Field(None, max_length=200)
 
 
+class FindingUpdate(BaseModel):
+    """New title and/or note of a saved finding; what it froze (state, spec, run, model) cannot change."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"title": "French units steer (k=250)"}]})
+
+    title: str | None = Field(None, min_length=1, max_length=300)
+    note: str | None = Field(None, max_length=20_000)
+
+    @model_validator(mode="after")
+    def _something(self) -> "FindingUpdate":
+        if self.title is None and self.note is None:
+            raise ValueError("give a new title or note (or both)")
+        return self
+
+
 class Finding(BaseModel):
     id: str
     created_at: str
+    updated_at: str | None = None
     title: str
     note: str
     state: dict[str, Any]

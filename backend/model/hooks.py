@@ -99,18 +99,35 @@ def lengths_to_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
     return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
 
 
-class AdapterPaddingGuard:
-    """Zero padded frames at the inputs of the speech adapter's strided convolutions.
+def solo_frame_lengths(features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Frames each utterance of a batch has when the feature extractor processes it alone.
 
-    Batched speech input leaks padding into the adapter's last valid frame: its pooling convolution (kernel 8,
-    stride 8, padding 4) reads frames past the utterance end, which hold layer-normed padding in a batch but the
-    convolution's zero padding when the utterance runs alone. Zeroing them makes a batch compute exactly what each
+    The extractor pads an odd count of 10 ms filterbank frames to an even one before stacking them in pairs, so an
+    utterance alone ends with one masked frame that still holds its last real filterbank frame (the pad half is
+    zeros); batch padding frames are all zeros. An utterance's own length is thus its valid frames, plus one when
+    the next frame holds any non-zero feature.
+    """
+    valid = frame_mask.long().sum(1)
+    size = frame_mask.shape[-1]
+    nxt = features[torch.arange(features.shape[0], device=features.device), valid.clamp(max=size - 1)]
+    half = (valid < size) & (nxt.abs().amax(-1) > 0)
+    return valid + half.long()
+
+
+class AdapterPaddingGuard:
+    """Zero, at the inputs of the speech adapter's strided convolutions, the frames an utterance would not have alone.
+
+    Batched speech input leaks padding into the adapter's last frame: its pooling convolution (kernel 8, stride 8,
+    padding 4) reads frames past the utterance's end, which hold layer-normed padding in a batch but the
+    convolution's zero padding when the utterance runs alone. Alone, an utterance of an odd number of filterbank
+    frames keeps one masked frame that the model reads (see `solo_frame_lengths`); only frames past that length are
+    zeroed. A batch of one is left exactly as the unmodified model computes it, and a padded batch computes what each
     utterance computes alone. Used in clean mode for generation and recording alike.
     """
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self.frame_mask: torch.Tensor | None = None
+        self.solo_mask: torch.Tensor | None = None
         self._handles = []
         enc = getattr(model, "speech_encoder", None)
         if enc is None:
@@ -122,15 +139,19 @@ class AdapterPaddingGuard:
                     self._handles.append(conv.register_forward_pre_hook(self._mask_input))
 
     def _capture(self, module, args, kwargs):
-        self.frame_mask = kwargs.get("attention_mask")
+        frame_mask = kwargs.get("attention_mask")
+        features = kwargs.get("input_features", args[0] if args else None)
+        self.solo_mask = None
+        if frame_mask is not None and features is not None:
+            self.solo_mask = lengths_to_mask(solo_frame_lengths(features, frame_mask), frame_mask.shape[-1])
 
     def _mask_input(self, module, args):
-        if self.frame_mask is None:
+        if self.solo_mask is None:
             return None
         x = args[0]
-        if self.frame_mask.shape[-1] != x.shape[-1] or bool(self.frame_mask.all()):
+        if self.solo_mask.shape[-1] != x.shape[-1] or bool(self.solo_mask.all()):
             return None
-        return (x * self.frame_mask[:, None, :].to(x.dtype),) + tuple(args[1:])
+        return (x * self.solo_mask[:, None, :].to(x.dtype),) + tuple(args[1:])
 
     def remove(self) -> None:
         for h in self._handles:
@@ -144,30 +165,59 @@ class AdapterPaddingGuard:
         self.remove()
 
 
-class Recorder:
-    """Mean-pool every unit of the given stacks over the valid positions of one forward pass.
+#: How a Recorder pools: `masked` (clean mode) or `reference` (faithful mode, see `reference_pool`).
+POOLINGS = ("masked", "reference")
 
-    Set `masks` (domain -> [batch, positions] bool) before the forward pass; `speech_adapter` is derived from
-    `speech_frames` and `encoder_out` from whichever encoder ran. After the pass `pooled[stack]` is a float32
-    [batch, units-of-stack] tensor in registry order.
+
+def reference_pool(site: UnitSite, out: torch.Tensor) -> torch.Tensor:
+    """The reference code's pooling of one module output: `np.mean(arr, axis=1)` over everything the module output.
+
+    For speech-encoder modules it first swaps the two last axes when the second is longer than the third (it meant
+    to turn [batch, channels, frames] convolution outputs into [batch, frames, channels]). When an utterance has
+    more frames than the site has channels this averages over the wrong axis: the result then has one value per
+    frame instead of one per channel (or, for a convolution whose frame count equals its width, the right length
+    but per-frame values).
+    """
+    x = out
+    if site.stack == "speech_encoder" and x.dim() == 3 and x.shape[1] > x.shape[2]:
+        x = x.transpose(1, 2)
+    return x.float().mean(1)
+
+
+class Recorder:
+    """Mean-pool every unit of the given stacks over the positions of one forward pass.
+
+    `masked` pooling (clean mode): set `masks` (domain -> [batch, positions] bool) before the forward pass;
+    `speech_adapter` is derived from `speech_frames` and `encoder_out` from whichever encoder ran.
+    `reference` pooling (faithful mode): every position a module outputs, as `reference_pool`; a site whose pooled
+    vector does not have the site's width is left NaN and its length noted in `mismatched` (site key -> length).
+    After the pass `pooled[stack]` is a float32 [batch, units-of-stack] tensor in registry order.
     """
 
-    def __init__(self, model: nn.Module, registry: SiteRegistry, stacks: Iterable[str]):
+    def __init__(self, model: nn.Module, registry: SiteRegistry, stacks: Iterable[str], pooling: str = "masked"):
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {POOLINGS}")
         self.model = model
         self.registry = registry
         self.stacks = [s for s in STACKS if s in set(stacks)]
+        self.pooling = pooling
         self.masks: dict[str, torch.Tensor] = {}
         self.pooled: dict[str, torch.Tensor] = {}
+        self.mismatched: dict[str, int] = {}
         self._hooks: HookPoints | None = None
 
     def prepare(self, batch: int, masks: dict[str, torch.Tensor], encoder: str) -> None:
         """Allocate outputs and fix the pooling masks for the next forward pass."""
         self.masks = dict(masks)
+        self.mismatched = {}
         self.encoder_domain = "speech_adapter" if encoder == "speech_encoder" else "text_tokens"
         device = next(iter(masks.values())).device
         self.pooled = {s: torch.full((batch, self.registry.stack_width(s)), float("nan"), device=device) for s in self.stacks}
 
     def _mask_for(self, site: UnitSite, positions: int) -> torch.Tensor:
+        if self.pooling == "reference":
+            batch = next(iter(self.masks.values())).shape[0]
+            return torch.ones(batch, positions, dtype=torch.bool, device=next(iter(self.masks.values())).device)
         domain = "speech_adapter" if site.domain == "speech_adapter" else site.domain
         if domain == "encoder_out":
             domain = self.encoder_domain
@@ -182,11 +232,17 @@ class Recorder:
         return mask
 
     def _record(self, site: UnitSite, out: torch.Tensor) -> None:
-        x = channels_last(site, out)
-        mask = self._mask_for(site, x.shape[1]).to(torch.float32)
-        total = torch.einsum("btc,bt->bc", x.float(), mask)
-        pooled = total / mask.sum(1, keepdim=True).clamp_min(1.0)
         start = site.offset - self.registry.stack_ranges[site.stack].start
+        if self.pooling == "reference":
+            pooled = reference_pool(site, out)
+            if pooled.shape[1] != site.width:
+                self.mismatched[site.key] = int(pooled.shape[1])
+                return None
+        else:
+            x = channels_last(site, out)
+            mask = self._mask_for(site, x.shape[1]).to(torch.float32)
+            total = torch.einsum("btc,bt->bc", x.float(), mask)
+            pooled = total / mask.sum(1, keepdim=True).clamp_min(1.0)
         self.pooled[site.stack][:, start : start + site.width] = pooled
         return None
 

@@ -183,6 +183,14 @@ class SiteRegistry:
     def sites_frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(s) for s in self.sites])
 
+    def in_reference(self) -> np.ndarray:
+        """Per site, whether the reference code records it: its hooks keep one output per module and forward pass,
+        the last call's, so of the adapter GLU's two calls only the second (`@self_attn_conv`) is the reference's."""
+        last: dict[str, int] = {}
+        for s in self.sites:
+            last[s.module] = max(last.get(s.module, 0), s.call)
+        return np.fromiter((s.call == last[s.module] for s in self.sites), dtype=bool, count=len(self.sites))
+
     def units_frame(self) -> pd.DataFrame:
         """One row per unit: id, site key, channel, stack, layer, component, kind (vectorised expansion of sites)."""
         sites = self.sites_frame()

@@ -353,6 +353,47 @@ class StoreReader:
         """One run's full record (model, config and library versions parsed from JSON)."""
         return dict(self._run_cache(run_id).run)
 
+    def _has_column(self, table: str, column: str) -> bool:
+        cols = self._query("SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table])
+        return column in set(cols["column_name"])
+
+    def text_inputs(self, run_id: str) -> list[dict]:
+        """The token ids each text example was fed as (one row per distinct example and ids; trailing pads counted,
+        not listed). Empty for stores older than schema 1.2, which did not keep them."""
+        self._run_cache(run_id)
+        if not self._has_column("items", "input_ids"):
+            return []
+        df = self._query(
+            "SELECT example_id, input_ids, list(DISTINCT task ORDER BY task) AS tasks FROM items "
+            "WHERE run_id = ? AND input_ids IS NOT NULL GROUP BY example_id, input_ids ORDER BY example_id", [run_id])
+        pad = self._pad_id(run_id)
+        rows = []
+        for r in df.to_dict("records"):
+            ids = [int(i) for i in r["input_ids"]]
+            n = len(ids)
+            while pad is not None and ids and ids[-1] == pad:
+                ids.pop()
+            rows.append({"example_id": r["example_id"], "tasks": list(r["tasks"]), "input_ids": ids, "fed_length": n})
+        return rows
+
+    def _pad_id(self, run_id: str) -> int | None:
+        """The pad id a faithful run padded text with (`runs.model.pad_token_id`), None for clean runs."""
+        run = self.run(run_id)
+        if run.get("mode") != "faithful":
+            return None
+        pad = (run.get("model") or {}).get("pad_token_id")
+        return None if pad is None else int(pad)
+
+    def dropped(self, run_id: str) -> list[dict]:
+        """Examples and sites a faithful run leaves out as the reference's reader does, with the reason."""
+        self._run_cache(run_id)
+        tables = set(self._query("SELECT table_name FROM information_schema.tables")["table_name"])
+        if "dropped" not in tables:
+            return []
+        df = self._query("SELECT task, item, example_id, site, reason FROM dropped WHERE run_id = ? "
+                         "ORDER BY task, item NULLS LAST, site", [run_id])
+        return [clean_record(r) for r in df.to_dict("records")]
+
     def layout(self, run_id: str) -> RunLayout:
         return self._run_cache(run_id).layout
 
@@ -1052,6 +1093,9 @@ class StoreReader:
                 raise QueryError("run_id: the meta table holds no runs; export it without run_id")
             self._run_cache(run_id)
             where = f" WHERE run_id = '{_sql_string(run_id)}'"
+        if table not in set(self._query("SELECT table_name FROM information_schema.tables")["table_name"]):
+            raise NotFoundError(f"table {table!r} is not in this store (written with store schema {self.version}, "
+                                f"before the table was added)")
         return f"SELECT * FROM {table}{where}"
 
     def export_parquet_chunks(self, query: str, batch_rows: int = EXPORT_BATCH_ROWS) -> Iterator[bytes]:

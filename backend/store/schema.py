@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS items (
     src_lang VARCHAR, tgt_lang VARCHAR, modality VARCHAR, reference VARCHAR, output_ids INTEGER[], output_text VARCHAR,
     prefix_lengths INTEGER[]
 );
+CREATE TABLE IF NOT EXISTS dropped (
+    run_id VARCHAR, task VARCHAR, item INTEGER, example_id VARCHAR, site VARCHAR, reason VARCHAR
+);
 CREATE TABLE IF NOT EXISTS concepts (
     run_id VARCHAR, concept_id INTEGER, kind VARCHAR, role VARCHAR, task VARCHAR, step INTEGER, language VARCHAR,
     modality VARCHAR, positives INTEGER, negatives INTEGER, stacks VARCHAR[], description VARCHAR
@@ -71,7 +74,7 @@ CREATE TABLE IF NOT EXISTS intervention_outputs (
 
 #: Tables whose rows belong to one run (deleted and rewritten when that run is written again).
 RUN_TABLES = (
-    "runs", "sites", "units", "examples", "example_audio", "items", "concepts", "unit_stats", "selections",
+    "runs", "sites", "units", "examples", "example_audio", "items", "dropped", "concepts", "unit_stats", "selections",
     "concentration", "overlap", "spearman", "interventions", "intervention_outputs",
 )
 
@@ -81,11 +84,14 @@ class StoreVersionError(RuntimeError):
 
 
 #: Columns added by minor schema versions, added to an older store of the same major version when a run is written
-#: into it (its older runs read NULL there): 1.1 stores corpus-level translation scores per condition.
+#: into it (its older runs read NULL there): 1.1 stores corpus-level translation scores per condition; 1.2 the text
+#: token ids fed to the model and which sites the reference code records (and adds the `dropped` table).
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("interventions", "corpus_bleu", "DOUBLE"),
     ("interventions", "corpus_chrfpp", "DOUBLE"),
     ("interventions", "corpus_combined", "DOUBLE"),
+    ("items", "input_ids", "INTEGER[]"),
+    ("sites", "in_reference", "BOOLEAN"),
 )
 
 

@@ -77,8 +77,14 @@ def test_audio_proxy_and_static_guard(env):
     assert r.status_code == 404 and "unknown example" in r.get_data(as_text=True)
     assert web.get("/assets/style.css").status_code == 200
     assert web.get("/assets/app.js").status_code == 200
+    page = web.get("/").get_data(as_text=True)
+    assert "/assets/fonts/noto-sans-cjk.css" in page, "the CJK web font is linked on every page"
+    css = web.get("/assets/fonts/noto-sans-cjk.css").get_data(as_text=True)
+    first = css.split("url(./", 1)[1].split(")", 1)[0]
+    font = web.get(f"/assets/fonts/{first}")
+    assert font.status_code == 200 and font.data[:4] == b"wOF2"
     for path in ("/assets/demo-model/config.json", "/assets/demo-model/model.safetensors", "/assets/notes.md",
-                 "/assets/%2e%2e/pyproject.toml"):
+                 "/assets/%2e%2e/pyproject.toml", "/assets/fonts/../app.js", "/assets/fonts/sub/x.woff2"):
         assert web.get(path).status_code == 404, path
     assert web.get("/").status_code == 200
 
@@ -187,3 +193,38 @@ def test_unit_page_traces_an_encoder_unit_only_on_its_own_modality(env, tiny_reg
         tree = str(unit.side_by_side(s, example, client.unit(run_id, site.offset + 1), Provenance(run_id)))
     assert "speech encoder units only run on speech input: no text trace" in tree
     assert tree.count("(matches)") == 1 and "notice-warning" not in tree
+
+
+def test_overview_opens_on_speech_translation(env):
+    dash_app, _, run_id = env
+
+    def dropdown_value(node, component_id):
+        if getattr(node, "id", None) == component_id:
+            return node.value
+        children = getattr(node, "children", None)
+        for child in children if isinstance(children, (list, tuple)) else [children]:
+            if child is not None and not isinstance(child, (str, int, float)):
+                found = dropdown_value(child, component_id)
+                if found is not None:
+                    return found
+        return None
+
+    with dash_app.server.app_context():
+        assert dropdown_value(overview.layout(run=run_id), "ov-task") == "s2tt"
+        assert dropdown_value(overview.layout(run=run_id, task="asr"), "ov-task") == "asr"
+
+
+def test_overview_of_an_unknown_run_falls_back_to_the_newest_and_says_so(env):
+    dash_app, _, run_id = env
+    with dash_app.server.app_context():
+        text = str(overview.layout(run="nope"))
+    assert "run 'nope' is not in this store; showing the newest run" in text and run_id in text
+
+
+def test_unit_examples_say_how_far_outputs_were_decoded(env):
+    dash_app, client, run_id = env
+    with dash_app.server.app_context():
+        _, _, prov = context.run_and_provenance(run_id)
+        text = str(unit.examples_block({"run": run_id, "unit": 3246, "task": "asr", "step": 2}, prov))
+    steps = client.run(run_id)["steps"]
+    assert f"largest recorded step, {max(steps)}, i.e. at most {max(steps) - 2} output tokens" in text

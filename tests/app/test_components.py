@@ -128,3 +128,28 @@ def test_a_finding_saved_without_provenance_says_so_instead_of_printing_none():
 
     bare = dict(findings._frozen_rows({"run_id": None, "state": {}, "model": {}}))
     assert bare["view"] == "not recorded" and bare["decoding"] == "not recorded"
+
+
+def test_run_description_lists_fed_token_ids_and_dropped_examples():
+    from app.components.common import run_description
+
+    run = {"mode": "faithful",
+           "text_inputs": [{"example_id": "fra1", "tasks": ["t2tt"], "input_ids": [3, 600, 41, 3], "fed_length": 256}],
+           "dropped": [{"task": "s2tt", "item": 4, "example_id": "deu9", "site": None, "reason": "pooled to 70 values"}]}
+    text = str(run_description(run).to_plotly_json())
+    assert "3 600 41 3  + 252 × pad" in text and "fra1" in text
+    assert "s2tt · deu9: pooled to 70 values" in text and "faithful mode" in text
+    old = str(run_description({"mode": "clean"}).to_plotly_json())
+    assert "before store schema 1.2" in old
+
+
+def test_demo_model_line_only_for_the_demo_model_and_its_card_is_served():
+    from app.components.common import DEMO_CARD_PATH, demo_model_line
+    from app.main import create_app
+
+    line = str(demo_model_line("demo"))
+    assert "Demo model, not SeamlessM4T v2" in line and "trained in by auxiliary objectives" in line and DEMO_CARD_PATH in line
+    assert demo_model_line("tiny-random") is None and demo_model_line("facebook/seamless-m4t-v2-large") is None
+    web = create_app("http://127.0.0.1:9").server.test_client()
+    card = web.get(DEMO_CARD_PATH)
+    assert card.status_code == 200 and "steerability" in card.get_data(as_text=True).lower()

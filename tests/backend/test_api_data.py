@@ -56,6 +56,28 @@ def test_runs_run_tasks_languages_steps(client, db, atlas_store):
     langs = client.get(f"/runs/{run_id}/languages").json()["languages"]
     assert [lang["language"] for lang in langs] == LANGS and all(lang["n_examples"] == 6 for lang in langs)
     assert client.get(f"/runs/{run_id}/steps").json()["steps"] == [2, 7]
+    # the text token ids each text example was fed as (clean mode: no pads), and nothing dropped
+    fed = dict(db.execute("SELECT DISTINCT example_id, input_ids FROM items WHERE modality = 'text'").fetchall())
+    assert {r["example_id"]: r["input_ids"] for r in run["text_inputs"]} == fed
+    assert all(r["fed_length"] == len(r["input_ids"]) for r in run["text_inputs"]) and run["dropped"] == []
+
+
+def test_a_store_older_than_1_2_is_served_without_token_ids(atlas_store, tmp_path):
+    """Stores written before schema 1.2 have no items.input_ids column and no dropped table: still readable."""
+    store, run_id = atlas_store
+    old = tmp_path / "old.duckdb"
+    shutil.copyfile(store, old)
+    con = duckdb.connect(str(old))
+    con.execute("ALTER TABLE items DROP COLUMN input_ids")
+    con.execute("ALTER TABLE sites DROP COLUMN in_reference")
+    con.execute("DROP TABLE dropped")
+    con.execute("UPDATE meta SET value = '1.1' WHERE key = 'store_version'")
+    con.close()
+    with client_for(make_settings(old, tmp_path, model="none")) as c:
+        run = c.get(f"/runs/{run_id}").json()
+        assert run["text_inputs"] == [] and run["dropped"] == [] and run["store_version"] == "1.1"
+        assert c.get(f"/runs/{run_id}/sites").status_code == 200
+        assert_error(c.get("/export/dropped"), 404, "not in this store")
 
 
 def test_concepts_filter_and_paginate(client, db, atlas_store):

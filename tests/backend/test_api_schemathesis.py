@@ -19,6 +19,8 @@ from schemathesis import GenerationMode
 from backend.api.app import create_app
 from tests.backend.api_support import atlas_store, make_settings  # noqa: F401
 
+pytestmark = pytest.mark.slow  # thousands of generated requests: tens of seconds
+
 EXAMPLES_PER_PASS = 16
 #: A corpus example of the test store (pinned in one pass of the example and audio routes).
 EXAMPLE = "builtin:s000:fra:fra-m1"

@@ -18,12 +18,15 @@ from backend.interventions import generate_with, prepare_inputs
 from neuron_atlas.versions import ENGINE_VERSION, STORE_VERSION
 from tests.backend.api_support import atlas_store  # noqa: F401
 
+pytestmark = pytest.mark.slow  # a real uvicorn server and 32 concurrent interventions: tens of seconds
+
 #: The server exits by itself after this many seconds, whatever happens to the test.
 WATCHDOG_S = 240
 SERVER = f"""
 import argparse, os, sys, threading
 threading.Timer({WATCHDOG_S}, os._exit, (3,)).start()
 from backend.api.commands import register
+
 parser = argparse.ArgumentParser()
 register(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args(sys.argv[1:])

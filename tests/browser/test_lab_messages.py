@@ -71,7 +71,10 @@ def test_a_link_asking_for_the_basket_runs_on_it(servers, driver):
     assert "empty" not in text_of(driver, "lab-basket-list") and not text_of(driver, "lab-spec-error")
     assert "1 basket unit applied to text input" in text_of(driver, "lab-crossmodal")
     wait_for(driver, lambda d: query_of(d.current_url).get("units") == "3246", what="the basket's units in the URL")
-    title = driver.execute_script("return document.querySelector('#lab-probs .js-plotly-plot').layout.title.text")
+    plot_title = ("const g = document.querySelector('#lab-probs .js-plotly-plot');"
+                  "return g && g.layout && g.layout.title ? g.layout.title.text : null")
+    wait_for(driver, lambda d: d.execute_script(plot_title) is not None, what="the language-probability plot drawn")
+    title = driver.execute_script(plot_title)
     assert "units of" not in title, title
     assert "{" not in " ".join(texts(driver, "#lab-result p.muted"))
     assert not console_errors(driver)

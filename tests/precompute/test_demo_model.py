@@ -209,6 +209,7 @@ def test_train_config_rejects_bad_values():
 # ------------------------------------------------------------------------------------------------ smoke training
 
 
+@pytest.mark.slow
 def test_quick_training_learns_saves_reloads_and_evaluates(tmp_path):
     data_cfg = DataConfig(n_grammar=6, max_builtin=3, builtin_extra_voices=0, english_voices=1,
                           languages=("eng", "deu", "fra"), workers=1)
@@ -257,6 +258,7 @@ def test_train_demo_command_is_registered_with_its_options():
         bad.func(bad)
 
 
+@pytest.mark.slow
 def test_continued_training_keeps_the_tokenizer_and_records_the_earlier_run(tmp_path):
     data_cfg = DataConfig(n_grammar=6, max_builtin=3, builtin_extra_voices=0, english_voices=1,
                           languages=("eng", "deu", "fra"), workers=1)

@@ -112,6 +112,7 @@ def test_resume_after_crash_gives_identical_results(tmp_path, finished, tiny_bun
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_process_pool_gives_the_same_arrays_as_one_process(tmp_path, finished):
     _, ref = finished
     cfg = small_config(tmp_path, tasks=["s2tt", "t2tt"], workers=2)
@@ -315,6 +316,7 @@ def test_random_controls_force_the_stored_random_sets(finished, tiny_registry):
     assert len(rows) > 4 and len(drawn) == len(rows)
 
 
+@pytest.mark.slow
 def test_ray_executor_writes_the_same_store_as_local(tmp_path, finished):
     """A local Ray instance on CPU: same arrays and statistics, bit for bit, as the local executor."""
     ray = pytest.importorskip("ray")

@@ -83,14 +83,22 @@ def test_faithful_mode_reproduces_reference_quirks(tiny_bundle, tiny_registry, c
     inputs = encode_inputs(tiny_bundle, items, "faithful")
     ids = inputs["input_ids"][0]
     assert ids.shape[0] == FAITHFUL_TEXT_LENGTH
-    assert tiny_bundle.tokenizer.convert_ids_to_tokens(int(ids[0])) == "__eng__"  # no src_lang: carries __eng__
+    tokens = tiny_bundle.tokenizer.convert_ids_to_tokens(ids[:2].tolist())
+    # target mode of a fresh tokenizer: </s> and its configured tgt_lang (eng for the tiny model), not the text's
+    assert tokens == ["</s>", "__eng__"]
     assert (ids == tiny_bundle.tokenizer.pad_token_id).sum() > 200
     clean = encode_inputs(tiny_bundle, items, "clean")["input_ids"][0]
     assert tiny_bundle.tokenizer.convert_ids_to_tokens(int(clean[0])) == "__fra__"
     faithful = record_batch(tiny_bundle, tiny_registry, items, mode="faithful")
     cleanrec = record_batch(tiny_bundle, tiny_registry, items, mode="clean")
+    assert faithful.input_ids[0] == ids.tolist() and cleanrec.input_ids[0] == clean.tolist()
     # pads are in the faithful text-encoder mean, so the two modes disagree
     assert np.abs(faithful.encoder["text_encoder"] - cleanrec.encoder["text_encoder"]).max() > 1e-3
+
+
+def test_faithful_mode_records_one_example_at_a_time(tiny_bundle, tiny_registry, corpus):
+    with pytest.raises(ValueError, match="one example at a time"):
+        record_batch(tiny_bundle, tiny_registry, task_items("t2tt", corpus, ["fra"])[:2], mode="faithful")
 
 
 def test_recording_hooks_leave_generation_bit_identical(tiny_bundle, tiny_registry, corpus):

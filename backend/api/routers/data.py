@@ -57,9 +57,11 @@ def list_runs(reader: StoreReader = Depends(get_reader)) -> dict:
     return {"engine_version": ENGINE_VERSION, "store_version": reader.version, "runs": reader.runs()}
 
 
-@router.get("/runs/{run_id}", summary="One run: model, mode, corpus, config, library versions")
+@router.get("/runs/{run_id}", summary="One run: model, mode, corpus, config, library versions, text token ids, "
+                                    "examples and sites a faithful run dropped")
 def get_run(run_id: str = Depends(run_path), reader: StoreReader = Depends(get_reader)) -> dict[str, Any]:
-    return {"engine_version": ENGINE_VERSION, "store_version": reader.version, **reader.run(run_id)}
+    return {"engine_version": ENGINE_VERSION, "store_version": reader.version, **reader.run(run_id),
+            "text_inputs": reader.text_inputs(run_id), "dropped": reader.dropped(run_id)}
 
 
 @router.get("/runs/{run_id}/tasks", summary="Recorded tasks with item counts, modality and label languages")
