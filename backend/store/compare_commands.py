@@ -7,8 +7,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Parquet files written by `--out`, and what each holds (one row per ...).
 OUTPUTS = {
@@ -25,6 +27,8 @@ def comparison_tables(reader, run_a: str, run_b: str, step_a: int | None = None,
                       n_moved: int = 20) -> tuple[dict, dict[str, pd.DataFrame]]:
     """The run summary (as `GET /compare`) and the comparison as tables: every common stack's per-layer counts and
     every matched concept's statistics (as `GET /compare/concept`)."""
+    import pandas as pd
+
     from backend.store.compare import compare_concept, compare_runs, concept_pairs, layer_differences, match_sites
 
     run_a, run_b = reader.resolve_run(run_a), reader.resolve_run(run_b)
