@@ -431,6 +431,23 @@ class AtlasClient:
                 self._missing["trace"] = exc
             raise
 
+    # --------------------------------------------------------------------------------------------------- compare
+
+    def compare(self, run_a: str, run_b: str, *, step_a: int | None = None, step_b: int | None = None,
+                kind: str | None = None, task: str | None = None, stack: str | None = None,
+                threshold: float = 0.9) -> dict[str, Any]:
+        """Two runs side by side: common sites, matched concepts, selective-unit counts per layer (see GET /compare)."""
+        return self.get("/compare", {"run_a": run_a, "run_b": run_b, "step_a": step_a, "step_b": step_b, "kind": kind,
+                                     "task": task, "stack": stack, "threshold": threshold},
+                        cache="latest" not in (run_a, run_b))
+
+    def compare_concept(self, run_a: str, run_b: str, concept_id: int, *, step_b: int | None = None,
+                        stack: str | None = None, k: int | None = None, n_moved: int = 20) -> dict[str, Any]:
+        """One concept of run A against its counterpart in run B: AP scatter, rho, top-k overlap, movers."""
+        return self.get("/compare/concept", {"run_a": run_a, "run_b": run_b, "concept_id": int(concept_id),
+                                             "step_b": step_b, "stack": stack, "k": k, "n_moved": n_moved},
+                        cache="latest" not in (run_a, run_b))
+
     # -------------------------------------------------------------------------------------------------- examples
 
     def examples(self, run_id: str, *, lang: str | None = None, has_audio: bool | None = None,

@@ -20,7 +20,7 @@ from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 from app import context
 from app.client import AtlasClient, BackendError
 from app.components.common import DEMO_CARD_PATH
-from app.pages import findings, lab, layer, overview, unit
+from app.pages import compare, findings, lab, layer, overview, unit
 from neuron_atlas.resources import assets_dir, demo_model_dir
 
 ASSETS = assets_dir()
@@ -32,6 +32,7 @@ PAGES = (
     (layer, "/layer", "Layer", "Neuron Atlas · layer"),
     (unit, "/unit", "Unit", "Neuron Atlas · unit"),
     (lab, "/lab", "Lab", "Neuron Atlas · intervention lab"),
+    (compare, "/compare", "Compare", "Neuron Atlas · compare runs"),
     (findings, "/findings", "Findings", "Neuron Atlas · findings"),
 )
 

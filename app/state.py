@@ -116,6 +116,18 @@ PAGES: dict[str, PageSpec] = {
         Key("go", "int", 0, lo=0, hi=1),
         Key("sweep", "int", 0, lo=0, hi=1),
     )),
+    "compare": PageSpec("compare", "/compare", (
+        Key("run", "str"),
+        Key("run_b", "str"),
+        Key("step", "int", None, lo=0, hi=4096),
+        Key("step_b", "int", None, lo=0, hi=4096),
+        Key("kind", "str", "language", ("all", "language", "multimodal_language", "modality")),
+        Key("task", "str", None, max_len=64),
+        Key("stack", "str", "text_decoder", ("speech_encoder", "text_encoder", "text_decoder")),
+        Key("thr", "float", 0.9, lo=0.0, hi=1.0),
+        Key("concept", "int", None, lo=0, hi=2**31 - 1),
+        Key("k", "int", None, lo=1, hi=2**31 - 1),
+    )),
     "findings": PageSpec("findings", "/findings", (
         Key("id", "str", None, max_len=64),
         Key("offset", "int", 0, lo=0, hi=2**31 - 1),

@@ -17,7 +17,7 @@ from dash import html
 
 from app import ui
 from app.client import AtlasClient
-from app.pages import lab
+from app.pages import compare as compare_page, lab
 from app.components import figures as fg
 from app.components.common import Provenance
 from app.components.diff import diff_view
@@ -85,6 +85,8 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
                  "params": {k: v for k, v in params.items() if v is not None}}]
     if page == "unit":
         return [{"method": "GET", "path": f"{base}/units/{int(s['unit'])}", "label": "unit", "params": {}}]
+    if page == "compare":
+        return compare_page.view_calls(client, s)
     if page == "lab":
         if s["in"] in ("upload", "mic"):
             raise ViewError("uploaded or recorded audio is not stored with findings, so this result cannot be replayed")
@@ -197,6 +199,8 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
                 for u in rows[:20]]
         out = [html.P(f"{responses[0].get('total')} units matched; the first {len(body)} by {s.get('sort')} {s.get('order')}:"),
                html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(body)], className="table")]
+    elif page == "compare":
+        out = compare_page.render(frozen)
     elif page == "unit":
         out = [ui.graph("finding-fig-0", fg.unit_ap_profile(responses[0], prov, step=s.get("step"), highlight=s.get("concept")))]
     elif page == "lab":
@@ -217,6 +221,8 @@ def describe_state(page: str, s: Mapping[str, Any]) -> str:
         return f"{s.get('stack')} layer {s.get('layer')}, concept {s.get('concept')}"
     if page == "overview":
         return f"overview, {s.get('tab')} tab, step {s.get('step')}"
+    if page == "compare":
+        return compare_page.describe(s)
     if page == "lab":
         return f"lab, {s.get('role')} units of {s.get('ulang')} ({s.get('set')}-{s.get('k')}), target {s.get('tgt')}"
     return page

@@ -43,6 +43,7 @@ TAGS = [
     {"name": "jobs", "description": "interventions submitted as pollable jobs"},
     {"name": "findings", "description": "saved findings (permalinks)"},
     {"name": "export", "description": "analysis tables as Parquet"},
+    {"name": "compare", "description": "two runs side by side: common sites, per-layer counts, one concept's APs"},
 ]
 
 
@@ -235,7 +236,7 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
 
     Raises StoreVersionError when the store was written by an incompatible schema version.
     """
-    from backend.api.routers import audio, concentration, data, export, findings, health, interventions, jobs, traces
+    from backend.api.routers import audio, compare, concentration, data, export, findings, health, interventions, jobs, traces
 
     settings = settings or Settings()
     state = AtlasState(settings, bundle)
@@ -259,7 +260,7 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
     )
     app.state.atlas = state
     install_error_handlers(app)
-    for module in (health, data, concentration, traces, audio, interventions, jobs, findings, export):
+    for module in (health, data, concentration, traces, audio, interventions, jobs, findings, export, compare):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
