@@ -10,8 +10,8 @@ from pathlib import Path
 
 
 def _cmd_sites(args: argparse.Namespace) -> int:
-    from backend.model.loading import load_model
-    from backend.model.unit_sites import SiteRegistry
+    from neuron_atlas.engine.model.loading import load_model
+    from neuron_atlas.engine.model.unit_sites import SiteRegistry
 
     t0 = time.perf_counter()
     device = "meta" if args.model == "full-random" and args.device == "auto" else args.device
@@ -40,7 +40,7 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
 
 #: Packages that add their own subcommands: each module has `register(subparsers)`.
 COMMAND_MODULES: tuple[str, ...] = ("backend.api.commands", "app.commands", "neuron_atlas.demo",
-                                     "precompute.demo_model.commands")
+                                     "neuron_atlas.demo_trainer.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: known user errors print one clear message and exit 2, never a traceback."""
-    from backend.audio import AudioError
-    from backend.model.loading import ModelLoadError
+    from neuron_atlas.engine.audio import AudioError
+    from neuron_atlas.engine.model.loading import ModelLoadError
     from precompute.config import ConfigError
     from precompute.corpus import CorpusError
 

@@ -34,7 +34,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from precompute.config import load_run_config
     from precompute.pipeline import run_precompute
 
-    from backend.model.loading import DEMO_MODEL_DIR
+    from neuron_atlas.engine.model.loading import DEMO_MODEL_DIR
 
     model = args.model
     if model is None and args.config == DEMO_CONFIG and not DEMO_MODEL_DIR.is_dir():

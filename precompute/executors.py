@@ -10,11 +10,11 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from backend.model.loading import ModelBundle, configure_cpu_threads, load_model
-from backend.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.model.loading import ModelBundle, configure_cpu_threads, load_model
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from precompute.activation_store import ShardKey, decoder_name
-from precompute.record import encoder_stack, length_buckets, record_batch
-from precompute.tasks import TASKS, TaskItem
+from neuron_atlas.engine.record import encoder_stack, length_buckets, record_batch
+from neuron_atlas.engine.tasks import TASKS, TaskItem
 
 ShardJob = tuple[ShardKey, list[TaskItem]]
 ShardResult = tuple[ShardKey, dict[str, np.ndarray], dict]

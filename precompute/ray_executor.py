@@ -12,11 +12,11 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from backend.audio import load_audio_file
-from backend.model.loading import ModelBundle
-from backend.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.audio import load_audio_file
+from neuron_atlas.engine.model.loading import ModelBundle
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from precompute.executors import ShardJob, ShardResult, _init_worker, _worker, record_shard
-from precompute.tasks import TASKS
+from neuron_atlas.engine.tasks import TASKS
 
 
 class _ShardWorker:

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from backend.store.schema import RUN_TABLES, check_version, create_schema
+from neuron_atlas.engine.store_schema import RUN_TABLES, check_version, create_schema
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
-from backend.interventions import InterventionSpec, SpecError
+from neuron_atlas.engine.interventions import InterventionSpec, SpecError
 
 # ------------------------------------------------------------------------------------------------------ shared
 

@@ -28,8 +28,10 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from backend.model.unit_sites import COMPONENTS, STACKS, component_members
-from backend.store.schema import RUN_TABLES, StoreVersionError, check_version
+from neuron_atlas.engine.model.unit_sites import COMPONENTS, STACKS, component_members
+from neuron_atlas.engine.store_schema import RUN_TABLES, StoreVersionError, check_version
+from neuron_atlas.engine.concentration import gini, mean_abs_activation
+from neuron_atlas.engine.interventions import SET_KINDS, STATISTICS, SpecError
 
 #: Per-unit statistics a layer listing can sort and filter by (columns of unit_stats).
 STAT_COLUMNS: tuple[str, ...] = ("ap", "on_p50", "on_p90", "off_mean", "off_p50")
@@ -604,8 +606,6 @@ class StoreReader:
                             step: int | None = None, limit: int = 50, offset: int = 0) -> dict:
         """The units of one concentration cell ranked by mean |pooled activation| over the (task, language) items,
         each with its share of the layer's total: the measure the Gini coefficient of that cell is computed on."""
-        from precompute.concentration import gini, mean_abs_activation
-
         layout = self.layout(run_id)
         stack_start, _ = layout.check_stack(stack)
         if layer not in layout.layers(stack):
@@ -1119,10 +1119,8 @@ class StoreStats:
         return self.reader.concept_exists(self.run_id, int(concept_id))
 
     def selection(self, concept_id: int, set: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
-        from backend.interventions import SELECTION_SETS, SpecError
-
-        if set not in SELECTION_SETS:
-            raise SpecError("units.set", f"unknown set {set!r}; expected one of {SELECTION_SETS}")
+        if set not in SET_KINDS:
+            raise SpecError("units.set", f"unknown set {set!r}; expected one of {SET_KINDS}")
         concept = self.reader.concept(self.run_id, concept_id)
         layout = self.reader.layout(self.run_id)
         stacks = list(concept["stacks"]) if stack is None else [stack]
@@ -1159,8 +1157,6 @@ class StoreStats:
         return np.unique(np.concatenate(parts).astype(np.int64))
 
     def unit_values(self, concept_id: int, unit_ids: np.ndarray, stat: str) -> np.ndarray:
-        from backend.interventions import STATISTICS, SpecError
-
         if stat not in STATISTICS:
             raise SpecError("value.kind", f"unknown statistic {stat!r}; expected one of {STATISTICS}")
         ids = np.asarray(unit_ids, dtype=np.int64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from precompute.demo_model.evaluate import TASK_NAMES
+from neuron_atlas.demo_trainer.evaluate import TASK_NAMES
 
 _TASK_TITLES = {
     "asr": "ASR (speech X → text X)",
@@ -84,7 +84,7 @@ def steering_lines(report: dict) -> list[str]:
     if not weight:
         return []
     return [
-        f"- **Steerability is trained in** (objective weight {weight:g}, `precompute/demo_model/steering.py`). "
+        f"- **Steerability is trained in** (objective weight {weight:g}, `neuron_atlas/demo_trainer/steering.py`). "
         "Translation alone gave a decoder that reads the target language through many redundant paths, so the "
         "paper's median-replacement steering barely moved it (+0.05 probability over random units). Each training "
         "step therefore repeats that experiment on six English sentences: it measures every decoder unit over the "
@@ -104,7 +104,7 @@ def evidence_lines(report: dict) -> list[str]:
         return []
     return [
         f"- **Every source language is signalled by units that fire** (language-evidence objective, weight "
-        f"{max(weights):g}, `precompute/demo_model/language_evidence.py`). The decoder names the language it reads "
+        f"{max(weights):g}, `neuron_atlas/demo_trainer/language_evidence.py`). The decoder names the language it reads "
         "at its first position; a softmax can do that with five detectors and one default language that is the "
         "silence of the others, and an earlier model did so for German speech (its best unit fired *low* for "
         "German: AP 0.97 with the sign flipped, 0.86 as the paper measures it, counting units that fire high). A "
@@ -192,7 +192,7 @@ def render_card(folder: Path, report: dict) -> str:
         "",
         f"- Data: the {data['train_sentences'] + data['heldout_sentences']} sentences = the 130 built-in sentences "
         f"plus {dcfg['n_grammar']} sentences from the project's template grammar "
-        "(`precompute/demo_model/grammar.py`), each in all six languages.",
+        "(`neuron_atlas/demo_trainer/grammar.py`), each in all six languages.",
         f"- Speech: {data['train_clips']:,} training clips ({data['speech_hours']} h including held-out) from espeak-ng "
         "with random voice variants, rates and pitches; the built-in sentences also with the built-in corpus's four "
         f"voices; speed perturbation on {int(100 * dcfg['speed_prob'])} % and white noise (15–35 dB SNR) on "

@@ -6,15 +6,15 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from backend.model.loading import DEMO_MODEL_DIR
+from neuron_atlas.engine.model.loading import DEMO_MODEL_DIR
 
 #: Peak learning rate when continuing from a trained model (--init-from).
 CONTINUE_LR = 3e-4
 
 
 def _cmd_train_demo(args: argparse.Namespace) -> int:
-    from precompute.demo_model.train import QUICK_DATA, QUICK_TRAIN, TrainConfig, train_demo_model
-    from precompute.demo_model.data import DataConfig
+    from neuron_atlas.demo_trainer.train import QUICK_DATA, QUICK_TRAIN, TrainConfig, train_demo_model
+    from neuron_atlas.demo_trainer.data import DataConfig
 
     if args.minutes is not None and args.minutes <= 0:
         raise SystemExit(f"error: --minutes must be positive, got {args.minutes}")
@@ -57,9 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--first-label", choices=("source", "target"), default="source", dest="first_label",
                    help="label of the first decoder position: the input's language (default) or the target language")
     p.add_argument("--steer-weight", type=float, dest="steer_weight",
-                   help="weight of the steerability objective (precompute/demo_model/steering.py; default 0: off)")
+                   help="weight of the steerability objective (neuron_atlas/demo_trainer/steering.py; default 0: off)")
     p.add_argument("--evidence-weight", type=float, dest="evidence_weight",
-                   help="weight of the language-evidence objective (precompute/demo_model/language_evidence.py; "
+                   help="weight of the language-evidence objective (neuron_atlas/demo_trainer/language_evidence.py; "
                         "default 0: off)")
     p.add_argument("--cache-dir", type=Path, dest="cache_dir", help="speech/feature cache (default: corpus cache)")
     p.add_argument("--quick", action="store_true", help="tiny model and data: a smoke run of the whole pipeline")

@@ -27,11 +27,12 @@ from tqdm.auto import tqdm
 from transformers import SeamlessM4TFeatureExtractor
 
 from precompute.corpus.config import default_cache_dir
-from precompute.corpus.example import CORPUS_LANGUAGES, CorpusError
-from precompute.corpus.sentences import SENTENCES, Sentence
-from precompute.corpus.tts import ESPEAK_VOICES, ENGINE_VERSION, SAMPLE_RATE, VOICES, Voice, synthesize_many
-from precompute.demo_model.grammar import generate_sentences
-from precompute.demo_model.phonemes import phonemize
+from neuron_atlas.engine.example import CORPUS_LANGUAGES, CorpusError
+from neuron_atlas.engine.sentences import SENTENCES, Sentence
+from neuron_atlas.engine.constants import SAMPLE_RATE
+from neuron_atlas.engine.tts import ESPEAK_VOICES, ENGINE_VERSION, VOICES, Voice, synthesize_many
+from neuron_atlas.demo_trainer.grammar import generate_sentences
+from neuron_atlas.demo_trainer.phonemes import phonemize
 
 #: espeak-ng voice variants the training voices are drawn from (plain human-like variants, no robots or whispers).
 TRAIN_VARIANTS: tuple[str, ...] = (

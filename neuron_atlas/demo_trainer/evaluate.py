@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from backend.model.hooks import AdapterPaddingGuard
-from backend.model.loading import ModelBundle, configure_cpu_threads, load_model
-from precompute.corpus.sentences import Sentence
-from precompute.demo_model.data import HELDOUT_PITCH, HELDOUT_RATE, HELDOUT_VARIANT, DemoData
-from precompute.metrics import LangIdIdentifier, asr_scores, corpus_scores
+from neuron_atlas.engine.model.hooks import AdapterPaddingGuard
+from neuron_atlas.engine.model.loading import ModelBundle, configure_cpu_threads, load_model
+from neuron_atlas.engine.sentences import Sentence
+from neuron_atlas.demo_trainer.data import HELDOUT_PITCH, HELDOUT_RATE, HELDOUT_VARIANT, DemoData
+from neuron_atlas.engine.metrics import LangIdIdentifier, asr_scores, corpus_scores
 
 #: The quality bar of the demo model on held-out voice and sentences.
 BARS = {"asr_cer_max": 0.15, "x2en_chrfpp_min": 60.0, "target_language_min": 0.95}

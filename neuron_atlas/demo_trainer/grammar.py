@@ -4,7 +4,7 @@ It enlarges the built-in corpus for training the demo model: the same domains (f
 time, weather, travel, places) recombined, so that a small model learns words and constructions instead of
 memorising 130 sentences. Every pattern renders each language with its own grammar: German case, gender and
 verb-second order, Spanish and French gender agreement, pro-drop and elision, Japanese in kana only (particle は
-marked `{wa}` and へ marked `{e}`, as in `precompute.corpus.sentences`), Chinese in simplified characters with the
+marked `{wa}` and へ marked `{e}`, as in `neuron_atlas.engine.sentences`), Chinese in simplified characters with the
 right measure words. Vocabulary entries are tuples in the column order of the table they belong to.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from precompute.corpus.example import CORPUS_LANGUAGES, CorpusError
-from precompute.corpus.sentences import SENTENCES, Sentence
+from neuron_atlas.engine.example import CORPUS_LANGUAGES, CorpusError
+from neuron_atlas.engine.sentences import SENTENCES, Sentence
 
 _WRITTEN = {"{wa}": "は", "{e}": "へ"}
 _SPOKEN = {"{wa}": "わ", "{e}": "え"}

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from precompute.corpus.example import CorpusError
-from precompute.corpus.tts import ESPEAK_VOICES
+from neuron_atlas.engine.example import CorpusError
+from neuron_atlas.engine.tts import ESPEAK_VOICES
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from transformers import SeamlessM4Tv2Model
 
-from backend.model.unit_sites import SiteRegistry
-from precompute.demo_model.rows import IGNORE, pad_decoder_rows
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
+from neuron_atlas.demo_trainer.rows import IGNORE, pad_decoder_rows
 
 
 @dataclass(frozen=True)

@@ -30,16 +30,18 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import SeamlessM4TFeatureExtractor, SeamlessM4TTokenizer, SeamlessM4Tv2Model
 
-from backend.model.configs import TINY_DIMS, generation_config, small_config
-from backend.model.hooks import AdapterPaddingGuard
-from backend.model.loading import ModelBundle, save_bundle, state_checksum
-from backend.model.tokenizer import lang_token, train_tokenizer
-from precompute.corpus.example import CorpusError
-from precompute.corpus.sentences import Sentence
-from precompute.demo_model.data import DataConfig, DemoData, build_data
-from precompute.demo_model.language_evidence import LanguageEvidenceHead
-from precompute.demo_model.rows import IGNORE, pad_decoder_rows
-from precompute.demo_model.steering import SteeringConfig, SteeringObjective
+from neuron_atlas.engine.model.configs import TINY_DIMS, generation_config, small_config
+from neuron_atlas.engine.model.hooks import AdapterPaddingGuard
+from neuron_atlas.engine.model.loading import ModelBundle, load_model, save_bundle, state_checksum
+from neuron_atlas.engine.model.tokenizer import lang_token, train_tokenizer
+from neuron_atlas.engine.example import CorpusError
+from neuron_atlas.engine.sentences import Sentence
+from neuron_atlas.demo_trainer.data import DataConfig, DemoData, build_data
+from neuron_atlas.demo_trainer.language_evidence import LanguageEvidenceHead
+from neuron_atlas.demo_trainer.rows import IGNORE, pad_decoder_rows
+from neuron_atlas.demo_trainer.steering import SteeringConfig, SteeringObjective
+from neuron_atlas.demo_trainer.card import write_model_card
+from neuron_atlas.demo_trainer.evaluate import evaluate_saved
 
 #: The demo model's shape: every stack of the real architecture, small. The speech side keeps the conformer
 #: (4 layers, convolution module, relative positions) and the stride-8 length adapter of the large model. The
@@ -506,17 +508,12 @@ def train_demo_model(out: Path, train_cfg: TrainConfig = TrainConfig(), data_cfg
     data; writes `training_report.json` and the model card, and returns the report. With `init_from` (a model
     folder this function wrote) training continues from those weights and that tokenizer, and the report keeps
     the earlier runs' records."""
-    from precompute.demo_model.card import write_model_card
-    from precompute.demo_model.evaluate import evaluate_saved
-
     t0 = time.perf_counter()
     data = build_data(data_cfg, cache_dir=cache_dir, progress=progress)
     data_seconds = time.perf_counter() - t0
     languages = tuple(data_cfg.languages)
     earlier: list[dict] = []
     if init_from is not None:
-        from backend.model.loading import load_model
-
         start = load_model(str(init_from), device="cpu")
         if tuple(start.languages) != languages:
             raise CorpusError(f"init_from: {init_from} has languages {start.languages}, the data config {languages}")

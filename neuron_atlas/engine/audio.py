@@ -16,8 +16,7 @@ import torch
 import torchaudio.functional as taf
 from scipy.signal import resample_poly
 
-#: Sample rate of everything this module returns (SeamlessM4T v2's speech front end expects 16 kHz).
-TARGET_RATE = 16000
+from neuron_atlas.engine.constants import SAMPLE_RATE
 
 #: libsndfile container formats accepted as input (WAV and its 64-bit variants, FLAC, OGG Vorbis/Opus, MP3).
 ACCEPTED_FORMATS: frozenset[str] = frozenset({"WAV", "WAVEX", "RF64", "W64", "FLAC", "OGG", "MP3"})
@@ -90,7 +89,7 @@ def _decode(source: str | io.BytesIO, label: str | None, max_seconds: float | No
     if not allow_silent and peak < SILENCE_PEAK:
         level = "-inf" if peak == 0.0 else f"{20 * math.log10(peak):.0f}"
         raise AudioError(f"{pre}audio is silent (peak {level} dBFS after downmix to mono)")
-    out = resample(mono, rate, TARGET_RATE)
+    out = resample(mono, rate, SAMPLE_RATE)
     np.clip(out, -1.0, 1.0, out=out)
     return out
 
@@ -146,7 +145,7 @@ def _samples(x: np.ndarray) -> np.ndarray:
     return arr
 
 
-def resample(x: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:
+def resample(x: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
     """Resample float audio (time on axis 0; 1-D or frames x channels) from `rate` to `target` Hz as float32.
 
     Uses torchaudio's windowed-sinc resampler; for awkward rate ratios whose sinc kernel would be huge
@@ -168,7 +167,7 @@ def resample(x: np.ndarray, rate: int, target: int = TARGET_RATE) -> np.ndarray:
     return np.ascontiguousarray(out.numpy().T)
 
 
-def encode_wav(x: np.ndarray, rate: int = TARGET_RATE) -> bytes:
+def encode_wav(x: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
     """Encode float audio (1-D or frames x channels, clipped to [-1, 1]) as 16-bit PCM WAV bytes."""
     if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
         raise ValueError(f"rate must be a positive integer sample rate, got {rate!r}")
@@ -178,7 +177,7 @@ def encode_wav(x: np.ndarray, rate: int = TARGET_RATE) -> bytes:
     return buf.getvalue()
 
 
-def duration_seconds(x: np.ndarray, rate: int = TARGET_RATE) -> float:
+def duration_seconds(x: np.ndarray, rate: int = SAMPLE_RATE) -> float:
     """Length of audio `x` (time on axis 0) in seconds at sample rate `rate`."""
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate!r}")

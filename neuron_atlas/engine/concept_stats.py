@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from backend.interventions import STATISTICS, InMemoryStats
-from backend.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.interventions import STATISTICS, InMemoryStats
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
 
 ConceptArrays = tuple[np.ndarray, dict[str, np.ndarray]]
 

@@ -17,7 +17,7 @@ import jiwer
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 
-from precompute.corpus.example import CORPUS_LANGUAGES
+from neuron_atlas.engine.example import CORPUS_LANGUAGES
 
 
 class MetricsError(ValueError):

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from backend.audio import load_audio_file
-from backend.model.hooks import AdapterPaddingGuard, Recorder
-from backend.model.loading import ModelBundle
-from backend.model.unit_sites import SiteRegistry
-from precompute.tasks import TASKS, TaskItem
+from neuron_atlas.engine.audio import load_audio_file
+from neuron_atlas.engine.constants import DEFAULT_STEPS, MODES
+from neuron_atlas.engine.model.hooks import AdapterPaddingGuard, Recorder
+from neuron_atlas.engine.model.loading import ModelBundle
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.tasks import TASKS, TaskItem
 
-MODES = ("clean", "faithful")
-DEFAULT_STEPS = (2, 7, 12)
 FAITHFUL_TEXT_LENGTH = 256
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from precompute.corpus.example import CorpusError
+from neuron_atlas.engine.example import CorpusError
 
 _WRITTEN = {"{wa}": "は", "{e}": "へ"}
 _SPOKEN = {"{wa}": "わ", "{e}": "え"}

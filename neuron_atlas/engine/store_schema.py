@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import duckdb
 
-from neuron_atlas.versions import ENGINE_VERSION, STORE_VERSION, store_compatible
+from neuron_atlas.engine.versions import ENGINE_VERSION, STORE_VERSION, store_compatible
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from precompute.corpus.example import CorpusError, Example
+from neuron_atlas.engine.example import CorpusError, Example
 
 PIVOT = "eng"
 

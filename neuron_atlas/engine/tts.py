@@ -33,10 +33,9 @@ import torch
 import torchaudio
 from tqdm.auto import tqdm
 
-from precompute.corpus.example import CORPUS_LANGUAGES, CorpusError
+from neuron_atlas.engine.constants import SAMPLE_RATE
+from neuron_atlas.engine.example import CORPUS_LANGUAGES, CorpusError
 
-#: Sample rate of every audio file the corpus package writes.
-SAMPLE_RATE = 16_000
 #: Bump when the post-processing below changes, so cached files are re-synthesised.
 PIPELINE_VERSION = "tts-1"
 #: Peak amplitude after normalisation.

@@ -1,6 +1,6 @@
 """One unit's activation at every position of one recorded item, before pooling, from a live forward pass.
 
-The trace reruns the recording of that item (`precompute.record.record_batch`, batch of one, the run's mode) with a
+The trace reruns the recording of that item (`neuron_atlas.engine.record.record_batch`, batch of one, the run's mode) with a
 recorder that also keeps the unit's per-position values, so its pooled value is computed by the very code that
 filled the store, and can be checked against it. Positions are what the unit's site sees: speech frames (20 ms),
 length-adapter frames, text tokens, or the decoder's prefix tokens at the requested step.
@@ -14,9 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from backend.model.hooks import HookPoints, Recorder, channels_last
-from backend.model.loading import ModelBundle
-from backend.model.unit_sites import SiteRegistry, UnitSite
+from neuron_atlas.engine.model.hooks import HookPoints, Recorder, channels_last
+from neuron_atlas.engine.model.loading import ModelBundle
+from neuron_atlas.engine.model.unit_sites import SiteRegistry, UnitSite
+from neuron_atlas.engine.example import Example
+from neuron_atlas.engine.record import encode_inputs, record_batch
+from neuron_atlas.engine.tasks import TaskItem
 
 #: Seconds per speech-encoder frame: 10 ms filterbank hop, two frames stacked by the feature extractor.
 FRAME_S = 0.02
@@ -94,10 +97,8 @@ def frame_times(kind: str, n: int, model: nn.Module) -> list[float]:
 
 def trace_item(bundle: ModelBundle, registry: SiteRegistry, unit_id: int, item, step: int, mode: str,
                audio: dict[str, np.ndarray] | None = None) -> UnitTrace:
-    """Trace `unit_id` on one `precompute.tasks.TaskItem`: encoder units from the encoder pass, decoder units at the
+    """Trace `unit_id` on one `neuron_atlas.engine.tasks.TaskItem`: encoder units from the encoder pass, decoder units at the
     teacher-forced prefix of length `step` of the model's own greedy output, as the recording does."""
-    from precompute.record import record_batch
-
     site, channel = registry.site_of_unit(unit_id)
     tracers: list[UnitTracer] = []
 
@@ -120,8 +121,6 @@ def trace_item(bundle: ModelBundle, registry: SiteRegistry, unit_id: int, item, 
     elif kind == "decoder":
         tokens = output_tokens[: int(valid.sum())]
     else:
-        from precompute.record import encode_inputs
-
         ids = encode_inputs(bundle, [item], mode, audio)["input_ids"][0].tolist()
         tokens = [t for t, keep in zip(bundle.tokenizer.convert_ids_to_tokens(ids), valid) if keep]
     return UnitTrace(unit_id, site.key, channel, kind, [float(v) for v in values], tracer.pooled_value, times,
@@ -130,9 +129,6 @@ def trace_item(bundle: ModelBundle, registry: SiteRegistry, unit_id: int, item, 
 
 def stored_item(row: dict, example: dict):
     """A `TaskItem` rebuilt from the store's items and examples rows (audio is passed separately, by example id)."""
-    from precompute.corpus.example import Example
-    from precompute.tasks import TaskItem
-
     ex = Example(example["example_id"], example["sentence_id"], example["lang"], example["text"], None,
                  example.get("reference") or "")
     return TaskItem(row["task"], int(row["item"]), ex, row["src_lang"], row["tgt_lang"], row["label"],

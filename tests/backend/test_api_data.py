@@ -17,8 +17,8 @@ import soundfile as sf
 
 from backend.api.app import create_app
 from backend.store.reader import EXPORT_TABLES, StoreReader, StoreStats
-from backend.store.schema import StoreVersionError, create_schema
-from neuron_atlas.versions import ENGINE_VERSION, STORE_VERSION
+from neuron_atlas.engine.store_schema import StoreVersionError, create_schema
+from neuron_atlas.engine.versions import ENGINE_VERSION, STORE_VERSION
 from precompute.activation_store import load_acts
 from tests.backend.api_support import KS, LANGS, assert_error, atlas_store, client_for, make_settings  # noqa: F401
 
@@ -345,8 +345,8 @@ def test_incompatible_store_is_refused_naming_both_versions(tmp_path):
 def test_a_run_written_into_an_older_minor_version_store_gains_its_new_columns(tmp_path):
     """A 1.0 store (interventions without corpus scores) stays readable, and writing a run into it adds the columns
     instead of silently dropping the new values."""
-    from backend.store.schema import ADDED_COLUMNS
-    from backend.store.writer import insert_frame, store_transaction
+    from neuron_atlas.engine.store_schema import ADDED_COLUMNS
+    from precompute.store_writer import insert_frame, store_transaction
 
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
@@ -387,7 +387,7 @@ def test_missing_store_then_published_and_replaced(atlas_store, tiny_bundle, tmp
 
 def test_demo_model_fallback_is_reported(atlas_store, tmp_path, monkeypatch):
     """A checkout without assets/demo-model (e.g. a trimmed image) falls back to tiny-random and says so."""
-    from backend.model import loading
+    from neuron_atlas.engine.model import loading
 
     monkeypatch.setattr(loading, "DEMO_MODEL_DIR", tmp_path / "no-demo-model")
     store, _ = atlas_store
@@ -414,7 +414,7 @@ def test_cors_origins(atlas_store, tiny_bundle, tmp_path):
 
 
 def test_store_stats_matches_selections_and_an_independent_ranking(atlas_store, tiny_registry):
-    from backend.interventions import InMemoryStats
+    from neuron_atlas.engine.interventions import InMemoryStats
 
     store, run_id = atlas_store
     reader = StoreReader(store)

@@ -15,10 +15,10 @@ import pytest
 import soundfile as sf
 
 from backend.api import live
-from backend.interventions import InMemoryStats, InterventionSpec, generate_with, prepare_inputs, resolve
+from neuron_atlas.engine.interventions import InMemoryStats, InterventionSpec, generate_with, prepare_inputs, resolve
 from backend.queue import JobFailed, QueueFull, ResultCache, TokenBuckets, WorkQueue
-from neuron_atlas.versions import STORE_VERSION
-from precompute.metrics import LangIdIdentifier
+from neuron_atlas.engine.versions import STORE_VERSION
+from neuron_atlas.engine.metrics import LangIdIdentifier
 from tests.backend.api_support import assert_error, atlas_store, client_for, make_settings, tone, wav_bytes  # noqa: F401
 
 TEXT = "Le train part à sept heures."
@@ -140,7 +140,7 @@ def test_example_speech_input_and_uploads_in_every_format(client, atlas_store, t
         got = r.json()
         assert got["input"]["kind"] == "audio" and got["input"]["duration_s"] == pytest.approx(1.5, abs=0.06)
         assert len(got["baseline"]["token_ids"]) <= 8
-    from backend.audio import decode_audio
+    from neuron_atlas.engine.audio import decode_audio
 
     wav = wav_bytes(stereo, 44100)
     r = client.post("/interventions/upload", files={"file": ("clip.wav", wav, "audio/wav")},

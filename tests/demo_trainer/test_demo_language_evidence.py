@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from precompute.demo_model.language_evidence import PREFIX_POSITIONS, LanguageEvidenceHead
+from neuron_atlas.demo_trainer.language_evidence import PREFIX_POSITIONS, LanguageEvidenceHead
 
 
 @pytest.fixture
 def model():
-    from backend.model.loading import build_tiny_random
+    from neuron_atlas.engine.model.loading import build_tiny_random
 
     model, _ = build_tiny_random(seed=1)
     return model.train()
@@ -66,7 +66,7 @@ def test_loss_trains_the_decoder_units_and_removal_restores_the_model(model):
 
 
 def test_card_describes_each_run_and_the_evidence_objective_and_reproduces_it():
-    from precompute.demo_model.card import continuation_lines, evidence_lines, reproduce_line
+    from neuron_atlas.demo_trainer.card import continuation_lines, evidence_lines, reproduce_line
 
     run1 = {"train": {"steps": 5, "seconds": 30.0},
             "train_config": {"minutes": 50.0, "source_language_labels": False, "lr": 1e-3, "text_phase": 0.08}}

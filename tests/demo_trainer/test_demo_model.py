@@ -13,20 +13,20 @@ import pytest
 import torch
 from transformers import SeamlessM4Tv2Model
 
-from backend.audio import load_audio_file
-from backend.model.loading import DEMO_MODEL_DIR, load_model
-from precompute.corpus.example import CORPUS_LANGUAGES, CorpusError
-from precompute.corpus.sentences import SENTENCES, SENTENCES_BY_ID
-from precompute.demo_model import data as data_mod
-from precompute.demo_model import grammar as g
-from precompute.demo_model.data import (
+from neuron_atlas.engine.audio import load_audio_file
+from neuron_atlas.engine.model.loading import DEMO_MODEL_DIR, load_model
+from neuron_atlas.engine.example import CORPUS_LANGUAGES, CorpusError
+from neuron_atlas.engine.sentences import SENTENCES, SENTENCES_BY_ID
+from neuron_atlas.demo_trainer import data as data_mod
+from neuron_atlas.demo_trainer import grammar as g
+from neuron_atlas.demo_trainer.data import (
     HELDOUT_VARIANT,
     DataConfig,
     augment,
     plan_clips,
     select_sentences,
 )
-from precompute.demo_model.train import QUICK_TRAIN, TrainConfig, train_demo_model
+from neuron_atlas.demo_trainer.train import QUICK_TRAIN, TrainConfig, train_demo_model
 
 KANA = re.compile("^[\u3041-\u309f\u30a0-\u30ff、。？！]+$")
 HANZI = re.compile("^[\u4e00-\u9fff，。？！]+$")
@@ -242,7 +242,7 @@ def test_quick_training_learns_saves_reloads_and_evaluates(tmp_path):
 
 
 def test_train_demo_command_is_registered_with_its_options():
-    from precompute.demo_model.commands import register
+    from neuron_atlas.demo_trainer.commands import register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
@@ -284,7 +284,7 @@ STEER_SENTENCES = 12
 
 @pytest.fixture(scope="module")
 def demo():
-    from backend.model.loading import configure_cpu_threads
+    from neuron_atlas.engine.model.loading import configure_cpu_threads
 
     bundle = load_model("demo", device="cpu")
     configure_cpu_threads(bundle)
@@ -325,8 +325,8 @@ def test_shipped_model_size_card_and_report_agree():
 def test_shipped_model_translates_and_transcribes_builtin_sentences(demo):
     from precompute.corpus.builtin import load_builtin
     from precompute.corpus.config import default_cache_dir
-    from precompute.demo_model.evaluate import translate_speech, translate_text
-    from precompute.metrics import cer, chrfpp
+    from neuron_atlas.demo_trainer.evaluate import translate_speech, translate_text
+    from neuron_atlas.engine.metrics import cer, chrfpp
 
     heldout = set(json.loads((DEMO_MODEL_DIR / "training_report.json").read_text())["data"]["heldout_builtin_ids"])
     ids = [s.id for s in SENTENCES if s.id not in heldout][:8]
@@ -388,10 +388,10 @@ def test_shipped_model_control_units_steer_the_output_language(demo, structure_r
     while translating English towards another language raise p(L) by >= 0.3 over as many random units (0.63 on the
     shipped model with the identifier's full posterior, 0.80 renormalised over the six languages; the steerability
     objective of its second training run is what makes this hold)."""
-    from backend.interventions import ConceptUnits, InterventionSpec, generate_with, prepare_inputs, resolve
-    from backend.model.unit_sites import SiteRegistry
+    from neuron_atlas.engine.interventions import ConceptUnits, InterventionSpec, generate_with, prepare_inputs, resolve
+    from neuron_atlas.engine.model.unit_sites import SiteRegistry
     from backend.store.reader import StoreReader, StoreStats
-    from precompute.metrics import LangIdIdentifier, target_language_probability
+    from neuron_atlas.engine.metrics import LangIdIdentifier, target_language_probability
 
     concepts = {c["language"]: c["concept_id"]
                 for c in _language_concepts(structure_run.store, structure_run.run_id, ("en2x_t2tt",))}

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from backend.model.tokenizer import lang_token
-from precompute.corpus.example import CORPUS_LANGUAGES
-from precompute.corpus.sentences import SENTENCES
-from precompute.demo_model.card import reproduce_line, steering_lines
-from precompute.demo_model.steering import SteeringConfig, SteeringObjective, selective_units
+from neuron_atlas.engine.model.tokenizer import lang_token
+from neuron_atlas.engine.example import CORPUS_LANGUAGES
+from neuron_atlas.engine.sentences import SENTENCES
+from neuron_atlas.demo_trainer.card import reproduce_line, steering_lines
+from neuron_atlas.demo_trainer.steering import SteeringConfig, SteeringObjective, selective_units
 
 
 def test_selective_units_finds_planted_high_and_low_units():
@@ -28,7 +28,7 @@ def test_selective_units_finds_planted_high_and_low_units():
 
 @pytest.fixture
 def objective():
-    from backend.model.loading import build_tiny_random
+    from neuron_atlas.engine.model.loading import build_tiny_random
 
     model, tok = build_tiny_random(seed=1)
     languages = CORPUS_LANGUAGES
@@ -71,7 +71,7 @@ def test_forcing_overwrites_exactly_the_masked_units_and_rows(objective):
 def test_captured_columns_and_forced_columns_name_the_same_units(objective):
     """Modules run in another order than the registry lists them (pre-norms first, q before k and v): a captured
     column j and a forced column j must both be unit j of the registry order."""
-    from backend.model.hooks import HookPoints
+    from neuron_atlas.engine.model.hooks import HookPoints
 
     model, hooks = objective.model, objective.hooks
     seen: dict[str, torch.Tensor] = {}

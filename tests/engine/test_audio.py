@@ -1,4 +1,4 @@
-"""Tests for backend.audio: decoding of every accepted format, limits enforced before decoding, bad input."""
+"""Tests for neuron_atlas.engine.audio: decoding of every accepted format, limits enforced before decoding, bad input."""
 from __future__ import annotations
 
 import io
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend import audio
-from backend.audio import (
-    TARGET_RATE,
+from neuron_atlas.engine import audio
+from neuron_atlas.engine.constants import SAMPLE_RATE
+from neuron_atlas.engine.audio import (
     AudioError,
     decode_audio,
     duration_seconds,
@@ -62,31 +62,31 @@ def test_float_wav_any_rate_becomes_16k_sine(rate: int) -> None:
     data = to_bytes(sine(440, rate, 2.0), rate, "WAV", "FLOAT")
     out = decode_audio(data)
     assert out.dtype == np.float32 and out.ndim == 1
-    assert abs(len(out) - 2 * TARGET_RATE) <= 1
-    assert abs(peak_frequency(out, TARGET_RATE) - 440) < 1.0
-    reference = sine(440, TARGET_RATE, 2.0)
+    assert abs(len(out) - 2 * SAMPLE_RATE) <= 1
+    assert abs(peak_frequency(out, SAMPLE_RATE) - 440) < 1.0
+    reference = sine(440, SAMPLE_RATE, 2.0)
     interior = slice(800, len(reference) - 800)
     np.testing.assert_allclose(out[interior], reference[interior], atol=1e-2)
 
 
 def test_int16_wav_at_16k_is_sample_exact() -> None:
-    x = sine(440, TARGET_RATE, 1.0)
+    x = sine(440, SAMPLE_RATE, 1.0)
     pcm = np.round(x * 32767).astype(np.int16)
-    out = decode_audio(to_bytes(pcm, TARGET_RATE, "WAV", "PCM_16"))
+    out = decode_audio(to_bytes(pcm, SAMPLE_RATE, "WAV", "PCM_16"))
     np.testing.assert_allclose(out, pcm.astype(np.float32) / 32768, atol=1e-7)
 
 
 def test_stereo_is_downmixed_by_mean() -> None:
-    left, right = sine(440, TARGET_RATE, 1.0, 0.6), sine(1000, TARGET_RATE, 1.0, 0.2)
-    out = decode_audio(to_bytes(np.stack([left, right], axis=1), TARGET_RATE, "WAV", "FLOAT"))
+    left, right = sine(440, SAMPLE_RATE, 1.0, 0.6), sine(1000, SAMPLE_RATE, 1.0, 0.2)
+    out = decode_audio(to_bytes(np.stack([left, right], axis=1), SAMPLE_RATE, "WAV", "FLOAT"))
     np.testing.assert_allclose(out, (left + right) / 2, atol=1e-6)
 
 
 def test_multichannel_44k_downmix_and_resample() -> None:
     chans = np.stack([sine(440, 44100, 1.0, 0.3)] * 4, axis=1)
     out = decode_audio(to_bytes(chans, 44100, "WAV", "PCM_16"))
-    assert abs(len(out) - TARGET_RATE) <= 1
-    assert abs(peak_frequency(out, TARGET_RATE) - 440) < 1.5
+    assert abs(len(out) - SAMPLE_RATE) <= 1
+    assert abs(peak_frequency(out, SAMPLE_RATE) - 440) < 1.5
     assert 0.25 < np.abs(out).max() < 0.35
 
 
@@ -100,20 +100,20 @@ def test_compressed_formats(fmt: str, subtype: str, rate: int) -> None:
     assert out.dtype == np.float32 and out.ndim == 1
     # lossy codecs may add a few ms of encoder delay or padding
     assert abs(duration_seconds(out) - 2.0) < 0.1
-    assert abs(peak_frequency(out, TARGET_RATE) - 440) < 1.0
+    assert abs(peak_frequency(out, SAMPLE_RATE) - 440) < 1.0
     assert np.abs(out).max() <= 1.0
 
 
 def test_output_clipped_to_unit_range() -> None:
     loud = 3.0 * np.ones(1000, dtype=np.float32)
-    out = decode_audio(to_bytes(loud, TARGET_RATE, "WAV", "FLOAT"))
+    out = decode_audio(to_bytes(loud, SAMPLE_RATE, "WAV", "FLOAT"))
     assert out.max() == pytest.approx(1.0)
 
 
 def test_odd_rate_uses_fallback_and_keeps_frequency() -> None:
     out = decode_audio(to_bytes(sine(440, 44101, 2.0), 44101, "WAV", "FLOAT"))
-    assert abs(len(out) - 2 * TARGET_RATE) <= 2
-    assert abs(peak_frequency(out, TARGET_RATE) - 440) < 1.0
+    assert abs(len(out) - 2 * SAMPLE_RATE) <= 2
+    assert abs(peak_frequency(out, SAMPLE_RATE) - 440) < 1.0
 
 
 def test_byte_limit_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,7 +146,7 @@ def test_duration_limit_on_file(one_hour_wav: bytes, tmp_path: Path) -> None:
 def test_within_limits_accepted() -> None:
     data = to_bytes(sine(440, 8000, 3.0), 8000, "WAV", "PCM_16")
     out = decode_audio(data, max_bytes=len(data), max_seconds=3.0)
-    assert abs(len(out) - 3 * TARGET_RATE) <= 1
+    assert abs(len(out) - 3 * SAMPLE_RATE) <= 1
 
 
 @pytest.mark.parametrize(
@@ -177,13 +177,13 @@ def test_zero_length_audio() -> None:
 
 
 def test_nan_samples() -> None:
-    x = sine(440, TARGET_RATE, 0.5)
+    x = sine(440, SAMPLE_RATE, 0.5)
     x[100] = np.nan
     with pytest.raises(AudioError, match="NaN or infinite"):
-        decode_audio(to_bytes(x, TARGET_RATE, "WAV", "FLOAT"))
+        decode_audio(to_bytes(x, SAMPLE_RATE, "WAV", "FLOAT"))
     x[100] = np.inf
     with pytest.raises(AudioError, match="NaN or infinite"):
-        decode_audio(to_bytes(x, TARGET_RATE, "WAV", "FLOAT"))
+        decode_audio(to_bytes(x, SAMPLE_RATE, "WAV", "FLOAT"))
 
 
 def test_silence_refused_unless_allowed() -> None:
@@ -191,13 +191,13 @@ def test_silence_refused_unless_allowed() -> None:
     with pytest.raises(AudioError, match="audio is silent"):
         decode_audio(data)
     out = decode_audio(data, allow_silent=True)
-    assert len(out) == TARGET_RATE and not out.any()
+    assert len(out) == SAMPLE_RATE and not out.any()
 
 
 def test_antiphase_stereo_is_silent_after_downmix() -> None:
-    x = sine(440, TARGET_RATE, 0.5)
+    x = sine(440, SAMPLE_RATE, 0.5)
     with pytest.raises(AudioError, match="after downmix"):
-        decode_audio(to_bytes(np.stack([x, -x], axis=1), TARGET_RATE, "WAV", "FLOAT"))
+        decode_audio(to_bytes(np.stack([x, -x], axis=1), SAMPLE_RATE, "WAV", "FLOAT"))
 
 
 def test_unsupported_container_refused() -> None:
@@ -219,7 +219,7 @@ def test_load_audio_file_ok_and_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.flac"
     sf.write(good, sine(440, 48000, 1.0), 48000, format="FLAC")
     out = load_audio_file(good)
-    assert abs(len(out) - TARGET_RATE) <= 1
+    assert abs(len(out) - SAMPLE_RATE) <= 1
     with pytest.raises(AudioError, match="missing.wav: no such audio file"):
         load_audio_file(tmp_path / "missing.wav")
     bad = tmp_path / "notes.wav"
@@ -235,10 +235,10 @@ def test_load_audio_file_ok_and_errors(tmp_path: Path) -> None:
 
 
 def test_encode_wav_round_trip_and_clipping() -> None:
-    x = sine(440, TARGET_RATE, 0.5)
+    x = sine(440, SAMPLE_RATE, 0.5)
     data = encode_wav(x)
     info = sf.info(io.BytesIO(data))
-    assert (info.format, info.subtype, info.samplerate, info.channels) == ("WAV", "PCM_16", TARGET_RATE, 1)
+    assert (info.format, info.subtype, info.samplerate, info.channels) == ("WAV", "PCM_16", SAMPLE_RATE, 1)
     np.testing.assert_allclose(decode_audio(data), x, atol=1 / 32767)
     clipped, _ = sf.read(io.BytesIO(encode_wav(np.array([2.0, -2.0, 0.0], dtype=np.float32))), dtype="int16")
     assert clipped.tolist() == [32767, -32768, 0]
@@ -251,9 +251,9 @@ def test_encode_wav_round_trip_and_clipping() -> None:
 def test_resample_shapes_and_validation() -> None:
     stereo = np.stack([sine(440, 48000, 1.0), sine(440, 48000, 1.0)], axis=1)
     out = resample(stereo, 48000)
-    assert out.shape == (TARGET_RATE, 2) and out.dtype == np.float32
-    same = resample(sine(440, TARGET_RATE, 0.1), TARGET_RATE)
-    np.testing.assert_array_equal(same, sine(440, TARGET_RATE, 0.1))
+    assert out.shape == (SAMPLE_RATE, 2) and out.dtype == np.float32
+    same = resample(sine(440, SAMPLE_RATE, 0.1), SAMPLE_RATE)
+    np.testing.assert_array_equal(same, sine(440, SAMPLE_RATE, 0.1))
     with pytest.raises(ValueError, match="rate"):
         resample(same, 0)
     with pytest.raises(AudioError, match="no samples"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from precompute.concentration import gini, group_concentration, mean_abs_activation, top_count, top_share
+from neuron_atlas.engine.concentration import gini, group_concentration, mean_abs_activation, top_count, top_share
 
 
 def naive_gini(x: np.ndarray) -> float:

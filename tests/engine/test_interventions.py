@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.interventions import (
+from neuron_atlas.engine.interventions import (
     DECODER_PROMPT_LENGTH,
     STATISTICS,
     InMemoryStats,
@@ -21,7 +21,7 @@ from backend.interventions import (
     prepare_inputs,
     resolve,
 )
-from backend.model.unit_sites import COMPONENTS, STACKS
+from neuron_atlas.engine.model.unit_sites import COMPONENTS, STACKS
 
 TEXT = "Le train part à sept heures."
 MAX_NEW = 16

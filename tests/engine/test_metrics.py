@@ -1,4 +1,4 @@
-"""Tests for precompute.metrics: language ID, sacrebleu scores, WER/CER and code-mixing closed forms."""
+"""Tests for neuron_atlas.engine.metrics: language ID, sacrebleu scores, WER/CER and code-mixing closed forms."""
 from __future__ import annotations
 
 import socket
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from precompute import metrics
-from precompute.corpus.example import CORPUS_LANGUAGES
-from precompute.metrics import (
+from neuron_atlas.engine import metrics
+from neuron_atlas.engine.example import CORPUS_LANGUAGES
+from neuron_atlas.engine.metrics import (
     FastTextIdentifier,
     LangIdIdentifier,
     LanguageIdentifier,

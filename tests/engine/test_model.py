@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.model.hooks import HookPoints, channels_last
-from backend.model.loading import ModelLoadError, load_model, pick_device_dtype, save_bundle
-from backend.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.model.hooks import HookPoints, channels_last
+from neuron_atlas.engine.model.loading import ModelLoadError, load_model, pick_device_dtype, save_bundle
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
 
 LARGE_COUNTS = {"speech_encoder": 640_000, "text_encoder": 369_664, "text_decoder": 492_544}
 

@@ -8,11 +8,11 @@ import pytest
 import soundfile as sf
 import torch
 
-import precompute.record as record
-from backend.model.hooks import HookPoints
-from precompute.corpus.example import Example
-from precompute.record import FAITHFUL_TEXT_LENGTH, encode_inputs, length_buckets, record_batch
-from precompute.tasks import task_items
+import neuron_atlas.engine.record as record
+from neuron_atlas.engine.model.hooks import HookPoints
+from neuron_atlas.engine.example import Example
+from neuron_atlas.engine.record import FAITHFUL_TEXT_LENGTH, encode_inputs, length_buckets, record_batch
+from neuron_atlas.engine.tasks import task_items
 
 TEXTS = {
     "eng": ["The train leaves at seven.", "The sky is blue.", "My sister likes green tea.", "See you tomorrow morning."],

@@ -6,12 +6,12 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from backend.api.app import AtlasState
+from backend.api.state import AtlasState
 from backend.api.deps import get_state
 from backend.api.routers import errors
 from backend.api.schemas import Health, Readiness
 from backend.store.reader import EXPORT_TABLES
-from neuron_atlas.versions import ENGINE_VERSION, STORE_VERSION
+from neuron_atlas.engine.versions import ENGINE_VERSION, STORE_VERSION
 
 router = APIRouter(tags=["health"])
 

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from transformers import GenerationConfig, SeamlessM4TTokenizer, SeamlessM4Tv2Config
 
-from backend.model.tokenizer import lang_token
+from neuron_atlas.engine.model.tokenizer import lang_token
 
 #: Dimensions of the tiny random model: small enough to record every unit of the built-in corpus in seconds.
 TINY_DIMS: dict = dict(

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from backend.model.unit_sites import STACKS, SiteRegistry, UnitSite
+from neuron_atlas.engine.model.unit_sites import STACKS, SiteRegistry, UnitSite
 
 SiteFn = Callable[[UnitSite, torch.Tensor], torch.Tensor | None]
 #: A module forward hook: (module, args, output) -> replacement output or None.

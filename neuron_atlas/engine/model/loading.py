@@ -14,15 +14,17 @@ from transformers import (
     SeamlessM4Tv2Model,
 )
 
-from backend.model.configs import TINY_DIMS, full_config, generation_config, small_config
-from backend.model.tokenizer import train_tokenizer
+from neuron_atlas.engine.model.configs import TINY_DIMS, full_config, generation_config, small_config
+from neuron_atlas.engine.model.tokenizer import train_tokenizer
+from neuron_atlas.engine.example import CORPUS_LANGUAGES
+from neuron_atlas.engine.sentences import SENTENCES
 
 log = logging.getLogger(__name__)
 
 REAL_MODEL_ID = "facebook/seamless-m4t-v2-large"
 BUILTIN_SPECS = ("demo", "tiny-random", "full-random")
-#: Where the shipped demo model lives (trained by `precompute/demo_model`).
-DEMO_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
+#: Where the shipped demo model lives (trained by `neuron_atlas/demo_trainer`).
+DEMO_MODEL_DIR = Path(__file__).resolve().parents[3] / "assets" / "demo-model"
 
 
 class ModelLoadError(RuntimeError):
@@ -87,8 +89,6 @@ def configure_cpu_threads(bundle: "ModelBundle") -> int:
 
 def _languages_of(model: SeamlessM4Tv2Model) -> tuple[str, ...]:
     """Target languages the model can generate, corpus languages first (JSON round trips sort the maps)."""
-    from precompute.corpus.example import CORPUS_LANGUAGES
-
     mapping = getattr(model.generation_config, "text_decoder_lang_to_code_id", None) or {}
     rank = {lang: i for i, lang in enumerate(CORPUS_LANGUAGES)}
     return tuple(sorted(mapping, key=lambda lang: (rank.get(lang, len(rank)), lang)))
@@ -123,15 +123,11 @@ def state_checksum(model: torch.nn.Module) -> str:
 
 def builtin_corpus_texts() -> list[str]:
     """All texts of the built-in parallel corpus, in every language: what the built-in tokenizers are trained on."""
-    from precompute.corpus.sentences import SENTENCES
-
     return [text for sentence in SENTENCES for text in sentence.texts.values()]
 
 
 def build_tiny_random(seed: int = 0, languages: tuple[str, ...] | None = None) -> tuple[SeamlessM4Tv2Model, SeamlessM4TTokenizer]:
     """A tiny SeamlessM4Tv2 with seeded random weights and a tokenizer trained on the built-in corpus."""
-    from precompute.corpus.example import CORPUS_LANGUAGES
-
     languages = tuple(languages or CORPUS_LANGUAGES)
     tokenizer = train_tokenizer(builtin_corpus_texts(), languages, vocab_size=600)
     config = small_config(tokenizer, languages, TINY_DIMS)
@@ -142,8 +138,6 @@ def build_tiny_random(seed: int = 0, languages: tuple[str, ...] | None = None) -
 
 
 def _load_full_random(device: torch.device, dtype: torch.dtype, seed: int) -> tuple[SeamlessM4Tv2Model, SeamlessM4TTokenizer]:
-    from precompute.corpus.example import CORPUS_LANGUAGES
-
     tokenizer = train_tokenizer(builtin_corpus_texts(), CORPUS_LANGUAGES, vocab_size=600)
     config = full_config(languages=CORPUS_LANGUAGES)
     torch.manual_seed(seed)

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-STACKS: tuple[str, ...] = ("speech_encoder", "text_encoder", "text_decoder")
-COMPONENTS: tuple[str, ...] = ("self-attn", "cross-attn", "ffn", "conv", "norm", "adapter")
+from neuron_atlas.engine.constants import COMPONENTS, STACKS
+
 #: Named groups of components usable wherever a component filter is (the paper's decoder attention-only sets).
 COMPONENT_GROUPS: dict[str, tuple[str, ...]] = {"attention": ("self-attn", "cross-attn")}
 EXCLUDED = ("feature_projection", "distance_embedding")
