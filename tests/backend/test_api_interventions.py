@@ -87,8 +87,8 @@ def test_repeat_is_answered_from_the_cache(client):
     assert second["cached"] is True and second["key"] == first["key"]
     assert time.perf_counter() - t0 < 0.5
     assert {k: v for k, v in second.items() if k != "cached"} == {k: v for k, v in first.items() if k != "cached"}
-    reordered = {"spec": {"value": SPEC["value"], "units": SPEC["units"], "scope": {"steps": "all"}}, **req}
-    reordered["spec"] = {"value": SPEC["value"], "units": SPEC["units"], "scope": {"steps": "all"}}
+    reordered = {"spec": {"value": SPEC["value"], "units": SPEC["units"], "scope": {"decode_steps": "all"}}, **req}
+    reordered["spec"] = {"value": SPEC["value"], "units": SPEC["units"], "scope": {"decode_steps": "all"}}
     assert client.post("/interventions", json=reordered).json()["key"] == first["key"], "the key hashes the canonical spec"
     assert client.post("/interventions", json={**req, "max_new_tokens": 11}).json()["key"] != first["key"]
     assert client.post("/interventions", json={**req, "tgt_lang": "deu"}).json()["key"] != first["key"]

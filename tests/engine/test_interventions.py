@@ -164,7 +164,7 @@ def test_overwrite_hits_exactly_the_chosen_channels_in_every_layout(tiny_bundle,
 def test_positions_last_spares_the_start_token_and_steps_pick_decoder_forwards(tiny_bundle, tiny_registry, text_inputs):
     key = "text_decoder.layers.0.ffn.fc1"
     units = [{"module": key, "channel": c} for c in range(64)]
-    resolved = resolve({"units": {"kind": "explicit", "units": units}, "value": {"kind": "constant", "value": 2.5}, "scope": {"positions": "last", "steps": [0, 2]}}, tiny_registry, None)
+    resolved = resolve({"units": {"kind": "explicit", "units": units}, "value": {"kind": "constant", "value": 2.5}, "scope": {"positions": "last", "decode_steps": [0, 2]}}, tiny_registry, None)
     with intervene(tiny_bundle, tiny_registry, resolved):
         seen, handle = capture(tiny_bundle.model, key)
         try:
@@ -206,7 +206,7 @@ def test_cached_and_uncached_generation_agree_under_intervention(tiny_bundle, ti
 
 
 def test_step_scope_leaves_earlier_steps_alone_cached_or_not(tiny_bundle, tiny_registry, text_inputs):
-    resolved = resolve(explicit(tiny_registry, is_decoder_fc1, {"kind": "constant", "value": 3.0}, scope={"steps": [3]}), tiny_registry, None)
+    resolved = resolve(explicit(tiny_registry, is_decoder_fc1, {"kind": "constant", "value": 3.0}, scope={"decode_steps": [3]}), tiny_registry, None)
     base = generate_with(tiny_bundle, tiny_registry, None, text_inputs, "eng", max_new_tokens=MAX_NEW)
     cached = generate_with(tiny_bundle, tiny_registry, resolved, text_inputs, "eng", max_new_tokens=MAX_NEW)
     uncached = generate_with(tiny_bundle, tiny_registry, resolved, text_inputs, "eng", max_new_tokens=MAX_NEW, use_cache=False)
@@ -236,18 +236,18 @@ def test_speech_output_runs_with_and_without_intervention(tiny_bundle, tiny_regi
 
 
 def test_json_round_trip_and_digest_stability():
-    a = InterventionSpec.parse({"units": {"kind": "concept", "concept_id": 4, "set": "both", "k": 10}, "value": {"kind": "constant", "value": 1}, "scope": {"steps": [3, 1, 1]}})
-    b = InterventionSpec.from_json(json.dumps({"scope": {"steps": [1, 3], "positions": "all"}, "value": {"value": 1.0, "kind": "constant"}, "units": {"k": 10, "set": "both", "concept_id": 4, "kind": "concept", "seed": 0}, "version": 1}))
+    a = InterventionSpec.parse({"units": {"kind": "concept", "concept_id": 4, "set": "both", "k": 10}, "value": {"kind": "constant", "value": 1}, "scope": {"decode_steps": [3, 1, 1]}})
+    b = InterventionSpec.from_json(json.dumps({"scope": {"decode_steps": [1, 3], "positions": "all"}, "value": {"value": 1.0, "kind": "constant"}, "units": {"k": 10, "set": "both", "concept_id": 4, "kind": "concept", "seed": 0}, "version": 2}))
     assert a == b and a.digest() == b.digest()
     assert a.canonical_json() == json.dumps(json.loads(a.canonical_json()), sort_keys=True, separators=(",", ":"))
     assert " " not in a.canonical_json()
     assert a.digest() == hashlib.sha256(a.canonical_json().encode()).hexdigest()
     assert InterventionSpec.from_json(a.canonical_json()) == a
-    assert a.scope.steps == [1, 3] and a.version == 1
-    c = InterventionSpec.parse({"units": {"kind": "concept", "concept_id": 4, "set": "both", "k": 10, "seed": 1}, "value": {"kind": "constant", "value": 1}, "scope": {"steps": [1, 3]}})
+    assert a.scope.decode_steps == [1, 3] and a.version == 2
+    c = InterventionSpec.parse({"units": {"kind": "concept", "concept_id": 4, "set": "both", "k": 10, "seed": 1}, "value": {"kind": "constant", "value": 1}, "scope": {"decode_steps": [1, 3]}})
     assert c.digest() != a.digest()
     default = InterventionSpec(units={"kind": "concept", "concept_id": 4, "set": "top", "k": 10})
-    assert default.value.kind == "on_p50" and default.scope.positions == "all" and default.scope.steps == "all"
+    assert default.value.kind == "on_p50" and default.scope.positions == "all" and default.scope.decode_steps == "all"
 
 
 PARSE_ERRORS = [
@@ -263,10 +263,12 @@ PARSE_ERRORS = [
     ({"units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 0}}, "units.k", "greater than or equal to 1"),
     ({"units": {"kind": "cluster", "concept_id": 1}}, "units.kind", "cluster"),
     ({"units": {"concept_id": 1, "set": "top", "k": 3}}, "units.kind", "missing"),
-    ({"units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 3}, "scope": {"steps": [2, -1]}}, "scope.steps", ">= 0"),
-    ({"units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 3}, "scope": {"steps": []}}, "scope.steps", "at least one"),
+    ({"units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 3}, "scope": {"decode_steps": [2, -1]}}, "scope.decode_steps", ">= 0"),
+    ({"units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 3}, "scope": {"decode_steps": []}}, "scope.decode_steps", "at least one"),
+    ({"version": 2, "units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 3}, "scope": {"steps": [1]}}, "scope.steps", "unknown field"),
+    ({"version": 3, "units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 3}}, "version", "reads versions 1, 2"),
     ({"units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 3}, "scope": {"positions": "first"}}, "scope.positions", "'last'"),
-    ({"units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 3}, "version": 2}, "version", "version 2"),
+    ({"units": {"kind": "concept", "concept_id": 1, "set": "top", "k": 3}, "version": 0}, "version", "version 0"),
     ({"version": 1}, "units", "missing"),
 ]
 
@@ -434,3 +436,15 @@ def test_prepare_inputs_checks_what_it_is_given(tiny_bundle):
     assert batch["input_ids"][0, 0].item() == tiny_bundle.tokenizer.convert_tokens_to_ids("__fra__")
     with pytest.raises(ValueError, match="tgt_lang"):
         generate_with(tiny_bundle, None, None, batch, "kor")
+
+
+@pytest.mark.parametrize("version", [1, None])
+def test_version_1_specs_are_read_with_their_decoding_step_scope(version):
+    """Saved findings and share links hold version-1 specs (`scope.steps`): they parse to the same version-2 spec."""
+    old = {"units": {"kind": "concept", "concept_id": 4, "set": "top", "k": 3}, "scope": {"positions": "last", "steps": [2, 0]}}
+    if version is not None:
+        old["version"] = version
+    new = {"version": 2, "units": old["units"], "scope": {"positions": "last", "decode_steps": [0, 2]}}
+    assert InterventionSpec.parse(old) == InterventionSpec.parse(new) == InterventionSpec.from_json(json.dumps(old))
+    assert InterventionSpec.parse(old).scope.decode_steps == [0, 2]
+    assert json.loads(InterventionSpec.parse(old).canonical_json())["version"] == 2

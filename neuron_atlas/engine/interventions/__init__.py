@@ -8,7 +8,7 @@ Where an overwrite acts (`scope`):
 
 - Decoder-position sites (every text-decoder site except cross-attention k_proj / v_proj). Position p of the decoder
   input belongs to decoding step max(p - 1, 0): step 0 is the first decoder forward of `generate`, reading `</s>` and
-  the target-language token; step s >= 1 reads the token that step s - 1 produced. `scope.steps` picks steps and
+  the target-language token; step s >= 1 reads the token that step s - 1 produced. `scope.decode_steps` picks steps and
   `scope.positions="last"` keeps only the newest position of each step (under KV caching that drops just the `</s>`
   position of step 0). Because this is defined on absolute positions, cached and uncached decoding, and the
   teacher-forced decoder pass that feeds the text-to-unit model when speech is generated, all see the same overwrite.
@@ -26,6 +26,7 @@ from neuron_atlas.engine.interventions.generate import GenerationResult, generat
 from neuron_atlas.engine.interventions.resolve import ResolvedIntervention, SiteWrite, resolve
 from neuron_atlas.engine.interventions.selection import InMemoryStats, UnitStatsSource
 from neuron_atlas.engine.interventions.spec import (
+    READABLE_VERSIONS,
     SPEC_VERSION,
     ConceptUnits,
     ConstantValue,
@@ -37,11 +38,12 @@ from neuron_atlas.engine.interventions.spec import (
     SpecError,
     StatisticValue,
     ZeroValue,
+    upgrade_spec,
 )
 
 __all__ = [
-    "DECODER_PROMPT_LENGTH", "SET_KINDS", "SPEC_VERSION", "STATISTICS", "ConceptUnits", "ConstantValue", "ExplicitUnit",
+    "DECODER_PROMPT_LENGTH", "SET_KINDS", "SPEC_VERSION", "STATISTICS", "READABLE_VERSIONS", "ConceptUnits", "ConstantValue", "ExplicitUnit",
     "ExplicitUnits", "GenerationResult", "InMemoryStats", "InterventionSpec", "ResolvedIntervention", "ScaleValue", "Scope",
     "SiteWrite", "SpecError", "StatisticValue", "UnitStatsSource", "ZeroValue", "decoder_step_of_positions",
-    "generate_with", "intervene", "prepare_inputs", "resolve",
+    "generate_with", "intervene", "prepare_inputs", "resolve", "upgrade_spec",
 ]

@@ -26,7 +26,7 @@ class _Applier:
         model = bundle.model
         self.tensors = resolved.site_tensors(bundle.device, bundle.dtype)
         scope = resolved.spec.scope
-        self.steps = None if scope.steps == "all" else np.asarray(scope.steps, dtype=np.int64)
+        self.decode_steps = None if scope.decode_steps == "all" else np.asarray(scope.decode_steps, dtype=np.int64)
         self.last_only = scope.positions == "last"
         self.scoped = resolved.scoped and any(t.decoder_positions for t in self.tensors.values())
         self.device = bundle.device
@@ -58,8 +58,8 @@ class _Applier:
         start = past.get_seq_length() if past is not None else 0
         pos = np.arange(start, start + length)
         active = np.ones(length, dtype=bool)
-        if self.steps is not None:
-            active &= np.isin(decoder_step_of_positions(pos), self.steps)
+        if self.decode_steps is not None:
+            active &= np.isin(decoder_step_of_positions(pos), self.decode_steps)
         if self.last_only:
             active &= pos >= DECODER_PROMPT_LENGTH - 1
         self.skip = not active.any()

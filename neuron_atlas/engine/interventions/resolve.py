@@ -68,7 +68,7 @@ class ResolvedIntervention:
     def scoped(self) -> bool:
         """Whether the scope restricts decoder positions at all (otherwise every position of every step)."""
         scope = self.spec.scope
-        return scope.positions != "all" or scope.steps != "all"
+        return scope.positions != "all" or scope.decode_steps != "all"
 
     def describe(self) -> dict:
         """JSON-able summary: digest, unit count, units per stack and per component, mode."""

@@ -16,7 +16,9 @@ from pydantic_core import PydanticCustomError
 
 from neuron_atlas.engine.constants import STATISTICS
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
+#: Spec versions this engine reads: version 1 named the decoding-step scope `scope.steps`.
+READABLE_VERSIONS: tuple[int, ...] = (1, 2)
 
 
 class SpecError(ValueError):
@@ -95,10 +97,26 @@ def _normalise_steps(value: Any) -> Any:
 
 
 class Scope(_SpecModel):
-    """Which decoder positions and decoding steps an overwrite of a decoder-position site acts on."""
+    """Which decoder positions and decoding steps (0 = the first decoder forward of `generate`) an overwrite of a
+    decoder-position site acts on; not the recorded `step`, which is a decoder prefix length."""
 
     positions: Literal["all", "last"] = "all"
-    steps: Annotated[Literal["all"] | list[int], BeforeValidator(_normalise_steps)] = "all"
+    decode_steps: Annotated[Literal["all"] | list[int], BeforeValidator(_normalise_steps)] = "all"
+
+
+def upgrade_spec(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A version-1 spec mapping in version-2 form (`scope.steps` renamed `scope.decode_steps`), so saved findings and
+    share links keep working; a mapping without a version counts as version 1 when its scope uses `steps`."""
+    out = dict(data)
+    version = out.get("version")
+    scope = out.get("scope")
+    old_scope = isinstance(scope, Mapping) and "steps" in scope and "decode_steps" not in scope
+    if not ((type(version) is int and version == 1) or (version is None and old_scope)):
+        return out
+    if old_scope:
+        out["scope"] = {("decode_steps" if k == "steps" else k): v for k, v in scope.items()}
+    out["version"] = SPEC_VERSION
+    return out
 
 
 Units = Annotated[ExplicitUnits | ConceptUnits, Field(discriminator="kind")]
@@ -112,7 +130,7 @@ class InterventionSpec(_SpecModel):
     name `stats_concept_id`. Construction, `parse` and `from_json` raise `SpecError` naming the offending field.
     """
 
-    version: Literal[1] = SPEC_VERSION
+    version: Literal[2] = SPEC_VERSION
     units: Units
     value: Value = StatisticValue()
     scope: Scope = Scope()
@@ -124,6 +142,11 @@ class InterventionSpec(_SpecModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise _spec_error(exc) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_version_1(cls, data: Any) -> Any:
+        return upgrade_spec(data) if isinstance(data, Mapping) else data
 
     @model_validator(mode="after")
     def _statistics_have_a_concept(self) -> InterventionSpec:
@@ -218,7 +241,7 @@ def _spec_error(exc: ValidationError) -> SpecError:
     if kind == "missing":
         return SpecError(path, "required field is missing")
     if loc == ("version",):
-        return SpecError("version", f"unsupported spec version {err.get('input')!r}; this engine reads version {SPEC_VERSION}")
+        return SpecError("version", f"unsupported spec version {err.get('input')!r}; this engine reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     if kind in ("model_type", "model_attributes_type", "dict_type") and not loc:
         return SpecError("", f"an intervention spec is a JSON object, got {type(err.get('input')).__name__}")
     if kind == "steps":
