@@ -31,7 +31,7 @@ import soundfile as sf
 from neuron_atlas.engine.model.unit_sites import COMPONENTS, STACKS, component_members
 from neuron_atlas.engine.store_schema import RUN_TABLES, StoreVersionError, check_version
 from neuron_atlas.engine.concentration import gini, mean_abs_activation
-from neuron_atlas.engine.interventions import SET_KINDS, STATISTICS, SpecError
+from neuron_atlas.engine.interventions import STATISTICS, SpecError, select_units
 
 #: Per-unit statistics a layer listing can sort and filter by (columns of unit_stats).
 STAT_COLUMNS: tuple[str, ...] = ("ap", "on_p50", "on_p90", "off_mean", "off_p50")
@@ -1103,12 +1103,9 @@ def clean_record(r: dict) -> dict:
 class StoreStats:
     """The store's statistics of one run as the intervention engine's `UnitStatsSource`.
 
-    Selections are computed from `unit_stats` with exactly `InMemoryStats`'s rules, so a live request and the batch
-    experiments (which read the same statistics from the run's Parquet files) force the same units: top = highest
-    AP, ties by lower unit id; bottom = the reverse of that order (ties by higher unit id, as the atlas's stored
-    sets); both = their union; random = `numpy.random.default_rng(seed).choice` of k units of the scope (sorted by
-    unit id). With no stack the scope is every stack the concept has statistics for; `component` may be a
-    component or the group `attention` (self- and cross-attention).
+    Selections run the engine's `select_units` on the scope's `unit_stats` rows, as the batch experiments do on the
+    same statistics from the run's Parquet files, so both paths force the same units. With no stack the scope is
+    every stack the concept has statistics for; `component` may be a component or the group `attention`.
     """
 
     def __init__(self, reader: StoreReader, run_id: str):
@@ -1119,8 +1116,6 @@ class StoreStats:
         return self.reader.concept_exists(self.run_id, int(concept_id))
 
     def selection(self, concept_id: int, set: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
-        if set not in SET_KINDS:
-            raise SpecError("units.set", f"unknown set {set!r}; expected one of {SET_KINDS}")
         concept = self.reader.concept(self.run_id, concept_id)
         layout = self.reader.layout(self.run_id)
         stacks = list(concept["stacks"]) if stack is None else [stack]
@@ -1134,27 +1129,9 @@ class StoreStats:
                 for member in component_members(component):
                     ranges += layout.ranges(s, component=member)
         scope_label = (stack or "all stacks") + (f" ({component})" if component else "")
-        cond = _range_sql(ranges)
-        need = 2 * k if set == "both" else k
-        n_scope = int(self.reader._numpy(
-            f"SELECT count(*) AS n FROM unit_stats WHERE run_id = ? AND concept_id = ? AND {cond} AND NOT isnan(ap)",
-            [self.run_id, concept_id])["n"][0])
-        if need > n_scope:
-            what = f"k={k}" if set != "both" else f"k={k} (both = {need} units)"
-            raise SpecError("units.k", f"{what} is larger than the {n_scope} units of {scope_label} with an AP for concept {concept_id}")
-        base = f"FROM unit_stats WHERE run_id = ? AND concept_id = ? AND {cond} AND NOT isnan(ap)"
-        if set == "random":
-            ids = self.reader._numpy(f"SELECT unit_id {base} ORDER BY unit_id", [self.run_id, concept_id])["unit_id"].astype(np.int64)
-            pick = np.random.default_rng(seed).choice(len(ids), size=k, replace=False)
-            return np.sort(ids[pick])
-        parts = []
-        if set in ("top", "both"):
-            parts.append(self.reader._numpy(f"SELECT unit_id {base} ORDER BY ap DESC, unit_id ASC LIMIT {int(k)}",
-                                            [self.run_id, concept_id])["unit_id"])
-        if set in ("bottom", "both"):
-            parts.append(self.reader._numpy(f"SELECT unit_id {base} ORDER BY ap ASC, unit_id DESC LIMIT {int(k)}",
-                                            [self.run_id, concept_id])["unit_id"])
-        return np.unique(np.concatenate(parts).astype(np.int64))
+        rows = self.reader._numpy(f"SELECT unit_id, ap FROM unit_stats WHERE run_id = ? AND concept_id = ? AND "
+                                  f"{_range_sql(ranges)} AND NOT isnan(ap) ORDER BY unit_id", [self.run_id, concept_id])
+        return select_units(rows["unit_id"], rows["ap"], set, k, seed, f"{scope_label} with an AP for concept {concept_id}")
 
     def unit_values(self, concept_id: int, unit_ids: np.ndarray, stat: str) -> np.ndarray:
         if stat not in STATISTICS:

@@ -457,3 +457,33 @@ def test_settings_from_environment_and_env_file(tmp_path, monkeypatch):
     monkeypatch.setenv("NEURON_ATLAS_QUEUE_SIZE", "5")
     assert Settings(_env_file=env).queue_size == 5, "the environment overrides the .env file"
     assert Settings(_env_file=None).model == "demo"
+
+
+def test_store_and_memory_select_the_same_units_with_ties_at_the_cut_off(atlas_store, tiny_registry, tmp_path):
+    """APs rounded to one decimal tie by the dozen at every cut-off: the live (store) and batch (memory) paths, which
+    both call the engine's `select_units`, still pick the same units, and top ties go to the lower unit id."""
+    from neuron_atlas.engine.interventions import InMemoryStats
+
+    store, run_id = atlas_store
+    tied = tmp_path / "tied.duckdb"
+    shutil.copy(store, tied)
+    with duckdb.connect(str(tied)) as con:
+        con.execute("UPDATE unit_stats SET ap = round(ap, 1)")
+        cid = int(con.execute("SELECT concept_id FROM concepts WHERE kind='language' AND task='t2tt' LIMIT 1").fetchone()[0])
+        rows = con.execute("SELECT unit_id, ap FROM unit_stats WHERE concept_id=? AND NOT isnan(ap)", [cid]).df()
+    ap = np.full(tiny_registry.n_units, np.nan)
+    ap[rows["unit_id"]] = rows["ap"]
+    reader = StoreReader(tied)
+    live, batch = StoreStats(reader, run_id), InMemoryStats(tiny_registry, {cid: ap})
+    decoder = tiny_registry.stack_ranges["text_decoder"]
+    in_decoder = np.flatnonzero(np.isfinite(ap[decoder.start:decoder.stop])) + decoder.start
+    order = in_decoder[np.lexsort((in_decoder, -ap[in_decoder]))]
+    for k in (1, 7, 37, 90):
+        cut = ap[order[k - 1]]
+        assert (ap[order] == cut).sum() > 1, f"k={k}: the cut-off is tied"
+        for kind in ("top", "bottom", "both", "random"):
+            for stack, component in (("text_decoder", None), (None, None), ("text_decoder", "ffn")):
+                args = (kind, k, 5, stack, component)
+                assert np.array_equal(live.selection(cid, *args), batch.selection(cid, *args)), args
+        assert live.selection(cid, "top", k, 0, "text_decoder", None).tolist() == sorted(order[:k].tolist())
+    reader.close()

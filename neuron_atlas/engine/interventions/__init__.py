@@ -24,7 +24,7 @@ from neuron_atlas.engine.constants import DECODER_PROMPT_LENGTH, SET_KINDS, STAT
 from neuron_atlas.engine.interventions.apply import decoder_step_of_positions, intervene
 from neuron_atlas.engine.interventions.generate import GenerationResult, generate_with, prepare_inputs
 from neuron_atlas.engine.interventions.resolve import ResolvedIntervention, SiteWrite, resolve
-from neuron_atlas.engine.interventions.selection import InMemoryStats, UnitStatsSource
+from neuron_atlas.engine.interventions.selection import InMemoryStats, UnitStatsSource, select_units
 from neuron_atlas.engine.interventions.spec import (
     READABLE_VERSIONS,
     SPEC_VERSION,
@@ -45,5 +45,5 @@ __all__ = [
     "DECODER_PROMPT_LENGTH", "SET_KINDS", "SPEC_VERSION", "STATISTICS", "READABLE_VERSIONS", "ConceptUnits", "ConstantValue", "ExplicitUnit",
     "ExplicitUnits", "GenerationResult", "InMemoryStats", "InterventionSpec", "ResolvedIntervention", "ScaleValue", "Scope",
     "SiteWrite", "SpecError", "StatisticValue", "UnitStatsSource", "ZeroValue", "decoder_step_of_positions",
-    "generate_with", "intervene", "prepare_inputs", "resolve", "upgrade_spec",
+    "generate_with", "intervene", "prepare_inputs", "resolve", "select_units", "upgrade_spec",
 ]

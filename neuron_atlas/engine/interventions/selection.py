@@ -18,8 +18,8 @@ class UnitStatsSource(Protocol):
     def concept_exists(self, concept_id: int) -> bool: ...
 
     def selection(self, concept_id: int, set: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
-        """Global unit ids (int64) of the concept's selection; raises SpecError (field `units.k`) when k is too large."""
-        ...
+        ids, label = self._scope(concept_id, stack, component)
+        return select_units(ids, self._ap[int(concept_id)][ids], set, k, seed, f"{label} with an AP for concept {concept_id}")
 
     def unit_values(self, concept_id: int, unit_ids: np.ndarray, stat: str) -> np.ndarray:
         """float32 statistic `stat` of the concept for each unit id (NaN where it has none)."""
@@ -44,12 +44,33 @@ def _highest(ids: np.ndarray, score: np.ndarray, k: int, larger_ids_first: bool 
     return np.concatenate([ids[above], tied[len(tied) - need :] if larger_ids_first else tied[:need]])
 
 
+def select_units(ids: np.ndarray, ap: np.ndarray, set_kind: str, k: int, seed: int, scope: str) -> np.ndarray:
+    """The concept's `set_kind` set among the in-scope units `ids` (ascending) with AP `ap`: the one selection rule of
+    the batch and the live path. top = highest AP, ties to the lower unit id; bottom = the reverse of that order
+    (ties to the higher id, as the atlas's stored sets); both = their union (2k); random = `default_rng(seed)`'s
+    choice of k units, sorted. Raises SpecError (`units.set`, `units.k`) naming `scope` when k is too large."""
+    if set_kind not in SET_KINDS:
+        raise SpecError("units.set", f"unknown set {set_kind!r}; expected one of {SET_KINDS}")
+    ids = np.asarray(ids, dtype=np.int64)
+    need = 2 * k if set_kind == "both" else k
+    if need > len(ids):
+        what = f"k={k}" if set_kind != "both" else f"k={k} (both = {need} units)"
+        raise SpecError("units.k", f"{what} is larger than the {len(ids)} units of {scope}")
+    if set_kind == "random":
+        return np.sort(ids[np.random.default_rng(seed).choice(len(ids), size=k, replace=False)])
+    ap = np.asarray(ap, dtype=np.float64)
+    parts = []
+    if set_kind in ("top", "both"):
+        parts.append(_highest(ids, ap, k))
+    if set_kind in ("bottom", "both"):
+        parts.append(_highest(ids, -ap, k, larger_ids_first=True))
+    return np.unique(np.concatenate(parts))
+
+
 class InMemoryStats:
     """A `UnitStatsSource` over in-memory per-unit arrays (AP and statistics per concept): for tests and batch code.
 
-    Selections follow the paper: top-k = highest AP (ties by lower unit id), bottom-k = lowest AP (the reverse order:
-    ties by higher unit id), both = their union (2k),
-    random = a seeded random k from the same scope. Units whose AP is NaN (not recorded for the concept) are out of scope.
+    Selections follow `select_units`; units whose AP is NaN (not recorded for the concept) are out of scope.
     """
 
     def __init__(self, registry: SiteRegistry, ap: Mapping[int, np.ndarray], values: Mapping[int, Mapping[str, np.ndarray]] | None = None):
