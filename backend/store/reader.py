@@ -18,7 +18,6 @@ import re
 import tempfile
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import soundfile as sf
+from cachetools import LRUCache
 
 from neuron_atlas.engine.model.unit_sites import COMPONENTS, STACKS, component_members
 from neuron_atlas.engine.store_schema import RUN_TABLES, StoreVersionError, check_version
@@ -43,6 +43,8 @@ EXPORT_TABLES: tuple[str, ...] = ("meta", *RUN_TABLES)
 HEATMAP_MODES: tuple[str, ...] = ("ap", "top", "bottom", "both")
 #: Most concepts one heatmap may show.
 MAX_HEATMAP_CONCEPTS = 1000
+#: Stored selection sets kept in memory, per (run, kind, scope, k).
+MAX_SELECTION_SETS = 64
 #: Concentration metrics (columns of the concentration table).
 CONCENTRATION_METRICS: tuple[str, ...] = ("gini", "top1_share", "total")
 #: Overlap metrics (columns of the overlap table).
@@ -205,10 +207,8 @@ class StoreReader:
         self._retired: list[tuple[float, duckdb.DuckDBPyConnection]] = []
         self._stamp: tuple | None = None
         self._runs: dict[str, _RunCache] = {}
-        self._arrays: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._max_arrays = max_open_arrays
-        self._selection_sets: OrderedDict[tuple, dict[int, np.ndarray]] = OrderedDict()
-        self._max_selection_sets = 64
+        self._arrays: LRUCache[tuple, np.ndarray] = LRUCache(maxsize=max(max_open_arrays, 1))
+        self._selection_sets: LRUCache[tuple, dict[int, np.ndarray]] = LRUCache(maxsize=MAX_SELECTION_SETS)
         self.version: str | None = None
         self.engine_version: str | None = None
         self._open()
@@ -549,9 +549,6 @@ class StoreReader:
             cached = self._selection_sets.get(key)
             if cached is None:
                 cached = self._selection_sets[key] = {}
-            self._selection_sets.move_to_end(key)
-            while len(self._selection_sets) > self._max_selection_sets:
-                self._selection_sets.popitem(last=False)
             missing = [int(c) for c in concept_ids if int(c) not in cached]
         if missing:
             rows = self._numpy(
@@ -850,15 +847,12 @@ class StoreReader:
         with self._lock:
             arr = self._arrays.get(key)
             if arr is not None:
-                self._arrays.move_to_end(key)
                 return arr
         if not path.is_file():
             return None
         arr = np.load(path, mmap_mode="r")
         with self._lock:
             self._arrays[key] = arr
-            while len(self._arrays) > self._max_arrays:
-                self._arrays.popitem(last=False)
         return arr
 
     def unit_activations(self, run_id: str, unit_id: int, step: int | None = None, bins: int = 30) -> dict:

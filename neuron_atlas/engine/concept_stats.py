@@ -5,12 +5,12 @@ Batch experiments read them from the run's Parquet statistics, the backend from 
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from cachetools import LRUCache
 
 from neuron_atlas.engine.interventions import STATISTICS, InMemoryStats
 from neuron_atlas.engine.model.unit_sites import SiteRegistry
@@ -25,18 +25,15 @@ class LazyConceptStats:
         self.registry = registry
         self.loader = loader
         self.keep = keep
-        self._cache: OrderedDict[int, InMemoryStats | None] = OrderedDict()
+        self._cache: LRUCache[int, InMemoryStats | None] = LRUCache(maxsize=max(keep, 1))
 
     def _get(self, concept_id: int) -> InMemoryStats | None:
         cid = int(concept_id)
         if cid in self._cache:
-            self._cache.move_to_end(cid)
             return self._cache[cid]
         arrays = self.loader(cid)
         source = None if arrays is None else InMemoryStats(self.registry, {cid: arrays[0]}, {cid: arrays[1]})
         self._cache[cid] = source
-        while len(self._cache) > self.keep:
-            self._cache.popitem(last=False)
         return source
 
     def concept_exists(self, concept_id: int) -> bool:
