@@ -24,6 +24,16 @@ Role = Literal["representation", "control"]
 STACKS: tuple[str, ...] = ("speech_encoder", "text_encoder", "text_decoder")
 #: Components of a unit site (see docs/store.md, table `sites`).
 COMPONENTS: tuple[str, ...] = ("self-attn", "cross-attn", "ffn", "conv", "norm", "adapter")
+#: Tasks a run can record.
+TASKS: tuple[str, ...] = ("asr", "s2tt", "t2tt", "en2x_s2tt", "en2x_t2tt")
+#: Unit-set kinds of a concept (the store keeps top, bottom and both; specs may also ask for a seeded random set).
+SET_KINDS: tuple[str, ...] = ("top", "bottom", "both", "random")
+#: Per-unit statistics an intervention can write.
+STATISTICS: tuple[str, ...] = ("on_p50", "on_p90", "off_mean", "off_p50")
+#: These copies of the engine's vocabulary must equal what the backend reports in `/capabilities` (`vocabulary`);
+#: tests/app/test_constants.py checks them.
+VOCABULARY: dict[str, tuple] = {"stacks": STACKS, "components": COMPONENTS, "tasks": TASKS, "set_kinds": SET_KINDS,
+                                "statistics": STATISTICS}
 
 
 class RunSummary(TypedDict, total=False):
