@@ -317,7 +317,7 @@ def test_findings_create_read_list_and_survive_restart(atlas_store, tiny_bundle,
     with client_for(settings, tiny_bundle) as c:
         got = c.get(f"/findings/{fid}").json()
     assert got["title"] == title and got["note"] == "line 1\nline 2" and got["state"] == {"page": "lab", "k": [1, 2]}
-    assert got["spec"]["units"]["units"][0]["channel"] == 3 and got["spec"]["version"] == 1
+    assert got["spec"]["units"]["units"][0]["channel"] == 3 and got["spec"]["version"] == 2
     assert got["model"]["checksum"] == tiny_bundle.checksum
 
 
