@@ -17,7 +17,7 @@ from dash import html
 
 from app import ui
 from app.client import AtlasClient
-from app.pages import lab
+from app import lab_logic
 from app.components import figures as fg
 from app.components.common import Provenance
 from app.components.diff import diff_view
@@ -89,14 +89,14 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
         if s["in"] in ("upload", "mic"):
             raise ViewError("uploaded or recorded audio is not stored with findings, so this result cannot be replayed")
         concept = _lab_concept(client, s)
-        refs = lab.unit_refs(list(s.get("units") or ()), client.sites(run)) if s["us"] == "basket" else None
-        body = lab.build_request(s, lab.build_spec(s, concept, refs))
+        refs = lab_logic.unit_refs(list(s.get("units") or ()), client.sites(run)) if s["us"] == "basket" else None
+        body = lab_logic.build_request(s, lab_logic.build_spec(s, concept, refs))
         return [{"method": "POST", "path": "/interventions", "label": "intervention", "body": body}]
     raise ViewError(f"page {page!r} has no data to freeze")
 
 
 def _lab_concept(client: AtlasClient, s: Mapping[str, Any]) -> dict | None:
-    q = lab.concept_query(s)
+    q = lab_logic.concept_query(s)
     if q["language"] is None or q["step"] is None:
         return None
     return next((c for c in client.concepts(s["run"], kind=q["kind"], task=q["task"], step=q["step"])
@@ -108,7 +108,7 @@ def execute(client: AtlasClient, call: Mapping[str, Any]) -> Any:
     if call["method"] == "GET":
         return client.get(call["path"], call.get("params") or {})
     if call["path"] == "/interventions":
-        return lab.result_summary(client.intervene(call["body"]))
+        return lab_logic.result_summary(client.intervene(call["body"]))
     return client.post(call["path"], call["body"])
 
 
@@ -232,7 +232,7 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
                       diff_view(r.get("diff") or [], "baseline", r["baseline"].get("text"))], className="half output-card"),
             html.Div([html.H3(f"Intervened → {r['intervened'].get('top_language') or '?'}"),
                       diff_view(r.get("diff") or [], "intervened", r["intervened"].get("text"))], className="half output-card"),
-        ], className="row"), ui.graph("finding-fig-0", fg.language_probability_bars(r, prov, concept_lang=lab.chart_concept_lang(s)))]
+        ], className="row"), ui.graph("finding-fig-0", fg.language_probability_bars(r, prov, concept_lang=lab_logic.chart_concept_lang(s)))]
     return out or [html.P("no renderer for this view", className="muted")]
 
 
