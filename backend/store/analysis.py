@@ -121,10 +121,10 @@ class AnalysisQueries(StoreBase):
             "units_per_layer_by_site": site_totals,
         }
 
-    def selections(self, run_id: str, kind: str, scope: str, k_requested: int, concept_ids: Sequence[int]) -> dict[int, np.ndarray]:
-        """Stored selection sets (unit ids) of the given concepts, cached per (run, kind, scope, k): heatmaps of stored
+    def selections(self, run_id: str, set_kind: str, scope: str, k_requested: int, concept_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """Stored selection sets (unit ids) of the given concepts, cached per (run, set kind, scope, k): heatmaps of stored
         sets then cost one small query the first time a concept is shown, and nothing after."""
-        key = (run_id, kind, scope, int(k_requested))
+        key = (run_id, set_kind, scope, int(k_requested))
         with self._lock:
             cached = self._selection_sets.get(key)
             if cached is None:
@@ -133,7 +133,7 @@ class AnalysisQueries(StoreBase):
         if missing:
             rows = self._numpy(
                 f"SELECT concept_id, unit_id FROM selections WHERE run_id = ? AND concept_id IN ({','.join(map(str, missing))}) "
-                "AND kind = ? AND scope = ? AND k_requested = ? ORDER BY concept_id, rank", [run_id, kind, scope, int(k_requested)])
+                "AND kind = ? AND scope = ? AND k_requested = ? ORDER BY concept_id, rank", [run_id, set_kind, scope, int(k_requested)])
             cids, units = rows["concept_id"].astype(np.int64), rows["unit_id"].astype(np.int64)
             bounds = np.searchsorted(cids, np.asarray(missing, dtype=np.int64), side="left")
             ends = np.searchsorted(cids, np.asarray(missing, dtype=np.int64), side="right")

@@ -26,7 +26,7 @@ class StoreStats:
     def concept_exists(self, concept_id: int) -> bool:
         return self.reader.concept_exists(self.run_id, int(concept_id))
 
-    def selection(self, concept_id: int, set: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
+    def selection(self, concept_id: int, set_kind: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
         concept = self.reader.concept(self.run_id, concept_id)
         layout = self.reader.layout(self.run_id)
         stacks = list(concept["stacks"]) if stack is None else [stack]
@@ -42,7 +42,7 @@ class StoreStats:
         scope_label = (stack or "all stacks") + (f" ({component})" if component else "")
         rows = self.reader._numpy(f"SELECT unit_id, ap FROM unit_stats WHERE run_id = ? AND concept_id = ? AND "
                                   f"{range_sql(ranges)} AND NOT isnan(ap) ORDER BY unit_id", [self.run_id, concept_id])
-        return select_units(rows["unit_id"], rows["ap"], set, k, seed, f"{scope_label} with an AP for concept {concept_id}")
+        return select_units(rows["unit_id"], rows["ap"], set_kind, k, seed, f"{scope_label} with an AP for concept {concept_id}")
 
     def unit_values(self, concept_id: int, unit_ids: np.ndarray, stat: str) -> np.ndarray:
         if stat not in STATISTICS:

@@ -39,8 +39,8 @@ class LazyConceptStats:
     def concept_exists(self, concept_id: int) -> bool:
         return self._get(concept_id) is not None
 
-    def selection(self, concept_id: int, set: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
-        return self._get(concept_id).selection(concept_id, set, k, seed, stack, component)
+    def selection(self, concept_id: int, set_kind: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
+        return self._get(concept_id).selection(concept_id, set_kind, k, seed, stack, component)
 
     def unit_values(self, concept_id: int, unit_ids: np.ndarray, stat: str) -> np.ndarray:
         return self._get(concept_id).unit_values(concept_id, unit_ids, stat)

@@ -17,9 +17,9 @@ class UnitStatsSource(Protocol):
 
     def concept_exists(self, concept_id: int) -> bool: ...
 
-    def selection(self, concept_id: int, set: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
-        ids, label = self._scope(concept_id, stack, component)
-        return select_units(ids, self._ap[int(concept_id)][ids], set, k, seed, f"{label} with an AP for concept {concept_id}")
+    def selection(self, concept_id: int, set_kind: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
+        """Global unit ids (int64) of the concept's selection; raises SpecError (field `units.k`) when k is too large."""
+        ...
 
     def unit_values(self, concept_id: int, unit_ids: np.ndarray, stat: str) -> np.ndarray:
         """float32 statistic `stat` of the concept for each unit id (NaN where it has none)."""
@@ -108,24 +108,9 @@ class InMemoryStats:
             label += f" ({component})"
         return np.flatnonzero(keep), label
 
-    def selection(self, concept_id: int, set: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
-        if set not in SET_KINDS:
-            raise SpecError("units.set", f"unknown set {set!r}; expected one of {SET_KINDS}")
+    def selection(self, concept_id: int, set_kind: str, k: int, seed: int, stack: str | None, component: str | None) -> np.ndarray:
         ids, label = self._scope(concept_id, stack, component)
-        need = 2 * k if set == "both" else k
-        if need > len(ids):
-            what = f"k={k}" if set != "both" else f"k={k} (both = {need} units)"
-            raise SpecError("units.k", f"{what} is larger than the {len(ids)} units of {label} with an AP for concept {concept_id}")
-        if set == "random":
-            pick = np.random.default_rng(seed).choice(len(ids), size=k, replace=False)
-            return np.sort(ids[pick]).astype(np.int64)
-        ap = self._ap[int(concept_id)][ids]
-        parts = []
-        if set in ("top", "both"):
-            parts.append(_highest(ids, ap, k))
-        if set in ("bottom", "both"):
-            parts.append(_highest(ids, -ap, k, larger_ids_first=True))
-        return np.unique(np.concatenate(parts)).astype(np.int64)
+        return select_units(ids, self._ap[int(concept_id)][ids], set_kind, k, seed, f"{label} with an AP for concept {concept_id}")
 
     def unit_values(self, concept_id: int, unit_ids: np.ndarray, stat: str) -> np.ndarray:
         table = self._values.get(int(concept_id), {}).get(stat)
