@@ -16,7 +16,7 @@ import transformers
 from neuron_atlas.engine.model.loading import configure_cpu_threads, load_model
 from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from precompute.corpus import CorpusConfig, load_corpus
-from precompute.executors import item_lengths
+from precompute.shards import item_lengths
 from neuron_atlas.engine.record import length_buckets, record_batch
 from neuron_atlas.engine.tasks import task_items
 
