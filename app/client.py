@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 from urllib.parse import quote
 
 import httpx
+from cachetools import TTLCache
 
 Stack = Literal["speech_encoder", "text_encoder", "text_decoder"]
 Role = Literal["representation", "control"]
@@ -24,6 +23,16 @@ Role = Literal["representation", "control"]
 STACKS: tuple[str, ...] = ("speech_encoder", "text_encoder", "text_decoder")
 #: Components of a unit site (see docs/store.md, table `sites`).
 COMPONENTS: tuple[str, ...] = ("self-attn", "cross-attn", "ffn", "conv", "norm", "adapter")
+#: Tasks a run can record.
+TASKS: tuple[str, ...] = ("asr", "s2tt", "t2tt", "en2x_s2tt", "en2x_t2tt")
+#: Unit-set kinds of a concept (the store keeps top, bottom and both; specs may also ask for a seeded random set).
+SET_KINDS: tuple[str, ...] = ("top", "bottom", "both", "random")
+#: Per-unit statistics an intervention can write.
+STATISTICS: tuple[str, ...] = ("on_p50", "on_p90", "off_mean", "off_p50")
+#: These copies of the engine's vocabulary must equal what the backend reports in `/capabilities` (`vocabulary`);
+#: tests/app/test_constants.py checks them.
+VOCABULARY: dict[str, tuple] = {"stacks": STACKS, "components": COMPONENTS, "tasks": TASKS, "set_kinds": SET_KINDS,
+                                "statistics": STATISTICS}
 
 
 class RunSummary(TypedDict, total=False):
@@ -133,35 +142,29 @@ class BackendUnavailable(BackendError):
 
 
 class _Cache:
-    """Thread-safe LRU of JSON answers with a time to live."""
+    """Thread-safe LRU of JSON answers with a time to live (cachetools' TTLCache behind a lock)."""
 
     def __init__(self, entries: int, ttl_s: float):
         self.entries = entries
         self.ttl_s = ttl_s
-        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._data: TTLCache | None = TTLCache(maxsize=entries, ttl=ttl_s) if entries > 0 else None
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Any | None:
+        if self._data is None:
+            return None
         with self._lock:
-            hit = self._data.get(key)
-            if hit is None:
-                return None
-            if time.monotonic() - hit[0] > self.ttl_s:
-                del self._data[key]
-                return None
-            self._data.move_to_end(key)
-            return hit[1]
+            return self._data.get(key)
 
     def put(self, key: str, value: Any) -> None:
-        if self.entries <= 0:
+        if self._data is None:
             return
         with self._lock:
-            self._data[key] = (time.monotonic(), value)
-            self._data.move_to_end(key)
-            while len(self._data) > self.entries:
-                self._data.popitem(last=False)
+            self._data[key] = value
 
     def clear(self) -> None:
+        if self._data is None:
+            return
         with self._lock:
             self._data.clear()
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-TASKS = ("asr", "s2tt", "t2tt", "en2x_s2tt", "en2x_t2tt")
-SET_KINDS = ("top", "bottom", "both")
+from app.client import SET_KINDS, STATISTICS, TASKS
+
+STORED_SET_KINDS = tuple(k for k in SET_KINDS if k != "random")
 COMPONENT_CHOICES = ("all", "self-attn", "cross-attn", "ffn", "conv", "norm", "adapter")
 ROLES = ("representation", "control")
 STATS = ("unit_id", "ap", "on_p50", "on_p90", "off_mean", "off_p50")
-VALUES = ("on_p50", "on_p90", "off_mean", "off_p50", "zero")
+VALUES = (*STATISTICS, "zero")
 SPEARMAN_SCOPES = ("text_decoder", "text_decoder/self-attn", "text_decoder/cross-attn", "text_decoder/ffn",
                    "text_decoder/layer")
 
@@ -56,7 +57,7 @@ PAGES: dict[str, PageSpec] = {
         Key("k", "int", None, lo=1, hi=2**31 - 1),
         Key("kind", "str", "language", ("language", "multimodal_language", "modality")),
         Key("task", "str", None, max_len=64),
-        Key("set", "str", "top", ("ap", *SET_KINDS)),
+        Key("set", "str", "top", ("ap", *STORED_SET_KINDS)),
         Key("thr", "float", 0.9, lo=0.0, hi=1.0),
         Key("comp", "str", "all", COMPONENT_CHOICES),
         Key("mm_role", "str", "representation", ROLES),
@@ -65,13 +66,13 @@ PAGES: dict[str, PageSpec] = {
         Key("c_metric", "str", "gini", ("gini", "top1_share")),
         Key("c_cell", "str", None, max_len=100),
         Key("x_role", "str", "representation", ROLES),
-        Key("x_set", "str", "top", SET_KINDS),
+        Key("x_set", "str", "top", STORED_SET_KINDS),
         Key("x_metric", "str", "c_over_k", ("count", "c_over_k", "jaccard")),
         Key("x_scope", "str", "text_decoder", SPEARMAN_SCOPES),
         Key("x_layer", "int", None, lo=0, hi=4096),
         Key("x_cell", "str", None, max_len=100),
         Key("e_exp", "str", "ablation", ("ablation", "steering", "dose")),
-        Key("e_task", "str", "en2x_t2tt", ("asr", "s2tt", "t2tt", "en2x_s2tt", "en2x_t2tt")),
+        Key("e_task", "str", "en2x_t2tt", TASKS),
     )),
     "layer": PageSpec("layer", "/layer", (
         Key("run", "str"),
@@ -107,7 +108,7 @@ PAGES: dict[str, PageSpec] = {
         Key("umod", "str", "speech", ("speech", "text", "multimodal")),
         Key("ulang", "str", None, max_len=16),
         Key("step", "int", None, lo=0, hi=4096),
-        Key("set", "str", "top", (*SET_KINDS, "random")),
+        Key("set", "str", "top", SET_KINDS),
         Key("k", "int", 10, lo=1, hi=100_000),
         Key("stack", "str", "text_decoder", ("text_decoder", "encoder", "all")),
         Key("value", "str", "on_p50", VALUES),

@@ -17,7 +17,8 @@ from dash import html
 
 from app import ui
 from app.client import AtlasClient
-from app.pages import compare as compare_page, lab
+from app import lab_logic
+from app.pages import compare as compare_page
 from app.components import figures as fg
 from app.components.common import Provenance
 from app.components.diff import diff_view
@@ -91,14 +92,14 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
         if s["in"] in ("upload", "mic"):
             raise ViewError("uploaded or recorded audio is not stored with findings, so this result cannot be replayed")
         concept = _lab_concept(client, s)
-        refs = lab.unit_refs(list(s.get("units") or ()), client.sites(run)) if s["us"] == "basket" else None
-        body = lab.build_request(s, lab.build_spec(s, concept, refs))
+        refs = lab_logic.unit_refs(list(s.get("units") or ()), client.sites(run)) if s["us"] == "basket" else None
+        body = lab_logic.build_request(s, lab_logic.build_spec(s, concept, refs))
         return [{"method": "POST", "path": "/interventions", "label": "intervention", "body": body}]
     raise ViewError(f"page {page!r} has no data to freeze")
 
 
 def _lab_concept(client: AtlasClient, s: Mapping[str, Any]) -> dict | None:
-    q = lab.concept_query(s)
+    q = lab_logic.concept_query(s)
     if q["language"] is None or q["step"] is None:
         return None
     return next((c for c in client.concepts(s["run"], kind=q["kind"], task=q["task"], step=q["step"])
@@ -110,7 +111,7 @@ def execute(client: AtlasClient, call: Mapping[str, Any]) -> Any:
     if call["method"] == "GET":
         return client.get(call["path"], call.get("params") or {})
     if call["path"] == "/interventions":
-        return lab.result_summary(client.intervene(call["body"]))
+        return lab_logic.result_summary(client.intervene(call["body"]))
     return client.post(call["path"], call["body"])
 
 
@@ -144,13 +145,39 @@ def _differences(a: Any, b: Any, path: str, out: list[str]) -> None:
         out.append(f"{path}: {json.dumps(a, ensure_ascii=False)[:80]} then, {json.dumps(b, ensure_ascii=False)[:80]} now")
 
 
+def upgrade_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A version-1 intervention spec in version-2 form (`scope.steps` renamed `scope.decode_steps`), the backend's rule
+    for reading findings saved before the rename (`tests/app/test_findings_v1.py` checks the two agree)."""
+    out = dict(spec)
+    scope = out.get("scope")
+    if out.get("version") != 1:
+        return out
+    if isinstance(scope, Mapping):
+        out["scope"] = {("decode_steps" if k == "steps" else k): v for k, v in scope.items()}
+    out["version"] = 2
+    return out
+
+
+def comparable(then: Any, now: Any) -> Any:
+    """A stored answer as it compares with a fresh one: an intervention result saved with a version-1 spec has its
+    spec upgraded, and takes the fresh `key` and `intervention.digest`, which hash the spec's text (the version bump
+    rewrote it) while the spec itself is compared field by field."""
+    if not (isinstance(then, Mapping) and isinstance(now, Mapping) and isinstance(then.get("spec"), Mapping)
+            and then["spec"].get("version") == 1 and isinstance(now.get("spec"), Mapping)):
+        return then
+    out = {**then, "spec": upgrade_spec(then["spec"]), "key": now.get("key")}
+    if isinstance(then.get("intervention"), Mapping) and isinstance(now.get("intervention"), Mapping):
+        out["intervention"] = {**then["intervention"], "digest": now["intervention"].get("digest")}
+    return out
+
+
 def compare(then: Sequence[Any], now: Sequence[Any], labels: Sequence[str] | None = None) -> list[str]:
     """Plain-words differences between stored and fresh answers (empty = reproduced); at most MAX_DIFFERENCES."""
     out: list[str] = []
     if len(then) != len(now):
         return [f"{len(then)} answers were stored, {len(now)} came back"]
     for i, (a, b) in enumerate(zip(then, now)):
-        _differences(a, b, (labels[i] if labels else f"answer {i}"), out)
+        _differences(comparable(a, b), b, (labels[i] if labels else f"answer {i}"), out)
     return out[:MAX_DIFFERENCES]
 
 
@@ -210,7 +237,7 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
                       diff_view(r.get("diff") or [], "baseline", r["baseline"].get("text"))], className="half output-card"),
             html.Div([html.H3(f"Intervened → {r['intervened'].get('top_language') or '?'}"),
                       diff_view(r.get("diff") or [], "intervened", r["intervened"].get("text"))], className="half output-card"),
-        ], className="row"), ui.graph("finding-fig-0", fg.language_probability_bars(r, prov, concept_lang=lab.chart_concept_lang(s)))]
+        ], className="row"), ui.graph("finding-fig-0", fg.language_probability_bars(r, prov, concept_lang=lab_logic.chart_concept_lang(s)))]
     return out or [html.P("no renderer for this view", className="muted")]
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from neuron_atlas.versions import ENGINE_VERSION
+from neuron_atlas.engine.versions import ENGINE_VERSION
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS findings (

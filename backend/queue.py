@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import LRUCache
+
 log = logging.getLogger(__name__)
 
 #: Job states, in the order a job passes through them.
@@ -248,8 +250,7 @@ class ResultCache:
     def __init__(self, max_entries: int = 256, max_bytes: int = 256 * 1024 * 1024):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._data: OrderedDict[str, tuple[Any, int]] = OrderedDict()
-        self._bytes = 0
+        self._data: LRUCache[str, tuple[Any, int]] = LRUCache(maxsize=max(max_bytes, 1), getsizeof=lambda item: item[1])
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -260,7 +261,6 @@ class ResultCache:
             if item is None:
                 self.misses += 1
                 return None
-            self._data.move_to_end(key)
             self.hits += 1
             return item[0]
 
@@ -268,14 +268,9 @@ class ResultCache:
         if size > self.max_bytes or self.max_entries < 1:
             return
         with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
             self._data[key] = (value, size)
-            self._bytes += size
-            while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
-                _, (_, n) = self._data.popitem(last=False)
-                self._bytes -= n
+            while len(self._data) > self.max_entries:
+                self._data.popitem()
 
     def __len__(self) -> int:
         with self._lock:
@@ -284,7 +279,7 @@ class ResultCache:
     @property
     def nbytes(self) -> int:
         with self._lock:
-            return self._bytes
+            return int(self._data.currsize)
 
 
 class TokenBuckets:
@@ -296,7 +291,7 @@ class TokenBuckets:
         self.capacity = float(capacity)
         self.rate = float(rate)
         self.max_clients = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets: LRUCache[str, tuple[float, float]] = LRUCache(maxsize=max_clients)
         self._lock = threading.Lock()
 
     def take(self, client: str, now: float | None = None, spend: bool = True) -> tuple[bool, int]:
@@ -310,7 +305,5 @@ class TokenBuckets:
             if allowed and spend:
                 tokens -= 1.0
             self._buckets[client] = (tokens, now)
-            while len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
         wait = 0 if allowed else max(1, math.ceil((1.0 - tokens) / self.rate))
         return allowed, wait

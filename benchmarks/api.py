@@ -30,9 +30,9 @@ import duckdb
 import httpx
 import numpy as np
 
-from backend.model.unit_sites import SiteRegistry
-from backend.store.schema import create_schema
-from neuron_atlas.versions import ENGINE_VERSION
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.store_schema import create_schema
+from neuron_atlas.engine.versions import ENGINE_VERSION
 
 RUN_ID = "bench-000000000000"
 LANGS = ("eng", "deu", "spa", "fra", "jpn", "cmn")
@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def full_registry() -> SiteRegistry:
     """The large model's unit registry, built on the meta device (no weights)."""
-    from backend.model.loading import load_model
+    from neuron_atlas.engine.model.loading import load_model
 
     return SiteRegistry.from_model(load_model("full-random", device="meta").model)
 

@@ -16,13 +16,13 @@ import torch
 import transformers
 from torch.utils.flop_counter import FlopCounterMode
 
-from backend.interventions import InMemoryStats, generate_with, prepare_inputs, resolve
-from backend.model.loading import configure_cpu_threads, load_model
-from backend.model.unit_sites import SiteRegistry
-from precompute.corpus.example import Example
-from precompute.record import record_batch
+from neuron_atlas.engine.interventions import InMemoryStats, generate_with, prepare_inputs, resolve
+from neuron_atlas.engine.model.loading import configure_cpu_threads, load_model
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.example import Example
+from neuron_atlas.engine.record import record_batch
 from precompute.selectivity import average_precision
-from precompute.tasks import TaskItem
+from neuron_atlas.engine.tasks import TaskItem
 
 #: Dense bf16 tensor-core peak (no sparsity), FLOP/s, by device-name substring.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}

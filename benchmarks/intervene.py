@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import transformers
 
-from backend.interventions import InMemoryStats, InterventionSpec, ResolvedIntervention, intervene, prepare_inputs, resolve
-from backend.model.hooks import HookPoints
-from backend.model.loading import ModelBundle, configure_cpu_threads, load_model
-from backend.model.unit_sites import STACKS, SiteRegistry
-from precompute.corpus.sentences import SENTENCES
+from neuron_atlas.engine.interventions import InMemoryStats, InterventionSpec, ResolvedIntervention, intervene, prepare_inputs, resolve
+from neuron_atlas.engine.model.hooks import HookPoints
+from neuron_atlas.engine.model.loading import ModelBundle, configure_cpu_threads, load_model
+from neuron_atlas.engine.model.unit_sites import STACKS, SiteRegistry
+from neuron_atlas.engine.sentences import SENTENCES
 
 LANGS = ("eng", "deu", "spa", "fra", "jpn", "cmn")
 CONCEPT = 1

@@ -13,12 +13,12 @@ import time
 import torch
 import transformers
 
-from backend.model.loading import configure_cpu_threads, load_model
-from backend.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.model.loading import configure_cpu_threads, load_model
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from precompute.corpus import CorpusConfig, load_corpus
-from precompute.executors import item_lengths
-from precompute.record import length_buckets, record_batch
-from precompute.tasks import task_items
+from precompute.shards import item_lengths
+from neuron_atlas.engine.record import length_buckets, record_batch
+from neuron_atlas.engine.tasks import task_items
 
 
 def run(bundle, registry, items, mode: str, batch: int) -> float:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 
 def _cmd_sites(args: argparse.Namespace) -> int:
-    from backend.model.loading import load_model
-    from backend.model.unit_sites import SiteRegistry
+    from neuron_atlas.engine.model.loading import load_model
+    from neuron_atlas.engine.model.unit_sites import SiteRegistry
 
     t0 = time.perf_counter()
     device = "meta" if args.model == "full-random" and args.device == "auto" else args.device
@@ -44,7 +44,7 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
 
 #: Packages that add their own subcommands: each module has `register(subparsers)`.
 COMMAND_MODULES: tuple[str, ...] = ("backend.api.commands", "app.commands", "neuron_atlas.demo",
-                                     "precompute.demo_model.commands", "backend.store.compare_commands")
+                                     "neuron_atlas.demo_trainer.commands", "backend.store.compare_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean a user error (bad config, corpus, model, audio or resource). Imported only once a
     command has failed, so `--help` and light commands never load torch or transformers."""
-    from backend.audio import AudioError
-    from backend.model.loading import ModelLoadError
+    from neuron_atlas.engine.audio import AudioError
+    from neuron_atlas.engine.model.loading import ModelLoadError
     from neuron_atlas.resources import ResourceMissing
     from precompute.config import ConfigError
     from precompute.corpus import CorpusError

@@ -19,14 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from backend.model.unit_sites import SiteRegistry
-from backend.store.writer import insert_frame
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
+from precompute.store_writer import insert_frame
 from precompute.activation_store import decoder_name, load_acts
-from precompute.concentration import group_concentration, mean_abs_activation
+from neuron_atlas.engine.concentration import group_concentration, mean_abs_activation
 from precompute.crossmodal import overlap_matrix, spearman_matrix
-from precompute.record import encoder_stack
+from neuron_atlas.engine.record import encoder_stack
 from precompute.selectivity import UnitStats, build_selections, unit_stats
-from precompute.tasks import TASKS, TaskItem
+from neuron_atlas.engine.tasks import TASKS, TaskItem
 
 DECODER = "text_decoder"
 PAIRS = {"representation": ("t2tt", "s2tt"), "control": ("en2x_t2tt", "en2x_s2tt")}  # (text task, speech task)

@@ -10,8 +10,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from precompute.corpus import CorpusConfig
-from precompute.record import DEFAULT_STEPS
-from precompute.tasks import TASKS
+from neuron_atlas.engine.record import DEFAULT_STEPS
+from neuron_atlas.engine.tasks import TASKS
 
 
 class ConfigError(ValueError):

@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from backend.audio import load_audio_file
-from backend.concept_stats import LazyConceptStats, parquet_loader
-from backend.interventions import InterventionSpec, SpecError, generate_with, prepare_inputs, resolve
-from backend.model.loading import ModelBundle
-from backend.model.unit_sites import SiteRegistry
-from precompute.metrics import asr_scores, code_mixing_many, corpus_scores, make_identifier, sentence_scores
+from neuron_atlas.engine.audio import load_audio_file
+from neuron_atlas.engine.concept_stats import LazyConceptStats, parquet_loader
+from neuron_atlas.engine.interventions import InterventionSpec, SpecError, generate_with, prepare_inputs, resolve
+from neuron_atlas.engine.model.loading import ModelBundle
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.metrics import asr_scores, code_mixing_many, corpus_scores, make_identifier, sentence_scores
 from precompute.selectivity import selection_seed
-from precompute.tasks import TASKS, TaskItem
+from neuron_atlas.engine.tasks import TASKS, TaskItem
 
 SETS = ("top", "bottom", "both", "random")
 

@@ -17,17 +17,20 @@ import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from backend.audio import load_audio_file
-from backend.model.loading import ModelBundle, configure_cpu_threads, load_model
-from backend.model.unit_sites import SiteRegistry
-from backend.store.writer import insert_frame, store_transaction
-from neuron_atlas.versions import ENGINE_VERSION
+from neuron_atlas.engine.audio import load_audio_file
+from neuron_atlas.engine.model.loading import ModelBundle, configure_cpu_threads, load_model
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
+from precompute.store_writer import insert_frame, store_transaction
+from neuron_atlas.engine.versions import ENGINE_VERSION
 from precompute.activation_store import ShardKey, decoder_name, merge_task, read_shard_meta, shard_done, write_shard
 from precompute.config import ConfigError, RunConfig
 from precompute.corpus import CorpusError, Example, load_corpus
 from precompute.executors import make_executor
-from precompute.record import LengthFilter, encoder_stack, reference_length_filter
-from precompute.tasks import TASKS, TaskItem, task_items
+from neuron_atlas.engine.record import LengthFilter, encoder_stack, reference_length_filter
+from neuron_atlas.engine.tasks import TASKS, TaskItem, task_items
+from neuron_atlas.engine.store_schema import StoreVersionError, check_version
+from precompute.analysis import analyse_run
+from precompute.evaluate import run_experiments
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,6 @@ def stored_run(store: Path, run_id: str) -> bool:
     """Whether `store` exists, is readable by this engine, and holds `run_id`."""
     import duckdb
 
-    from backend.store.schema import StoreVersionError, check_version
 
     if not store.is_file():
         return False
@@ -214,13 +216,9 @@ def run_precompute(
                   for task, items in all_items.items()}
     stats = None
     if cfg.analysis.enabled:
-        from precompute.analysis import analyse_run
-
         stats = analyse_run(root, registry, kept_items, cfg, run_id, progress=progress)
     evaluation = None
     if cfg.evaluate.enabled and stats is not None:
-        from precompute.evaluate import run_experiments
-
         evaluation = run_experiments(bundle, registry, all_items, stats, cfg, run_id, progress=progress)
     elapsed = time.perf_counter() - t0
     with store_transaction(Path(cfg.store), run_id) as con:

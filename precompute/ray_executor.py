@@ -12,22 +12,22 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from backend.audio import load_audio_file
-from backend.model.loading import ModelBundle
-from backend.model.unit_sites import SiteRegistry
-from precompute.executors import ShardJob, ShardResult, _init_worker, _worker, record_shard
-from precompute.tasks import TASKS
+from neuron_atlas.engine.audio import load_audio_file
+from neuron_atlas.engine.model.loading import ModelBundle
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
+from precompute.shards import WORKER, ShardJob, ShardResult, init_worker, record_shard
+from neuron_atlas.engine.tasks import TASKS
 
 
 class _ShardWorker:
     """A Ray actor holding one loaded model."""
 
     def __init__(self, model_spec: str, device: str, cfg, checksum: str):
-        _init_worker(model_spec, device, cfg, checksum)
+        init_worker(model_spec, device, cfg, checksum)
 
     def record(self, job: ShardJob, audio: dict[str, np.ndarray] | None) -> ShardResult:
         key, items = job
-        return record_shard(_worker["bundle"], _worker["registry"], _worker["cfg"], key, items, audio)
+        return record_shard(WORKER["bundle"], WORKER["registry"], WORKER["cfg"], key, items, audio)
 
 
 def _job_audio(job: ShardJob) -> dict[str, np.ndarray] | None:

@@ -9,7 +9,7 @@ transformers.logging.set_verbosity_error()
 
 @pytest.fixture(scope="session")
 def tiny_bundle():
-    from backend.model.loading import configure_cpu_threads, load_model
+    from neuron_atlas.engine.model.loading import configure_cpu_threads, load_model
 
     bundle = load_model("tiny-random", device="cpu")
     configure_cpu_threads(bundle)
@@ -18,7 +18,7 @@ def tiny_bundle():
 
 @pytest.fixture(scope="session")
 def tiny_registry(tiny_bundle):
-    from backend.model.unit_sites import SiteRegistry
+    from neuron_atlas.engine.model.unit_sites import SiteRegistry
 
     return SiteRegistry.from_model(tiny_bundle.model)
 

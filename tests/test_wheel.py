@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import re
 import socket
 import subprocess
@@ -55,12 +56,27 @@ def _wait(url: str, proc: subprocess.Popen, seconds: float) -> None:
     raise AssertionError(f"{url} did not answer within {seconds:.0f} s")
 
 
+def _source_copy(dest: Path) -> Path:
+    """The checkout's files as git sees them (tracked, and untracked but not ignored), links kept as links: the
+    wheel is built from what a clean clone holds, never from a stale setuptools build/ folder."""
+    listed = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT).stdout
+    for name in filter(None, listed.split("\0")):
+        src = ROOT / name
+        if not src.exists() and not src.is_symlink():
+            continue
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, target, follow_symlinks=False)
+    return dest
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """A fresh venv holding the lock's runtime packages and the wheel, nothing else; returns its bin/ folder."""
     tmp = tmp_path_factory.mktemp("wheel")
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    _run([UV, "build", "--wheel", "--out-dir", tmp / "dist", ROOT], cwd=ROOT, env=env)
+    source = _source_copy(tmp / "source")
+    _run([UV, "build", "--wheel", "--out-dir", tmp / "dist", source], cwd=source, env=env)
     wheel = next((tmp / "dist").glob("neuron_atlas-*.whl"))
     _run([UV, "export", "--frozen", "--no-emit-project", "--no-default-groups", "--extra", "ray", "-o", tmp / "req.txt"],
          cwd=ROOT, env=env)

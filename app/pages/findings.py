@@ -60,7 +60,7 @@ def spec_summary(spec: dict[str, Any]) -> str:
         if spec.get("stats_concept_id") is not None:
             what += f", statistics of concept {spec['stats_concept_id']}"
     scope = spec.get("scope") or {}
-    return f"{what} · value {value} · positions {scope.get('positions', 'all')}, steps {scope.get('steps', 'all')}"
+    return f"{what} · value {value} · positions {scope.get('positions', 'all')}, decoding steps {scope.get('decode_steps', scope.get('steps', 'all'))}"
 
 
 def input_summary(inp: dict[str, Any], tgt: str | None) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from app import context, state as st, ui
-from app.client import BackendError
+from app.client import STACKS, BackendError
 from app.components import figures as fg
 from app.components.common import (
     STACK_NAMES,
@@ -29,7 +29,6 @@ from app.components.common import (
 )
 
 PAGE = "overview"
-STACKS = ("speech_encoder", "text_encoder", "text_decoder")
 TAB_LABELS = {"selectivity": "Selectivity", "modality": "Modality map", "concentration": "Concentration",
               "crossmodal": "Speech × text", "interventions": "Interventions (batch)"}
 SET_LABELS = {"ap": "AP ≥ threshold", "top": "top-k", "bottom": "bottom-k", "both": "both (2k)"}
@@ -141,7 +140,7 @@ def layout(**query: Any) -> html.Div:
     crossmodal = html.Div([
         html.Div([
             control("Role", ui.radio("ov-x-role", ui.options(list(st.ROLES)), s["x_role"])),
-            control("Set", ui.radio("ov-x-set", ui.options(list(st.SET_KINDS)), s["x_set"])),
+            control("Set", ui.radio("ov-x-set", ui.options(list(st.STORED_SET_KINDS)), s["x_set"])),
             control("Overlap metric", ui.radio("ov-x-metric", [{"label": "count", "value": "count"},
                                                                {"label": "c/k", "value": "c_over_k"},
                                                                {"label": "Jaccard", "value": "jaccard"}], s["x_metric"])),

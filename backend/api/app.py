@@ -6,28 +6,20 @@ versions in `X-Neuron-Atlas-Engine` / `X-Neuron-Atlas-Store`.
 """
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import threading
-import time
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.api.errors import ApiProblem, install_error_handlers, problem_of
-from backend.api.live import InterventionService, ModelHost, Prepared, result_size
+from backend.api.errors import install_error_handlers
+from backend.api.routers import audio, compare, concentration, data, export, findings, health, interventions, jobs, traces
 from backend.api.settings import Settings
-from backend.findings import FindingsStore
-from backend.model.loading import ModelBundle
-from backend.queue import Job, JobFailed, QueueFull, ResultCache, TokenBuckets, WorkQueue
-from backend.store.reader import StoreReader, StoreUnavailable
-from neuron_atlas.versions import ENGINE_VERSION
+from backend.api.state import AtlasState
+from neuron_atlas.engine.model.loading import ModelBundle
+from neuron_atlas.engine.versions import ENGINE_VERSION
 
-log = logging.getLogger("backend.api")
 
 ENGINE_HEADER = "X-Neuron-Atlas-Engine"
 #: Room for the multipart envelope and the options field on top of the audio upload limit (`/upload` routes).
@@ -45,123 +37,6 @@ TAGS = [
     {"name": "export", "description": "analysis tables as Parquet"},
     {"name": "compare", "description": "two runs side by side: common sites, per-layer counts, one concept's APs"},
 ]
-
-
-class AtlasState:
-    """Everything the routes share. The store may be missing at start (it is reopened when it appears)."""
-
-    def __init__(self, settings: Settings, bundle: ModelBundle | None = None):
-        self.settings = settings
-        self._reader: StoreReader | None = None
-        self._reader_lock = threading.Lock()
-        self._last_try = 0.0
-        self.store_error: str | None = None
-        try:
-            self._reader = StoreReader(settings.store, warm=settings.warm_store)
-        except StoreUnavailable as exc:
-            self.store_error = str(exc)
-            log.warning("%s", exc)
-        self.findings = FindingsStore(settings.findings_db)
-        self.host = ModelHost(settings, bundle)
-        self.service = InterventionService(settings, self.host, self.reader_or_none)
-        self.queue = WorkQueue(settings.queue_size, ready=self.host.ready, error_of=self._job_error)
-        self.cache = ResultCache(settings.cache_entries, settings.cache_bytes)
-        self.buckets = TokenBuckets(settings.rate_burst, settings.rate_per_s)
-        self.export_buckets = TokenBuckets(settings.export_burst, settings.export_per_s)
-        self.started_at = time.time()
-
-    # ------------------------------------------------------------------------------------------------ store
-
-    def reader_or_none(self) -> StoreReader | None:
-        """The open store, trying again (at most once a second) when none could be opened before."""
-        if self._reader is not None:
-            return self._reader
-        with self._reader_lock:
-            if self._reader is None and time.monotonic() - self._last_try > 1.0:
-                self._last_try = time.monotonic()
-                try:
-                    self._reader = StoreReader(self.settings.store, warm=self.settings.warm_store)
-                    self.store_error = None
-                except StoreUnavailable as exc:
-                    self.store_error = str(exc)
-        return self._reader
-
-    def reader(self) -> StoreReader:
-        reader = self.reader_or_none()
-        if reader is None:
-            raise ApiProblem(503, self.store_error or f"no store at {self.settings.store}", headers={"Retry-After": "30"})
-        return reader
-
-    def store_version(self) -> str | None:
-        return self._reader.version if self._reader is not None else None
-
-    # ------------------------------------------------------------------------------------------------- jobs
-
-    @staticmethod
-    def _job_error(exc: BaseException) -> JobFailed:
-        problem = problem_of(exc)
-        if problem is not None:
-            return JobFailed(problem.status, problem.message)
-        log.error("intervention job failed", exc_info=exc)
-        return JobFailed(500, f"internal error while generating ({type(exc).__name__}); the server log has the details")
-
-    def run_prepared(self, prepared: Prepared, job: Job) -> dict[str, Any]:
-        """Worker-side: generate, cache and return the result of a prepared request."""
-        result = self.service.execute(prepared, job)
-        result["store_version"] = self.store_version()
-        self.cache.put(prepared.key, result, result_size(result))
-        return result
-
-    def cached(self, key: str) -> dict[str, Any] | None:
-        hit = self.cache.get(key)
-        if hit is None:
-            return None
-        return {**hit, "cached": True}
-
-    def submit(self, prepared: Prepared) -> Job:
-        return self.queue.submit(prepared.key, lambda job: self.run_prepared(prepared, job))
-
-    async def run_sync(self, prepared: Prepared) -> dict[str, Any]:
-        """Answer from the cache, or queue the request and wait for it (up to the request timeout)."""
-        hit = self.cached(prepared.key)
-        if hit is not None:
-            return hit
-        try:
-            job = self.submit(prepared)
-        except QueueFull as exc:
-            raise ApiProblem(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def _notify(_job: Job) -> None:
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
-
-        job.attach()
-        job.add_done_callback(_notify)
-        try:
-            await asyncio.wait_for(asyncio.shield(done), timeout=self.settings.request_timeout_s)
-        except asyncio.TimeoutError:
-            job.detach()
-            if self.queue.cancel(job):
-                raise ApiProblem(504, f"the request waited {self.settings.request_timeout_s:g} s in the queue and was dropped; "
-                                      "retry later or submit it to /jobs", headers={"Retry-After": str(self.queue.retry_after())}) from None
-            job.persistent = True
-            raise ApiProblem(504, f"the request is still running after {self.settings.request_timeout_s:g} s; poll "
-                                  f"/jobs/{job.id} for its result") from None
-        except BaseException:
-            job.detach()
-            self.queue.cancel(job)
-            raise
-        job.detach()
-        if job.error is not None:
-            raise ApiProblem(job.error.status, str(job.error))
-        return job.result
-
-    def close(self) -> None:
-        self.queue.shutdown()
-        self.findings.close()
-        if self._reader is not None:
-            self._reader.close()
 
 
 class Envelope:
@@ -236,8 +111,6 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
 
     Raises StoreVersionError when the store was written by an incompatible schema version.
     """
-    from backend.api.routers import audio, compare, concentration, data, export, findings, health, interventions, jobs, traces
-
     settings = settings or Settings()
     state = AtlasState(settings, bundle)
 

@@ -28,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from backend.api.app import create_app
     from backend.api.settings import Settings
-    from backend.store.schema import StoreVersionError
+    from neuron_atlas.engine.store_schema import StoreVersionError
 
     overrides = {"store": args.store, "findings_db": args.findings_db, "model": args.model, "device": args.device,
                  "queue_size": args.queue_size}

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import Depends, Query, Request
 
-from backend.api.app import AtlasState
+from backend.api.state import AtlasState
 from backend.api.errors import ApiProblem
 from backend.queue import TokenBuckets
 from backend.store.reader import StoreReader

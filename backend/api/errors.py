@@ -10,14 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.audio import AudioError
+from neuron_atlas.engine.audio import AudioError
 from backend.findings import FindingNotFound
-from backend.interventions import SpecError
-from backend.model.loading import ModelLoadError
+from neuron_atlas.engine.interventions import SpecError
+from neuron_atlas.engine.model.loading import ModelLoadError
 from backend.queue import JobFailed, QueueFull
 from backend.store.reader import NotFoundError, QueryError, StoreUnavailable
-from backend.store.schema import StoreVersionError
-from neuron_atlas.versions import ENGINE_VERSION
+from neuron_atlas.engine.store_schema import StoreVersionError
+from neuron_atlas.engine.versions import ENGINE_VERSION
 
 log = logging.getLogger("backend.api")
 

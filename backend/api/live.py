@@ -23,15 +23,19 @@ import torch
 
 from backend.api.errors import ApiProblem
 from backend.api.settings import Settings
-from backend.audio import TARGET_RATE, decode_audio, encode_wav
-from backend.interventions import InterventionSpec, ResolvedIntervention, generate_with, prepare_inputs, resolve
-from backend.model.loading import ModelBundle, ModelLoadError, configure_cpu_threads, load_model
-from backend.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.audio import decode_audio, encode_wav
+from neuron_atlas.engine.constants import SAMPLE_RATE
+from neuron_atlas.engine.interventions import InterventionSpec, ResolvedIntervention, generate_with, prepare_inputs, resolve
+from neuron_atlas.engine.model.loading import ModelBundle, ModelLoadError, configure_cpu_threads, load_model
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from backend.queue import Job
 from backend.store.reader import NotFoundError, StoreReader, StoreStats
-from backend.unit_trace import stored_item, trace_item
-from neuron_atlas.versions import ENGINE_VERSION
-from precompute.record import encoder_stack
+from neuron_atlas.engine.unit_trace import stored_item, trace_item
+from neuron_atlas.engine.versions import ENGINE_VERSION
+from neuron_atlas.engine.record import encoder_stack
+from neuron_atlas.engine.example import CorpusError
+from neuron_atlas.engine.metrics import LangIdIdentifier, MetricsError, make_identifier
+from neuron_atlas.engine.tts import VOICES, synthesize
 
 log = logging.getLogger("backend.api")
 
@@ -96,8 +100,6 @@ class ModelHost:
             log.error("model load failed: %s", self.error)
 
     def _adopt(self, bundle: ModelBundle, seconds: float) -> None:
-        from precompute.metrics import MetricsError, LangIdIdentifier, make_identifier
-
         configure_cpu_threads(bundle)
         self.registry = SiteRegistry.from_model(bundle.model)
         scope = self.settings.language_scope
@@ -238,12 +240,12 @@ class InterventionService:
             desc = {"kind": "text", "text": text, "src_lang": src}
         else:
             wave = decode_audio(audio, max_bytes=s.max_upload_bytes, max_seconds=s.max_audio_seconds, filename=filename)
-            if len(wave) < MIN_AUDIO_SECONDS * TARGET_RATE:
-                raise ApiProblem(422, f"file: upload {filename!r} holds {len(wave) / TARGET_RATE:.3f} s of audio; at least "
+            if len(wave) < MIN_AUDIO_SECONDS * SAMPLE_RATE:
+                raise ApiProblem(422, f"file: upload {filename!r} holds {len(wave) / SAMPLE_RATE:.3f} s of audio; at least "
                                       f"{MIN_AUDIO_SECONDS:g} s is needed", "file")
             inputs = prepare_inputs(bundle, audio=wave)
             desc = {"kind": "audio", "filename": filename, "sha256": hashlib.sha256(audio).hexdigest(),
-                    "duration_s": round(len(wave) / TARGET_RATE, 3)}
+                    "duration_s": round(len(wave) / SAMPLE_RATE, 3)}
         speech = bool(request.get("return_speech"))
         key = _digest({
             "spec": spec.canonical_json() if spec is not None else None,
@@ -269,8 +271,8 @@ class InterventionService:
                 raise ApiProblem(422, f"example_id: language {ex['lang']!r} is not a language of the loaded model", "example_id")
             return prepare_inputs(bundle, text=ex["text"], src_lang=ex["lang"]), {**desc, "text": ex["text"]}
         wave, rate = reader.example_audio(run_id, example_id)
-        if rate != TARGET_RATE:
-            raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {TARGET_RATE}", "example_id")
+        if rate != SAMPLE_RATE:
+            raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {SAMPLE_RATE}", "example_id")
         return prepare_inputs(bundle, audio=np.asarray(wave, dtype=np.float32)), desc
 
     def trace(self, run_id: str, unit_id: int, example_id: str, task: str, step: int | None,
@@ -298,8 +300,8 @@ class InterventionService:
         audio = None
         if row["modality"] == "speech":
             wave, rate = reader.example_audio(run_id, example_id)
-            if rate != TARGET_RATE:
-                raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {TARGET_RATE}", "example_id")
+            if rate != SAMPLE_RATE:
+                raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {SAMPLE_RATE}", "example_id")
             audio = {example_id: np.asarray(wave, dtype=np.float32)}
         if charge is not None:
             charge()
@@ -383,8 +385,6 @@ class InterventionService:
             if wave.size == 0 or not np.isfinite(wave).all():
                 return {"audio_source": "model", "error": "the model produced no usable speech"}
             return _wav_payload(wave, rate, "model")
-        from precompute.corpus import CorpusError
-        from precompute.corpus.tts import SAMPLE_RATE, VOICES, synthesize
 
         voices = VOICES.get(tgt_lang)
         if not voices:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
 from pydantic_core import PydanticCustomError
 
-from backend.interventions import InterventionSpec, SpecError
+from neuron_atlas.engine.interventions import InterventionSpec, SpecError
 
 # ------------------------------------------------------------------------------------------------------ shared
 
@@ -46,10 +46,10 @@ def _parse_spec(value: Any) -> InterventionSpec:
 SpecField = Annotated[InterventionSpec, PlainValidator(_parse_spec, json_schema_input_type=InterventionSpec)]
 
 EXAMPLE_SPEC = {
-    "version": 1,
+    "version": 2,
     "units": {"kind": "concept", "concept_id": 12, "set": "top", "k": 10, "seed": 0, "stack": "text_decoder"},
     "value": {"kind": "on_p50"},
-    "scope": {"positions": "all", "steps": "all"},
+    "scope": {"positions": "all", "decode_steps": "all"},
 }
 EXAMPLE_EXPLICIT_SPEC = {
     "units": {"kind": "explicit", "units": [{"module": "text_decoder.layers.0.ffn.fc1", "channel": 3}]},

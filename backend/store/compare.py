@@ -10,12 +10,12 @@ run and concept); nothing loops over units in Python.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from cachetools import LRUCache
 from scipy.special import gammaln
 
 from backend.store.reader import NotFoundError, QueryError, RunLayout, StoreReader, clean_record
@@ -200,9 +200,9 @@ class SiteMatch:
 
 #: Site matches of recent run pairs, keyed by the identity of both runs' cached layouts (a reopened store gives new
 #: layouts, so a stale match is never used); each entry keeps its layouts alive so their ids cannot be reused.
-_MATCHES: OrderedDict[tuple[int, int], tuple[RunLayout, RunLayout, SiteMatch]] = OrderedDict()
-_MATCHES_LOCK = threading.Lock()
 MAX_CACHED_MATCHES = 8
+_MATCHES: LRUCache = LRUCache(maxsize=MAX_CACHED_MATCHES)
+_MATCHES_LOCK = threading.Lock()
 
 
 def match_sites(reader: StoreReader, run_a: str, run_b: str) -> SiteMatch:
@@ -213,13 +213,10 @@ def match_sites(reader: StoreReader, run_a: str, run_b: str) -> SiteMatch:
     with _MATCHES_LOCK:
         hit = _MATCHES.get(key)
         if hit is not None and hit[0] is layout_a and hit[1] is layout_b:
-            _MATCHES.move_to_end(key)
             return hit[2]
     match = _match_sites(layout_a, layout_b, run_a, run_b)
     with _MATCHES_LOCK:
         _MATCHES[key] = (layout_a, layout_b, match)
-        while len(_MATCHES) > MAX_CACHED_MATCHES:
-            _MATCHES.popitem(last=False)
     return match
 
 

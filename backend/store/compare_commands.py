@@ -116,7 +116,7 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
 
 def _compare(args: argparse.Namespace) -> int:
     from backend.store.reader import NotFoundError, QueryError, StoreReader, StoreUnavailable
-    from backend.store.schema import StoreVersionError
+    from neuron_atlas.engine.store_schema import StoreVersionError
 
     try:
         reader = StoreReader(args.store)

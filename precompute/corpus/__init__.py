@@ -5,7 +5,7 @@ in torch, datasets and the speech engine).
 """
 from typing import Any
 
-from precompute.corpus.example import CORPUS_LANGUAGES, CorpusError, Example
+from neuron_atlas.engine.example import CORPUS_LANGUAGES, CorpusError, Example
 
 __all__ = ["CORPUS_LANGUAGES", "CorpusConfig", "CorpusError", "Example", "load_corpus"]
 

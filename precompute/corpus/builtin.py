@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from precompute.corpus.example import CORPUS_LANGUAGES, CorpusError, Example
-from precompute.corpus.sentences import SENTENCES, SENTENCES_BY_ID, Sentence
-from precompute.corpus.tts import VOICES, Voice, synthesize_many
+from neuron_atlas.engine.example import CORPUS_LANGUAGES, CorpusError, Example
+from neuron_atlas.engine.sentences import SENTENCES, SENTENCES_BY_ID, Sentence
+from neuron_atlas.engine.tts import VOICES, Voice, synthesize_many
 
 
 def _select_sentences(max_sentences: int | None, sentence_ids: Sequence[str] | None) -> list[Sentence]:

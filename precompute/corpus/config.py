@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from precompute.corpus.example import CORPUS_LANGUAGES
+from neuron_atlas.engine.example import CORPUS_LANGUAGES
 from precompute.corpus.fleurs import FLEURS_CONFIGS
 
 #: Every language code a corpus may use: the built-in six plus every language of the FLEURS map.

@@ -35,8 +35,8 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from precompute.corpus.example import CORPUS_LANGUAGES, CorpusError, Example
-from precompute.corpus.tts import resample, write_wav_atomic
+from neuron_atlas.engine.example import CORPUS_LANGUAGES, CorpusError, Example
+from neuron_atlas.engine.tts import resample, write_wav_atomic
 
 #: FLEURS config -> Seamless language code. Extend it to make more FLEURS languages loadable.
 FLEURS_CONFIGS: dict[str, str] = {

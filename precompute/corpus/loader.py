@@ -5,7 +5,7 @@ from pathlib import Path
 
 from precompute.corpus.builtin import load_builtin
 from precompute.corpus.config import KNOWN_LANGUAGES, CorpusConfig, default_cache_dir
-from precompute.corpus.example import CorpusError, Example
+from neuron_atlas.engine.example import CorpusError, Example
 from precompute.corpus.fleurs import load_fleurs
 from precompute.corpus.manifest import load_manifest
 

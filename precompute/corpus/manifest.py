@@ -15,7 +15,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from precompute.corpus.example import CorpusError, Example
+from neuron_atlas.engine.example import CorpusError, Example
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "sentence_id", "lang", "text", "audio")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("reference", "voice")

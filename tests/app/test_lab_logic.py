@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from app import state as st
+from app import lab_logic
 from app.pages import lab
 
 SITES = [  # deliberately out of order: the lookup must sort by offset
@@ -28,10 +29,10 @@ def lab_state(**over):
 
 
 def test_concept_query_follows_role_and_modality():
-    assert lab.concept_query(lab_state(role="control", umod="speech")) == {
+    assert lab_logic.concept_query(lab_state(role="control", umod="speech")) == {
         "kind": "language", "task": "en2x_s2tt", "step": 2, "language": "fra"}
-    assert lab.concept_query(lab_state(role="representation", umod="text"))["task"] == "t2tt"
-    q = lab.concept_query(lab_state(role="representation", umod="multimodal"))
+    assert lab_logic.concept_query(lab_state(role="representation", umod="text"))["task"] == "t2tt"
+    q = lab_logic.concept_query(lab_state(role="representation", umod="multimodal"))
     assert (q["kind"], q["task"]) == ("multimodal_language", "s2tt+t2tt")
 
 
@@ -43,11 +44,11 @@ def test_concept_query_follows_role_and_modality():
     ({"us": "basket", "units": (4, 9), "in": "example", "mod": "speech"}, "2 basket units applied to speech input"),
 ])
 def test_crossmodal_note(over, words):
-    assert lab.crossmodal_note(lab_state(**over)) == words
+    assert lab_logic.crossmodal_note(lab_state(**over)) == words
 
 
 def test_unit_refs_map_global_ids_to_site_and_channel():
-    refs = lab.unit_refs([0, 99, 100, 149, 159], SITES)
+    refs = lab_logic.unit_refs([0, 99, 100, 149, 159], SITES)
     assert refs == [
         {"module": "speech_encoder.encoder.layers.0.ffn1.intermediate_dense", "channel": 0},
         {"module": "speech_encoder.encoder.layers.0.ffn1.intermediate_dense", "channel": 99},
@@ -55,9 +56,9 @@ def test_unit_refs_map_global_ids_to_site_and_channel():
         {"module": "text_decoder.layers.0.ffn.fc1", "channel": 49},
         {"module": "text_decoder.layers.0.ffn.fc2", "channel": 9},
     ]
-    with pytest.raises(lab.LabInputError, match="unit 160 does not exist"):
-        lab.unit_refs([5, 160], SITES)
-    assert lab.unit_refs([], SITES) == []
+    with pytest.raises(lab_logic.LabInputError, match="unit 160 does not exist"):
+        lab_logic.unit_refs([5, 160], SITES)
+    assert lab_logic.unit_refs([], SITES) == []
 
 
 def test_unit_refs_agree_with_a_loop_reference():
@@ -67,74 +68,74 @@ def test_unit_refs_agree_with_a_loop_reference():
     for i in ids:
         site = next(x for x in SITES if x["unit_offset"] <= i < x["unit_offset"] + x["width"])
         expected.append({"module": site["site"], "channel": i - site["unit_offset"]})
-    assert lab.unit_refs(ids, SITES) == expected
+    assert lab_logic.unit_refs(ids, SITES) == expected
 
 
 def test_concept_specs_pick_the_stack():
-    spec = lab.build_spec(lab_state(set="both", k=7, stack="text_decoder", value="on_p90"), CONCEPT)
+    spec = lab_logic.build_spec(lab_state(set="both", k=7, stack="text_decoder", value="on_p90"), CONCEPT)
     assert spec == {"units": {"kind": "concept", "concept_id": 8, "set": "both", "k": 7, "seed": 0, "stack": "text_decoder"},
                     "value": {"kind": "on_p90"}}
-    assert lab.build_spec(lab_state(stack="encoder"), CONCEPT)["units"]["stack"] == "speech_encoder"
-    assert lab.build_spec(lab_state(stack="all"), CONCEPT)["units"]["stack"] is None
-    with pytest.raises(lab.LabInputError, match="decoder statistics only"):
-        lab.build_spec(lab_state(stack="encoder"), {"concept_id": 1, "stacks": ["text_decoder"]})
-    with pytest.raises(lab.LabInputError, match="no concept matches") as info:
-        lab.build_spec(lab_state(), None)
+    assert lab_logic.build_spec(lab_state(stack="encoder"), CONCEPT)["units"]["stack"] == "speech_encoder"
+    assert lab_logic.build_spec(lab_state(stack="all"), CONCEPT)["units"]["stack"] is None
+    with pytest.raises(lab_logic.LabInputError, match="decoder statistics only"):
+        lab_logic.build_spec(lab_state(stack="encoder"), {"concept_id": 1, "stacks": ["text_decoder"]})
+    with pytest.raises(lab_logic.LabInputError, match="no concept matches") as info:
+        lab_logic.build_spec(lab_state(), None)
     assert info.value.field == "spec"
-    sweep = lab.build_spec(lab_state(set="top", k=10), CONCEPT, set_kind="random", k=3)
+    sweep = lab_logic.build_spec(lab_state(set="top", k=10), CONCEPT, set_kind="random", k=3)
     assert (sweep["units"]["set"], sweep["units"]["k"]) == ("random", 3)
 
 
 def test_basket_specs_are_explicit_and_need_a_concept_for_statistics():
     refs = [{"module": "text_decoder.layers.0.ffn.fc1", "channel": 3}]
-    spec = lab.build_spec(lab_state(us="basket", value="on_p50"), CONCEPT, refs)
+    spec = lab_logic.build_spec(lab_state(us="basket", value="on_p50"), CONCEPT, refs)
     assert spec == {"units": {"kind": "explicit", "units": refs}, "value": {"kind": "on_p50"}, "stats_concept_id": 8}
-    assert "stats_concept_id" not in lab.build_spec(lab_state(us="basket", value="zero"), None, refs)
-    with pytest.raises(lab.LabInputError, match="reads a concept's statistics"):
-        lab.build_spec(lab_state(us="basket", value="off_mean"), None, refs)
-    with pytest.raises(lab.LabInputError, match="the basket is empty"):
-        lab.build_spec(lab_state(us="basket"), CONCEPT, [])
+    assert "stats_concept_id" not in lab_logic.build_spec(lab_state(us="basket", value="zero"), None, refs)
+    with pytest.raises(lab_logic.LabInputError, match="reads a concept's statistics"):
+        lab_logic.build_spec(lab_state(us="basket", value="off_mean"), None, refs)
+    with pytest.raises(lab_logic.LabInputError, match="the basket is empty"):
+        lab_logic.build_spec(lab_state(us="basket"), CONCEPT, [])
 
 
 def test_requests_for_example_and_text_inputs():
-    body = lab.build_request(lab_state(**{"in": "example", "ex": "builtin:s000:eng:eng-m1", "mod": "speech", "max_new": 9}),
+    body = lab_logic.build_request(lab_state(**{"in": "example", "ex": "builtin:s000:eng:eng-m1", "mod": "speech", "max_new": 9}),
                              {"units": {}})
     assert body == {"tgt_lang": "fra", "spec": {"units": {}}, "run_id": "run-1", "return_speech": True,
                     "max_new_tokens": 9, "example_id": "builtin:s000:eng:eng-m1", "modality": "speech"}
-    body = lab.build_request(lab_state(**{"in": "text", "text": "Hallo Welt", "src": "deu"}), None)
+    body = lab_logic.build_request(lab_state(**{"in": "text", "text": "Hallo Welt", "src": "deu"}), None)
     assert (body["text"], body["src_lang"], body["spec"]) == ("Hallo Welt", "deu", None)
     for over, field in (({"in": "text", "text": "  "}, "text"), ({"in": "example", "ex": None}, "example_id"),
                         ({"tgt": None}, "tgt_lang"), ({"in": "upload"}, "input")):
-        with pytest.raises(lab.LabInputError) as info:
-            lab.build_request(lab_state(**over), None)
+        with pytest.raises(lab_logic.LabInputError) as info:
+            lab_logic.build_request(lab_state(**over), None)
         assert info.value.field == field
 
 
 def test_uploads_decode_from_data_uris_and_types_are_checked():
     raw = b"RIFF\x00\x00WAVEdata"
-    data, name, mime = lab.decode_upload({"contents": "data:audio/wav;base64," + base64.b64encode(raw).decode(),
+    data, name, mime = lab_logic.decode_upload({"contents": "data:audio/wav;base64," + base64.b64encode(raw).decode(),
                                           "filename": "clip.wav"})
     assert (data, name, mime) == (raw, "clip.wav", "audio/wav")
-    with pytest.raises(lab.LabInputError, match="no recording yet"):
-        lab.decode_upload(None, "recording")
-    with pytest.raises(lab.LabInputError, match="could not be read"):
-        lab.decode_upload({"contents": "data:audio/wav;base64,@@@", "filename": "x.wav"})
-    assert lab.check_upload_type("clip.mp3", "audio/mpeg") is None
-    assert lab.check_upload_type("x.bin", "application/octet-stream") is None
-    assert lab.check_upload_type("notes.txt", "text/plain").startswith("file: 'notes.txt' is text/plain, not audio")
+    with pytest.raises(lab_logic.LabInputError, match="no recording yet"):
+        lab_logic.decode_upload(None, "recording")
+    with pytest.raises(lab_logic.LabInputError, match="could not be read"):
+        lab_logic.decode_upload({"contents": "data:audio/wav;base64,@@@", "filename": "x.wav"})
+    assert lab_logic.check_upload_type("clip.mp3", "audio/mpeg") is None
+    assert lab_logic.check_upload_type("x.bin", "application/octet-stream") is None
+    assert lab_logic.check_upload_type("notes.txt", "text/plain").startswith("file: 'notes.txt' is text/plain, not audio")
 
 
 def test_sweep_ks_and_result_summary():
-    assert lab.sweep_ks(10) == [1, 2, 5, 10]
-    assert lab.sweep_ks(1) == [1]
-    assert lab.sweep_ks(1000) == [125, 250, 500, 1000]
+    assert lab_logic.sweep_ks(10) == [1, 2, 5, 10]
+    assert lab_logic.sweep_ks(1) == [1]
+    assert lab_logic.sweep_ks(1000) == [125, 250, 500, 1000]
     result = {"key": "k", "model": {"spec": "demo"}, "run_id": "r", "tgt_lang": "fra", "decoding": {"max_new_tokens": 8},
               "spec": None, "intervention": None, "input": {"kind": "text"}, "changed": True, "diff": [],
               "timing_s": {"baseline": 0.1}, "cached": True,
               "baseline": {"text": "a", "token_ids": [1], "top_language": "eng", "language_probabilities": {"eng": 0.91234567891},
                            "language_probability_outside": 0.08, "audio": {"wav_base64": "UklGR"}},
               "intervened": {"text": "b", "token_ids": [2], "top_language": "fra", "language_probabilities": {"fra": 1.0}}}
-    summary = lab.result_summary(result)
+    summary = lab_logic.result_summary(result)
     assert "timing_s" not in summary and "cached" not in summary and "audio" not in summary["baseline"]
     assert summary["baseline"]["language_probabilities"] == {"eng": 0.912346}
     assert summary["baseline"]["language_probability_outside"] == 0.08
@@ -144,8 +145,8 @@ LANGS = ["eng", "deu", "spa", "fra", "jpn", "cmn"]
 
 
 def settled(query: dict, *, langs=LANGS, steps=(2, 7, 12), model="demo"):
-    s, _ = st.parse("lab", {**lab.LAB_DEFAULTS, "run": "run-1", **query})
-    problems = lab.settle_choices(s, langs=langs, run_langs=langs, steps=list(steps), model=model)
+    s, _ = st.parse("lab", {**lab_logic.LAB_DEFAULTS, "run": "run-1", **query})
+    problems = lab_logic.settle_choices(s, langs=langs, run_langs=langs, steps=list(steps), model=model)
     return s, problems
 
 
@@ -175,53 +176,53 @@ def test_defaults_are_the_readme_example_and_show_an_effect():
     assert settled({"ulang": "deu"})[0]["tgt"] == "spa"
     assert settled({"role": "representation"})[0]["tgt"] == "eng"
     assert settled({}, langs=["eng", "deu"], steps=(1,))[0]["step"] == 1
-    href = lab.default_href(run="run-2")
+    href = lab_logic.default_href(run="run-2")
     assert "run=run-2" in href and "in=text" in href and "k=250" in href and "ulang" not in href
 
 
 def test_a_link_asking_for_the_basket_uses_the_basket():
     basket = [{"run": "run-1", "unit_id": 38388}, {"run": "run-2", "unit_id": 7}, {"run": "run-1", "unit_id": 39105}]
-    assert lab.basket_units(basket, "run-1") == (38388, 39105)
-    s = lab.with_basket(lab_state(us="basket", value="zero"), basket)
+    assert lab_logic.basket_units(basket, "run-1") == (38388, 39105)
+    s = lab_logic.with_basket(lab_state(us="basket", value="zero"), basket)
     assert s["units"] == (38388, 39105)
-    assert lab.basket_line(s, (38388, 39105)) == "2 units in the basket (38388, 39105) · Run forces 2 units: 38388, 39105"
-    assert lab.crossmodal_note(s) == "2 basket units applied to text input"
-    named = lab.with_basket(lab_state(us="basket", units=(5,)), basket)
+    assert lab_logic.basket_line(s, (38388, 39105)) == "2 units in the basket (38388, 39105) · Run forces 2 units: 38388, 39105"
+    assert lab_logic.crossmodal_note(s) == "2 basket units applied to text input"
+    named = lab_logic.with_basket(lab_state(us="basket", units=(5,)), basket)
     assert named["units"] == (5,)
-    assert lab.basket_line(named, (38388, 39105)).endswith("Run forces 1 unit: 5 (this view's units; 'Use the basket' "
+    assert lab_logic.basket_line(named, (38388, 39105)).endswith("Run forces 1 unit: 5 (this view's units; 'Use the basket' "
                                                             "switches to the basket's)")
-    assert lab.with_basket(lab_state(us="concept"), basket)["units"] == ()
-    empty = lab.with_basket(lab_state(us="basket"), [])
-    assert "uses the basket, which is empty: add units from a unit page" in lab.basket_line(empty, ())
-    assert lab.crossmodal_note(empty) == "no basket units to apply to text input yet"
-    assert lab.basket_line(lab_state(us="concept"), ()) == "0 units in the basket"
+    assert lab_logic.with_basket(lab_state(us="concept"), basket)["units"] == ()
+    empty = lab_logic.with_basket(lab_state(us="basket"), [])
+    assert "uses the basket, which is empty: add units from a unit page" in lab_logic.basket_line(empty, ())
+    assert lab_logic.crossmodal_note(empty) == "no basket units to apply to text input yet"
+    assert lab_logic.basket_line(lab_state(us="concept"), ()) == "0 units in the basket"
 
 
 def test_the_chart_names_a_concept_language_only_for_concept_units():
-    assert lab.chart_concept_lang(lab_state(us="concept", ulang="fra")) == "fra"
-    assert lab.chart_concept_lang(lab_state(us="basket", ulang="deu", units=(1,))) is None
+    assert lab_logic.chart_concept_lang(lab_state(us="concept", ulang="fra")) == "fra"
+    assert lab_logic.chart_concept_lang(lab_state(us="basket", ulang="deu", units=(1,))) is None
 
 
 def test_the_result_line_reads_as_words():
-    line = lab.intervention_line({"n_units": 1500, "by_stack": {"text_decoder": 1500},
+    line = lab_logic.intervention_line({"n_units": 1500, "by_stack": {"text_decoder": 1500},
                                   "by_component": {"cross-attn": 50, "ffn": 300, "self-attn": 1150}})
     assert line == "1,500 units forced · by stack: text_decoder 1,500 · by component: cross-attn 50, ffn 300, self-attn 1,150"
     assert "{" not in line
-    assert lab.intervention_line(None) == "baseline only"
-    assert lab.count_text({}) == "none"
+    assert lab_logic.intervention_line(None) == "baseline only"
+    assert lab_logic.count_text({}) == "none"
 
 
 def test_upload_limits_come_from_the_backend_and_oversized_files_are_named():
-    assert lab.upload_limit({"limits": {"max_upload_bytes": 5_000_000}}) == 5_000_000
-    assert lab.upload_limit({}) == lab.upload_limit(None) == lab.DEFAULT_MAX_UPLOAD_BYTES == 20_000_000
-    assert lab.upload_size_problem("a.wav", 20_000_000, 20_000_000) is None
-    assert lab.upload_size_problem("big.wav", 25_000_000, 20_000_000) == (
+    assert lab_logic.upload_limit({"limits": {"max_upload_bytes": 5_000_000}}) == 5_000_000
+    assert lab_logic.upload_limit({}) == lab_logic.upload_limit(None) == lab_logic.DEFAULT_MAX_UPLOAD_BYTES == 20_000_000
+    assert lab_logic.upload_size_problem("a.wav", 20_000_000, 20_000_000) is None
+    assert lab_logic.upload_size_problem("big.wav", 25_000_000, 20_000_000) == (
         "file: 'big.wav' is 25.0 MB, over the backend's upload limit of 20 MB; choose a smaller or shorter audio file")
-    assert "20,000,001 bytes, over the backend's upload limit of 20,000,000 bytes" in lab.upload_size_problem(
+    assert "20,000,001 bytes, over the backend's upload limit of 20,000,000 bytes" in lab_logic.upload_size_problem(
         "edge.wav", 20_000_001, 20_000_000)
-    problem = lab.upload_size_problem("big.wav", 55_000_000, 20_000_000)
-    with pytest.raises(lab.LabInputError, match="'big.wav' is 55.0 MB") as info:
-        lab.decode_upload({"filename": "big.wav", "problem": problem})
+    problem = lab_logic.upload_size_problem("big.wav", 55_000_000, 20_000_000)
+    with pytest.raises(lab_logic.LabInputError, match="'big.wav' is 55.0 MB") as info:
+        lab_logic.decode_upload({"filename": "big.wav", "problem": problem})
     assert info.value.field == "file"
 
 
@@ -242,8 +243,8 @@ def test_the_sweep_controls_a_both_set_with_as_many_random_units(monkeypatch):
 
 def test_the_labs_own_default_source_language_is_replaced_silently():
     """A run and model without English: the default src=eng is not the link's choice, so no warning and the link runs."""
-    s, _ = st.parse("lab", {**lab.LAB_DEFAULTS, "run": "r", "go": "1"})
-    problems = lab.settle_choices(s, langs=["deu", "fra"], run_langs=["deu", "fra"], steps=[7])
+    s, _ = st.parse("lab", {**lab_logic.LAB_DEFAULTS, "run": "r", "go": "1"})
+    problems = lab_logic.settle_choices(s, langs=["deu", "fra"], run_langs=["deu", "fra"], steps=[7])
     assert problems == [] and s["go"] == 1 and s["src"] == "deu" and s["step"] == 7
     s, _ = st.parse("lab", {"run": "r", "in": "example", "src": "xxx"})
-    assert lab.settle_choices(s, langs=["deu", "fra"], run_langs=["deu", "fra"], steps=[7]) == []
+    assert lab_logic.settle_choices(s, langs=["deu", "fra"], run_langs=["deu", "fra"], steps=[7]) == []

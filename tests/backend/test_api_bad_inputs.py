@@ -87,7 +87,7 @@ def test_huge_and_malformed_json(client):
     ({"units": {"kind": "bogus"}}, ["spec.units.kind", "bogus"]),
     ({"units": {"kind": "explicit", "units": [{"module": "text_decoder.layers.0.ffn.fc1", "channel": "3"}]}}, ["spec.units.units[0].channel"]),
     ({"units": {"kind": "explicit", "units": []}, "value": {"kind": "on_p50"}}, ["stats_concept_id"]),
-    ({"units": {"kind": "explicit", "units": [{"module": "text_decoder.layers.0.ffn.fc1", "channel": 1}]}, "scope": {"steps": [-1]}}, ["spec.scope.steps", "-1"]),
+    ({"units": {"kind": "explicit", "units": [{"module": "text_decoder.layers.0.ffn.fc1", "channel": 1}]}, "scope": {"decode_steps": [-1]}}, ["spec.scope.decode_steps", "-1"]),
     ({"version": 7, "units": {"kind": "explicit", "units": []}}, ["spec.version", "unsupported spec version 7"]),
     ({"units": {"kind": "explicit", "units": []}, "value": {"kind": "constant", "value": "NaN"}}, ["spec.value.value"]),
     ("not an object", ["spec", "JSON object"]),

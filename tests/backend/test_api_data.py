@@ -17,8 +17,8 @@ import soundfile as sf
 
 from backend.api.app import create_app
 from backend.store.reader import EXPORT_TABLES, StoreReader, StoreStats
-from backend.store.schema import StoreVersionError, create_schema
-from neuron_atlas.versions import ENGINE_VERSION, STORE_VERSION
+from neuron_atlas.engine.store_schema import StoreVersionError, create_schema
+from neuron_atlas.engine.versions import ENGINE_VERSION, STORE_VERSION
 from precompute.activation_store import load_acts
 from tests.backend.api_support import KS, LANGS, assert_error, atlas_store, client_for, make_settings  # noqa: F401
 
@@ -339,7 +339,7 @@ def test_findings_create_read_list_and_survive_restart(atlas_store, tiny_bundle,
     with client_for(settings, tiny_bundle) as c:
         got = c.get(f"/findings/{fid}").json()
     assert got["title"] == title and got["note"] == "line 1\nline 2" and got["state"] == {"page": "lab", "k": [1, 2]}
-    assert got["spec"]["units"]["units"][0]["channel"] == 3 and got["spec"]["version"] == 1
+    assert got["spec"]["units"]["units"][0]["channel"] == 3 and got["spec"]["version"] == 2
     assert got["model"]["checksum"] == tiny_bundle.checksum
 
 
@@ -367,8 +367,8 @@ def test_incompatible_store_is_refused_naming_both_versions(tmp_path):
 def test_a_run_written_into_an_older_minor_version_store_gains_its_new_columns(tmp_path):
     """A 1.0 store (interventions without corpus scores) stays readable, and writing a run into it adds the columns
     instead of silently dropping the new values."""
-    from backend.store.schema import ADDED_COLUMNS
-    from backend.store.writer import insert_frame, store_transaction
+    from neuron_atlas.engine.store_schema import ADDED_COLUMNS
+    from precompute.store_writer import insert_frame, store_transaction
 
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
@@ -409,7 +409,7 @@ def test_missing_store_then_published_and_replaced(atlas_store, tiny_bundle, tmp
 
 def test_demo_model_fallback_is_reported(atlas_store, tmp_path, monkeypatch):
     """A checkout without assets/demo-model (e.g. a trimmed image) falls back to tiny-random and says so."""
-    from backend.model import loading
+    from neuron_atlas.engine.model import loading
 
     monkeypatch.setattr(loading, "DEMO_MODEL_DIR", tmp_path / "no-demo-model")
     store, _ = atlas_store
@@ -436,7 +436,7 @@ def test_cors_origins(atlas_store, tiny_bundle, tmp_path):
 
 
 def test_store_stats_matches_selections_and_an_independent_ranking(atlas_store, tiny_registry):
-    from backend.interventions import InMemoryStats
+    from neuron_atlas.engine.interventions import InMemoryStats
 
     store, run_id = atlas_store
     reader = StoreReader(store)
@@ -479,3 +479,33 @@ def test_settings_from_environment_and_env_file(tmp_path, monkeypatch):
     monkeypatch.setenv("NEURON_ATLAS_QUEUE_SIZE", "5")
     assert Settings(_env_file=env).queue_size == 5, "the environment overrides the .env file"
     assert Settings(_env_file=None).model == "demo"
+
+
+def test_store_and_memory_select_the_same_units_with_ties_at_the_cut_off(atlas_store, tiny_registry, tmp_path):
+    """APs rounded to one decimal tie by the dozen at every cut-off: the live (store) and batch (memory) paths, which
+    both call the engine's `select_units`, still pick the same units, and top ties go to the lower unit id."""
+    from neuron_atlas.engine.interventions import InMemoryStats
+
+    store, run_id = atlas_store
+    tied = tmp_path / "tied.duckdb"
+    shutil.copy(store, tied)
+    with duckdb.connect(str(tied)) as con:
+        con.execute("UPDATE unit_stats SET ap = round(ap, 1)")
+        cid = int(con.execute("SELECT concept_id FROM concepts WHERE kind='language' AND task='t2tt' LIMIT 1").fetchone()[0])
+        rows = con.execute("SELECT unit_id, ap FROM unit_stats WHERE concept_id=? AND NOT isnan(ap)", [cid]).df()
+    ap = np.full(tiny_registry.n_units, np.nan)
+    ap[rows["unit_id"]] = rows["ap"]
+    reader = StoreReader(tied)
+    live, batch = StoreStats(reader, run_id), InMemoryStats(tiny_registry, {cid: ap})
+    decoder = tiny_registry.stack_ranges["text_decoder"]
+    in_decoder = np.flatnonzero(np.isfinite(ap[decoder.start:decoder.stop])) + decoder.start
+    order = in_decoder[np.lexsort((in_decoder, -ap[in_decoder]))]
+    for k in (1, 7, 37, 90):
+        cut = ap[order[k - 1]]
+        assert (ap[order] == cut).sum() > 1, f"k={k}: the cut-off is tied"
+        for kind in ("top", "bottom", "both", "random"):
+            for stack, component in (("text_decoder", None), (None, None), ("text_decoder", "ffn")):
+                args = (kind, k, 5, stack, component)
+                assert np.array_equal(live.selection(cid, *args), batch.selection(cid, *args)), args
+        assert live.selection(cid, "top", k, 0, "text_decoder", None).tolist() == sorted(order[:k].tolist())
+    reader.close()

@@ -15,10 +15,10 @@ import pytest
 import soundfile as sf
 
 from backend.api import live
-from backend.interventions import InMemoryStats, InterventionSpec, generate_with, prepare_inputs, resolve
+from neuron_atlas.engine.interventions import InMemoryStats, InterventionSpec, generate_with, prepare_inputs, resolve
 from backend.queue import JobFailed, QueueFull, ResultCache, TokenBuckets, WorkQueue
-from neuron_atlas.versions import STORE_VERSION
-from precompute.metrics import LangIdIdentifier
+from neuron_atlas.engine.versions import STORE_VERSION
+from neuron_atlas.engine.metrics import LangIdIdentifier
 from tests.backend.api_support import assert_error, atlas_store, client_for, make_settings, tone, wav_bytes  # noqa: F401
 
 TEXT = "Le train part à sept heures."
@@ -87,8 +87,8 @@ def test_repeat_is_answered_from_the_cache(client):
     assert second["cached"] is True and second["key"] == first["key"]
     assert time.perf_counter() - t0 < 0.5
     assert {k: v for k, v in second.items() if k != "cached"} == {k: v for k, v in first.items() if k != "cached"}
-    reordered = {"spec": {"value": SPEC["value"], "units": SPEC["units"], "scope": {"steps": "all"}}, **req}
-    reordered["spec"] = {"value": SPEC["value"], "units": SPEC["units"], "scope": {"steps": "all"}}
+    reordered = {"spec": {"value": SPEC["value"], "units": SPEC["units"], "scope": {"decode_steps": "all"}}, **req}
+    reordered["spec"] = {"value": SPEC["value"], "units": SPEC["units"], "scope": {"decode_steps": "all"}}
     assert client.post("/interventions", json=reordered).json()["key"] == first["key"], "the key hashes the canonical spec"
     assert client.post("/interventions", json={**req, "max_new_tokens": 11}).json()["key"] != first["key"]
     assert client.post("/interventions", json={**req, "tgt_lang": "deu"}).json()["key"] != first["key"]
@@ -140,7 +140,7 @@ def test_example_speech_input_and_uploads_in_every_format(client, atlas_store, t
         got = r.json()
         assert got["input"]["kind"] == "audio" and got["input"]["duration_s"] == pytest.approx(1.5, abs=0.06)
         assert len(got["baseline"]["token_ids"]) <= 8
-    from backend.audio import decode_audio
+    from neuron_atlas.engine.audio import decode_audio
 
     wav = wav_bytes(stereo, 44100)
     r = client.post("/interventions/upload", files={"file": ("clip.wav", wav, "audio/wav")},

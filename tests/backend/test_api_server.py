@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.interventions import generate_with, prepare_inputs
-from neuron_atlas.versions import ENGINE_VERSION, STORE_VERSION
+from neuron_atlas.engine.interventions import generate_with, prepare_inputs
+from neuron_atlas.engine.versions import ENGINE_VERSION, STORE_VERSION
 from tests.backend.api_support import atlas_store  # noqa: F401
 
 pytestmark = pytest.mark.slow  # a real uvicorn server and 32 concurrent interventions: tens of seconds

@@ -7,9 +7,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from backend.model.unit_sites import SiteRegistry
+from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from precompute.activation_store import load_acts
-from precompute.concentration import gini, mean_abs_activation
+from neuron_atlas.engine.concentration import gini, mean_abs_activation
 from tests.backend.api_support import assert_error, atlas_store, client_for, make_settings  # noqa: F401
 
 
@@ -114,7 +114,7 @@ def test_trace_bad_inputs_name_the_problem(client, run, atlas_store, tiny_regist
 
 
 def test_trace_refuses_a_run_of_another_model(atlas_store, tmp_path):
-    from backend.model.loading import load_model
+    from neuron_atlas.engine.model.loading import load_model
 
     other = load_model("tiny-random", device="cpu")
     other.checksum = "different"

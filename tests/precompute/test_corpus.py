@@ -19,13 +19,13 @@ import espeakng_loader
 from precompute.corpus import CorpusConfig, load_corpus
 from precompute.corpus import fleurs as fleurs_mod
 from precompute.corpus import loader as loader_mod
-from precompute.corpus import tts
+from neuron_atlas.engine import tts
 from precompute.corpus.builtin import load_builtin
 from precompute.corpus.config import KNOWN_LANGUAGES
-from precompute.corpus.example import CORPUS_LANGUAGES, CorpusError, Example
+from neuron_atlas.engine.example import CORPUS_LANGUAGES, CorpusError, Example
 from precompute.corpus.fleurs import FLEURS_CONFIGS, load_fleurs
 from precompute.corpus.manifest import load_manifest
-from precompute.corpus.sentences import SENTENCES, SENTENCES_BY_ID
+from neuron_atlas.engine.sentences import SENTENCES, SENTENCES_BY_ID
 
 SR = 16_000
 CJK_IDEOGRAPH = re.compile("[\u4e00-\u9fff]")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from backend.model.loading import load_model, state_checksum
-from backend.model.tokenizer import lang_token
+from neuron_atlas.engine.model.loading import load_model, state_checksum
+from neuron_atlas.engine.model.tokenizer import lang_token
 from neuron_atlas.cli import main
 from precompute.activation_store import load_acts
 from precompute.config import ConfigError, load_run_config
@@ -248,7 +248,7 @@ def test_intervention_tables_cover_every_task_and_step(finished):
 def test_translation_conditions_store_the_corpus_score_of_their_outputs(finished):
     """corpus_* is sacrebleu's corpus score over the condition's stored outputs (per target language, item-weighted),
     the reference's system score, which is not the mean of sentence scores; ASR conditions have none."""
-    from precompute.metrics import corpus_scores
+    from neuron_atlas.engine.metrics import corpus_scores
 
     cfg, _ = finished
     con = duckdb.connect(str(cfg.store), read_only=True)
@@ -273,8 +273,8 @@ def test_translation_conditions_store_the_corpus_score_of_their_outputs(finished
 
 def test_stored_condition_replays_from_its_spec_json(finished, tiny_bundle, tiny_registry):
     """The batch path (batched generate) and a single request replaying the stored spec give the same text."""
-    from backend.concept_stats import LazyConceptStats, parquet_loader
-    from backend.interventions import InterventionSpec, generate_with, prepare_inputs, resolve
+    from neuron_atlas.engine.concept_stats import LazyConceptStats, parquet_loader
+    from neuron_atlas.engine.interventions import InterventionSpec, generate_with, prepare_inputs, resolve
 
     cfg, result = finished
     con = duckdb.connect(str(cfg.store), read_only=True)
@@ -296,8 +296,8 @@ def test_stored_condition_replays_from_its_spec_json(finished, tiny_bundle, tiny
 def test_random_controls_force_the_stored_random_sets(finished, tiny_registry):
     """What the dashboard shows as a concept's random set is what its batch control forced, and every concept gets
     its own draw (one shared draw would make every random baseline the same single sample)."""
-    from backend.concept_stats import LazyConceptStats, parquet_loader
-    from backend.interventions import InterventionSpec, resolve
+    from neuron_atlas.engine.concept_stats import LazyConceptStats, parquet_loader
+    from neuron_atlas.engine.interventions import InterventionSpec, resolve
 
     cfg, result = finished
     con = duckdb.connect(str(cfg.store), read_only=True)

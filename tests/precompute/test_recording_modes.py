@@ -21,7 +21,7 @@ import soundfile as sf
 import torch
 from transformers import SeamlessM4TFeatureExtractor, SeamlessM4TTokenizer
 
-from backend.model.hooks import AdapterPaddingGuard
+from neuron_atlas.engine.model.hooks import AdapterPaddingGuard
 from precompute.activation_store import decoder_name, load_acts
 from precompute.config import load_run_config
 from precompute.pipeline import run_precompute
@@ -230,7 +230,7 @@ def test_faithful_run_equals_the_reference_recording(tmp_path, manifest, tiny_bu
 
 
 def test_reference_text_ids_follow_the_configured_tgt_lang(tmp_path, tiny_bundle):
-    from precompute.record import reference_text_ids
+    from neuron_atlas.engine.record import reference_text_ids
 
     for lang in ("deu", "fra"):
         bundle = bundle_with_tgt_lang(tiny_bundle, tmp_path / lang, lang)

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from backend.api.deps import get_reader
 from backend.api.routers import errors
 from backend.api.routers.data import run_path
-from backend.audio import encode_wav
+from neuron_atlas.engine.audio import encode_wav
 from backend.store.reader import StoreReader
 
 router = APIRouter(tags=["audio"], responses=errors(404, 422, 503))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from backend.api.app import AtlasState
+from backend.api.state import AtlasState
 from backend.api.deps import INT_MAX, check_page_limit, get_reader, get_state, limit_query
 from backend.api.routers import errors
 from backend.api.routers.data import StepQ, Stack, run_path

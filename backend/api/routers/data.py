@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from backend.api.app import AtlasState
+from backend.api.state import AtlasState
 from backend.api.deps import INT_MAX, check_page_limit, get_reader, get_state, limit_query
 from backend.api.errors import ApiProblem
 from backend.api.routers import errors
@@ -21,9 +21,9 @@ from backend.api.schemas import (
     UnitDetail,
     UnitPage,
 )
-from backend.model.unit_sites import COMPONENTS, STACKS
+from neuron_atlas.engine.model.unit_sites import COMPONENTS, STACKS
 from backend.store.reader import SORT_COLUMNS, NotFoundError, StoreReader, clean_record
-from neuron_atlas.versions import ENGINE_VERSION
+from neuron_atlas.engine.versions import ENGINE_VERSION
 
 router = APIRouter(tags=["data"], responses=errors(404, 422, 503))
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from backend.api.app import AtlasState
+from backend.api.state import AtlasState
 from backend.api.deps import INT_MAX, check_page_limit, get_state, json_body, limit_query, require_write_token
 from backend.api.errors import ApiProblem
 from backend.api.routers import errors

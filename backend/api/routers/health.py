@@ -6,12 +6,15 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from backend.api.app import AtlasState
+from backend.api.state import AtlasState
 from backend.api.deps import get_state
 from backend.api.routers import errors
 from backend.api.schemas import Health, Readiness
 from backend.store.reader import EXPORT_TABLES
-from neuron_atlas.versions import ENGINE_VERSION, STORE_VERSION
+from neuron_atlas.engine.constants import COMPONENTS, SAMPLE_RATE, SET_KINDS, STACKS, STATISTICS
+from neuron_atlas.engine.interventions import SPEC_VERSION
+from neuron_atlas.engine.tasks import TASKS
+from neuron_atlas.engine.versions import ENGINE_VERSION, STORE_VERSION
 
 router = APIRouter(tags=["health"])
 
@@ -89,4 +92,7 @@ def capabilities(state: AtlasState = Depends(get_state)) -> dict[str, Any]:
                   "cache_entries": len(state.cache)},
         "upload_formats": ["wav", "flac", "ogg", "mp3"],
         "export_tables": list(EXPORT_TABLES),
+        "vocabulary": {"stacks": list(STACKS), "components": list(COMPONENTS), "tasks": list(TASKS),
+                       "set_kinds": list(SET_KINDS), "statistics": list(STATISTICS), "sample_rate": SAMPLE_RATE,
+                       "spec_version": SPEC_VERSION},
     }

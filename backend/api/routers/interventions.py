@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from backend.api.app import AtlasState
+from backend.api.state import AtlasState
 from backend.api.deps import get_state, json_body, multipart_body, rate_limit
 from backend.api.errors import ApiProblem
 from backend.api.routers import errors

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Depends, File, Form, Path, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from backend.api.app import AtlasState
+from backend.api.state import AtlasState
 from backend.api.deps import get_state, json_body, multipart_body, rate_limit
 from backend.api.errors import ApiProblem
 from backend.api.routers import errors
 from backend.api.routers.interventions import check_run, read_upload, request_dict
 from backend.api.schemas import InterventionRequest, JobCreated, JobStatus
 from backend.queue import Job, QueueFull
-from neuron_atlas.versions import ENGINE_VERSION
+from neuron_atlas.engine.versions import ENGINE_VERSION
 
 router = APIRouter(tags=["jobs"])
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 
-from backend.api.app import AtlasState
+from backend.api.state import AtlasState
 from backend.api.deps import get_state, rate_limit
 from backend.api.routers import errors
 from backend.api.routers.data import UnitId, run_path
