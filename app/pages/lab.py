@@ -20,7 +20,7 @@ from app import context, state as st, ui
 from app.client import BackendError
 from app.components import figures as fg
 from app.components.audio import audio_player
-from app.components.common import control, error_text, lang_label, loading, notice, step_label
+from app.components.common import control, demo_model_line, error_text, lang_label, loading, notice, step_label
 from app.components.lab_result import input_audio_player, result_view
 from app.lab_logic import (
     ERROR_SLOTS,
@@ -171,6 +171,7 @@ def layout(**query: Any) -> html.Div:
     ], className="card")
     return html.Div([
         html.H1("Intervention lab"),
+        demo_model_line(model.get("loaded") or run.get("model_spec")),
         notice([html.Div(p) for p in problems], "warning") if problems else None,
         model_note,
         html.Div([html.Div(input_box, className="half"), html.Div(composer, className="half")], className="row"),

@@ -9,6 +9,7 @@ pytest.importorskip("selenium", reason="browser tests need selenium (pip install
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from tests.browser.harness import console_errors, wait_for  # noqa: E402
@@ -36,7 +37,7 @@ def test_edit_then_delete_a_finding(servers, driver):
     assert (stored["title"], stored["note"]) == ("edited title", "new note") and stored["updated_at"]
 
     driver.find_element(By.ID, "finding-delete").click()
-    WebDriverWait(driver, 10).until(lambda d: d.switch_to.alert).accept()
+    WebDriverWait(driver, 20).until(expected_conditions.alert_is_present(), "the delete confirmation").accept()
     wait_for(driver, lambda d: d.current_url.rstrip("/").endswith("/findings"), what="the findings list after delete")
     assert httpx.get(f"{backend_url}/findings/{fid}").status_code == 404
     open_page(driver, base, f"/findings?id={fid}", ".notice")

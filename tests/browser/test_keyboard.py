@@ -1,0 +1,62 @@
+"""Keyboard and screen-reader semantics of the overview: its tabs are a real tablist that Enter and the arrow keys
+drive, slider thumbs and dropdowns are named by their visible labels, and chart toolbars stay out of the tab order."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+pytest.importorskip("selenium", reason="browser tests need selenium (pip install selenium)")
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+
+from tests.browser.harness import console_errors, wait_for  # noqa: E402
+from tests.browser.test_dashboard import open_page, wait_css  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+
+def _tab_in_url(driver) -> str | None:
+    return parse_qs(urlsplit(driver.current_url).query).get("tab", [None])[0]
+
+
+def test_overview_tabs_work_from_the_keyboard(servers, driver):
+    base, _, run_id = servers
+    open_page(driver, base, f"/?run={run_id}", "#ov-tab [role=tab][aria-selected=true]")
+    tabs = driver.find_elements(By.CSS_SELECTOR, "#ov-tab [role=tab]")
+    assert [t.text for t in tabs][:3] == ["Selectivity", "Modality map", "Concentration"]
+    assert driver.find_element(By.CSS_SELECTOR, "#ov-tab").get_attribute("role") == "tablist"
+    selected = driver.find_element(By.CSS_SELECTOR, "#ov-tab [role=tab][aria-selected=true]")
+    assert selected.get_attribute("tabindex") == "0" and selected.text == "Selectivity"
+    selected.send_keys(Keys.ARROW_RIGHT)
+    wait_for(driver, lambda d: _tab_in_url(d) == "modality", what="the modality tab from ArrowRight")
+    wait_for(driver, lambda d: d.switch_to.active_element.text == "Modality map", what="focus on the opened tab")
+    driver.switch_to.active_element.send_keys(Keys.END)
+    wait_for(driver, lambda d: _tab_in_url(d) == "interventions", what="the last tab from End")
+    concentration = next(t for t in driver.find_elements(By.CSS_SELECTOR, "#ov-tab [role=tab]") if t.text == "Concentration")
+    driver.execute_script("arguments[0].focus()", concentration)
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    wait_for(driver, lambda d: _tab_in_url(d) == "concentration", what="the concentration tab from Enter")
+    wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#ov-tab [aria-selected=true]").text == "Concentration",
+             what="aria-selected following the open tab")
+    assert not console_errors(driver)
+
+
+def test_controls_are_named_by_their_labels_and_toolbars_leave_the_tab_order(servers, driver):
+    base, _, run_id = servers
+    open_page(driver, base, f"/?run={run_id}&tab=selectivity", "#ov-sel-figures .js-plotly-plot")
+    step = wait_css(driver, ".control [role=slider]")
+    wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, ".control [role=slider]").get_attribute("aria-label"),
+             what="a name on the step slider")
+    assert step.get_attribute("aria-label") == "Decoding step"
+    unnamed = driver.execute_script("""
+        return [...document.querySelectorAll('.control input:not([type=hidden]), .control [role=slider]')]
+          .filter(e => !(e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')
+                         || (e.id && document.querySelector(`label[for="${e.id}"]`))))
+          .map(e => e.outerHTML.slice(0, 120));""")
+    assert unnamed == []
+    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".modebar-btn"), what="a chart toolbar")
+    focusable = driver.execute_script(
+        "return [...document.querySelectorAll('.modebar-btn')].filter(e => e.tabIndex >= 0).length")
+    assert focusable == 0
