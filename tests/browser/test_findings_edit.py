@@ -2,6 +2,8 @@
 deleted finding's permalink says it is gone."""
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import httpx
 import pytest
 
@@ -38,7 +40,8 @@ def test_edit_then_delete_a_finding(servers, driver):
 
     driver.find_element(By.ID, "finding-delete").click()
     WebDriverWait(driver, 20).until(expected_conditions.alert_is_present(), "the delete confirmation").accept()
-    wait_for(driver, lambda d: d.current_url.rstrip("/").endswith("/findings"), what="the findings list after delete")
+    wait_for(driver, lambda d: urlsplit(d.current_url).path == "/findings" and "id" not in parse_qs(urlsplit(d.current_url).query),
+             what="the findings list after delete")
     assert httpx.get(f"{backend_url}/findings/{fid}").status_code == 404
     open_page(driver, base, f"/findings?id={fid}", ".notice")
     assert "unknown finding" in wait_css(driver, ".notice").text
