@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 STAMP   = $(VENV)/.installed-$(shell cat uv.lock tools/uv-requirements.txt | sha256sum | cut -c1-12)
 
-.PHONY: install browser demo test test-fast bench lock clean
+.PHONY: install browser demo test test-fast bench lock plotly-bundle clean
 
 $(UV): tools/uv-requirements.txt
 	$(PYTHON) -m venv $(TOOLS)
@@ -50,6 +50,11 @@ test-fast: install
 
 bench: install
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done
+
+# Rebuild assets/plotly-partial.min.js, the dashboard's plotly.js with only the trace types it draws (needs node and
+# npm; installs the exact versions of tools/plotly-bundle/package-lock.json). The committed file is what this makes.
+plotly-bundle:
+	cd tools/plotly-bundle && npm ci --no-audit --no-fund --ignore-scripts && node build.js
 
 clean:
 	rm -rf $(VENV) $(TOOLS) data build dist *.egg-info
