@@ -1,25 +1,60 @@
-"""On-disk pooled activations: atomic per-shard files while recording, unit-major arrays for the statistics.
+"""Recorded pooled activations, written once as unit-major shards at any location fsspec can write.
 
-Layout under a run's work folder:
-  shards/{task}/{lang}/{start:06d}-{stop:06d}/   one finished shard (renamed into place atomically)
-      {encoder_stack}.npy        [items, units]  float32
-      text_decoder.step{s}.npy   [items, units]  float32
-      meta.json                  item indices, generated ids, prefix lengths
-  acts/{task}/{stack}.npy                     unit-major [units, items] float32 (encoders: step-independent)
-  acts/{task}/text_decoder.step{s}.npy        unit-major [units, items] float32
-Unit-major files make one unit's values over all items one contiguous read (np.load(..., mmap_mode="r")).
+Layout under a run's work folder (a local path or a URL: file://, memory://, s3://, ...):
+  shards/{task}/{lang}/{start:06d}-{stop:06d}/   one shard: a contiguous range of one task's items of one label language
+      {encoder_stack}.npy        [units, encoder items]  float32 or float16 (`activation_dtype`)
+      text_decoder.step{s}.npy   [units, items]
+      meta.json                  written last, so it marks a finished shard: item indices, encoder items, generations
+  phases/{phase}.json            the phase's statistics are in; its arrays may be gone (`keep_activations: false`)
+An en->X task feeds the same English input to every target language, so its encoder values are stored once, in the
+shard of the item that first uses that input (`encoder_items`); `encoder_source` maps every item to that item.
+Statistics read a unit range of a task (`unit_chunk`): one contiguous byte range per shard, no unit-major copy.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import fsspec
 import numpy as np
+from fsspec.implementations.local import LocalFileSystem
+
+ACTIVATION_DTYPES = {"float32": np.float32, "float16": np.float16}
+_F16_MAX = float(np.finfo(np.float16).max)
+
+
+class WorkDir:
+    """A folder at an fsspec location (local path or URL); pickles as its URL, so Ray tasks can open it too."""
+
+    def __init__(self, url: str | Path):
+        self.url = str(url)
+        try:
+            self.fs, self.path = fsspec.core.url_to_fs(self.url)
+        except ImportError as exc:
+            raise ValueError(f"work_dir {self.url!r}: no fsspec driver for this location is installed ({exc})") from exc
+
+    def __reduce__(self):
+        return WorkDir, (self.url,)
+
+    def __repr__(self) -> str:
+        return f"WorkDir({self.url!r})"
+
+    @property
+    def local(self) -> Path | None:
+        """The folder as a local path, or None on a remote filesystem."""
+        return Path(self.path) if isinstance(self.fs, LocalFileSystem) else None
+
+    def child(self, *parts: str) -> WorkDir:
+        return WorkDir(self.url.rstrip("/") + "/" + "/".join(parts))
+
+    def join(self, *parts: str | PurePosixPath) -> str:
+        return "/".join([self.path.rstrip("/"), *(str(p) for p in parts)])
+
+
+def open_work_dir(location: str | Path | WorkDir) -> WorkDir:
+    return location if isinstance(location, WorkDir) else WorkDir(location)
 
 
 @dataclass(frozen=True)
@@ -32,61 +67,204 @@ class ShardKey:
     stop: int
 
     @property
-    def rel(self) -> Path:
-        return Path("shards") / self.task / self.lang / f"{self.start:06d}-{self.stop:06d}"
+    def rel(self) -> PurePosixPath:
+        return PurePosixPath("shards") / self.task / self.lang / f"{self.start:06d}-{self.stop:06d}"
 
 
 def decoder_name(step: int) -> str:
     return f"text_decoder.step{step}"
 
 
-def shard_done(root: Path, key: ShardKey) -> bool:
-    return (root / key.rel / "meta.json").is_file()
+def shard_done(root: str | Path | WorkDir, key: ShardKey) -> bool:
+    work = open_work_dir(root)
+    return work.fs.exists(work.join(key.rel, "meta.json"))
 
 
-def write_shard(root: Path, key: ShardKey, arrays: dict[str, np.ndarray], meta: dict) -> Path:
-    """Write a shard's arrays and meta into a temporary folder, then rename it into place (all or nothing)."""
-    final = root / key.rel
-    tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
-        for name, arr in arrays.items():
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr, dtype=np.float32))
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+def _save_npy(work: WorkDir, path: str, arr: np.ndarray) -> None:
+    with work.fs.open(path, "wb") as f:
+        np.save(f, arr)
 
 
-def read_shard_meta(root: Path, key: ShardKey) -> dict:
-    return json.loads((root / key.rel / "meta.json").read_text())
+def storage_array(arr: np.ndarray, dtype: str) -> np.ndarray:
+    """[items, units] recorded values as the stored [units, items] array: float16 saturates at its largest finite value
+    (an activation beyond it would read back as inf, and the statistics would drop the unit as unrecorded)."""
+    out = np.ascontiguousarray(np.asarray(arr, dtype=np.float32).T)
+    if dtype == "float16":
+        out = np.clip(out, -_F16_MAX, _F16_MAX).astype(np.float16)
+    return out
 
 
-def merge_task(root: Path, task: str, shards: Sequence[ShardKey], names: Sequence[str], n_items: int) -> None:
-    """Build the unit-major arrays of one task from its shards (each written to a temp file, then renamed)."""
-    out_dir = root / "acts" / task
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        first = np.load(root / shards[0].rel / f"{name}.npy", mmap_mode="r")
-        n_units = first.shape[1]
-        tmp = out_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}.npy"
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_units, n_items))
-        for key in shards:
-            part = np.load(root / key.rel / f"{name}.npy", mmap_mode="r")
-            idx = np.asarray(read_shard_meta(root, key)["items"], dtype=np.int64)
-            out[:, idx] = part.T
-        out.flush()
-        del out
-        os.replace(tmp, out_dir / f"{name}.npy")
+def write_shard(root: str | Path | WorkDir, key: ShardKey, arrays: dict[str, np.ndarray], meta: dict,
+                dtype: str = "float32") -> None:
+    """Write a shard's arrays ([items, units] as recorded; stored unit-major in `dtype`), then its meta.json.
+
+    meta.json is written last (renamed into place on a local disk; one object put elsewhere), so a shard whose meta
+    exists is complete and a killed write is simply redone.
+    """
+    if dtype not in ACTIVATION_DTYPES:
+        raise ValueError(f"activation dtype {dtype!r}; choose one of {', '.join(ACTIVATION_DTYPES)}")
+    work = open_work_dir(root)
+    folder = work.join(key.rel)
+    work.fs.makedirs(folder, exist_ok=True)
+    for name, arr in arrays.items():
+        _save_npy(work, work.join(key.rel, f"{name}.npy"), storage_array(arr, dtype))
+    text = json.dumps(meta)
+    if work.local is not None:
+        tmp = work.local / key.rel / ".meta.json.tmp"
+        tmp.write_text(text)
+        tmp.replace(work.local / key.rel / "meta.json")
+    else:
+        work.fs.pipe_file(work.join(key.rel, "meta.json"), text.encode())
 
 
-def load_acts(root: Path, task: str, name: str) -> np.ndarray:
-    """Unit-major pooled activations [units, items] of one task and stack/step (memory-mapped)."""
-    path = root / "acts" / task / f"{name}.npy"
-    if not path.is_file():
-        raise FileNotFoundError(f"no recorded activations {path}; run the recording first")
-    return np.load(path, mmap_mode="r")
+def read_shard_meta(root: str | Path | WorkDir, key: ShardKey) -> dict:
+    work = open_work_dir(root)
+    return json.loads(work.fs.cat_file(work.join(key.rel, "meta.json")))
+
+
+def encoder_sources(items: Sequence) -> dict[int, int]:
+    """Item index -> index of the first item with the same input example (the one whose encoder row is stored).
+
+    Only an en->X task repeats inputs (the English example, once per target language); elsewhere every item is its
+    own source.
+    """
+    first: dict[str, int] = {}
+    return {it.index: first.setdefault(it.example.id, it.index) for it in items}
+
+
+def dedupe_encoder(arrays: dict[str, np.ndarray], meta: dict, encoder: str, sources: dict[int, int]) -> tuple[dict, dict]:
+    """Keep a shard's encoder rows only for items that are their own source; meta says which and where the rest are."""
+    items = meta["items"]
+    keep = [i for i, idx in enumerate(items) if sources[idx] == idx]
+    arrays = {**arrays, encoder: arrays[encoder][keep]}
+    meta = {**meta, "encoder": encoder, "encoder_items": [items[i] for i in keep],
+            "encoder_source": [sources[idx] for idx in items]}
+    return arrays, meta
+
+
+class _NpyRows:
+    """Row ranges of one stored .npy: memory-mapped on a local disk, one byte-range read elsewhere."""
+
+    def __init__(self, work: WorkDir, path: str):
+        self.work, self.path = work, path
+        if work.local is not None:
+            self._mmap = np.load(path, mmap_mode="r")
+            self.shape, self.dtype = self._mmap.shape, self._mmap.dtype
+            return
+        self._mmap = None
+        with work.fs.open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            self.shape, fortran, self.dtype = read(f)
+            if fortran:
+                raise ValueError(f"{path}: a Fortran-ordered array; shards are written C-ordered")
+            self.offset = f.tell()
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        if self._mmap is not None:
+            return self._mmap[start:stop]
+        row = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        raw = self.work.fs.cat_file(self.path, start=self.offset + start * row, end=self.offset + stop * row)
+        return np.frombuffer(raw, dtype=self.dtype).reshape(stop - start, *self.shape[1:])
+
+
+@dataclass
+class _Shard:
+    rel: str
+    items: np.ndarray
+    encoder: str | None
+    encoder_items: np.ndarray
+
+
+class TaskActivations:
+    """One task's recorded shards, read as unit-major chunks [units, items] over all of the task's items."""
+
+    def __init__(self, root: str | Path | WorkDir, task: str):
+        self.work = open_work_dir(root)
+        self.task = task
+        metas = sorted(self.work.fs.glob(self.work.join("shards", task, "*", "*", "meta.json")))
+        if not metas:
+            raise FileNotFoundError(f"no recorded shards of task {task} under {self.work.url}; run the recording first")
+        self.shards: list[_Shard] = []
+        source_parts = []
+        for path in metas:
+            meta = json.loads(self.work.fs.cat_file(path))
+            items = np.asarray(meta["items"], dtype=np.int64)
+            encoder = meta.get("encoder")
+            enc_items = np.asarray(meta.get("encoder_items", meta["items"]), dtype=np.int64)
+            self.shards.append(_Shard(path.rsplit("/", 1)[0], items, encoder, enc_items))
+            source_parts.append((items, np.asarray(meta.get("encoder_source", meta["items"]), dtype=np.int64)))
+        self.n_items = int(sum(s.items.size for s in self.shards))
+        self.encoder_source = np.empty(self.n_items, np.int64)
+        for items, sources in source_parts:
+            self.encoder_source[items] = sources
+        self._files: dict[tuple[int, str], _NpyRows] = {}
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_files": {}}
+
+    def _file(self, i: int, name: str) -> _NpyRows:
+        key = (i, name)
+        if key not in self._files:
+            path = f"{self.shards[i].rel}/{name}.npy"
+            if not self.work.fs.exists(path):
+                raise FileNotFoundError(f"{path} is gone: this run's activations were deleted after their statistics "
+                                        "(set keep_activations: true to keep them)")
+            self._files[key] = _NpyRows(self.work, path)
+        return self._files[key]
+
+    def n_units(self, name: str) -> int:
+        return int(self._file(0, name).shape[0])
+
+    def chunk(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Units [start, stop) of array `name` over all items: float32 [stop - start, items]."""
+        out = np.empty((stop - start, self.n_items), np.float32)
+        encoder_array = False
+        for i, shard in enumerate(self.shards):
+            is_encoder = shard.encoder == name
+            encoder_array |= is_encoder
+            columns = shard.encoder_items if is_encoder else shard.items
+            if columns.size:
+                out[:, columns] = self._file(i, name).rows(start, stop)
+        if encoder_array and not np.array_equal(self.encoder_source, np.arange(self.n_items)):
+            out = out[:, self.encoder_source]
+        return out
+
+
+def unit_chunk(root: str | Path | WorkDir, task: str, name: str, start: int, stop: int) -> np.ndarray:
+    """Units [start, stop) of one task's stack/step array over all its items, assembled from the shards [units, items]."""
+    return TaskActivations(root, task).chunk(name, start, stop)
+
+
+def load_acts(root: str | Path | WorkDir, task: str, name: str) -> np.ndarray:
+    """All units of one task's stack/step array [units, items] (float32, in memory): for tests and small runs."""
+    acts = TaskActivations(root, task)
+    return acts.chunk(name, 0, acts.n_units(name))
+
+
+def delete_activations(root: str | Path | WorkDir, tasks: Sequence[str]) -> int:
+    """Delete the recorded arrays of `tasks` (their meta.json stay: the store's item rows come from them); bytes freed."""
+    work = open_work_dir(root)
+    files = [f for task in tasks for f in work.fs.glob(work.join("shards", task, "*", "*", "*.npy"))]
+    freed = sum(work.fs.size(f) for f in files)
+    if files:
+        work.fs.rm(files)
+    return freed
+
+
+def activation_bytes(root: str | Path | WorkDir) -> int:
+    """Bytes of recorded arrays now under the work folder."""
+    work = open_work_dir(root)
+    return sum(work.fs.size(f) for f in work.fs.glob(work.join("shards", "*", "*", "*", "*.npy")))
+
+
+def phase_done(root: str | Path | WorkDir, phase: str) -> bool:
+    work = open_work_dir(root)
+    return work.fs.exists(work.join("phases", f"{phase}.json"))
+
+
+def mark_phase_done(root: str | Path | WorkDir, phase: str, info: dict) -> None:
+    """Record that a phase's statistics are written (before its arrays are deleted, so a resumed run never needs them)."""
+    work = open_work_dir(root)
+    work.fs.makedirs(work.join("phases"), exist_ok=True)
+    work.fs.pipe_file(work.join("phases", f"{phase}.json"), json.dumps(info).encode())
