@@ -12,6 +12,7 @@ Statistics read a unit range of a task (`unit_chunk`): one contiguous byte range
 """
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,13 +77,10 @@ def decoder_name(step: int) -> str:
 
 
 def shard_done(root: str | Path | WorkDir, key: ShardKey) -> bool:
+    """Whether the shard is finished in this layout (a shard an older engine wrote item-major is recorded again)."""
     work = open_work_dir(root)
-    return work.fs.exists(work.join(key.rel, "meta.json"))
-
-
-def _save_npy(work: WorkDir, path: str, arr: np.ndarray) -> None:
-    with work.fs.open(path, "wb") as f:
-        np.save(f, arr)
+    path = work.join(key.rel, "meta.json")
+    return work.fs.exists(path) and "arrays" in json.loads(work.fs.cat_file(path))
 
 
 def storage_array(arr: np.ndarray, dtype: str) -> np.ndarray:
@@ -99,16 +97,21 @@ def write_shard(root: str | Path | WorkDir, key: ShardKey, arrays: dict[str, np.
     """Write a shard's arrays ([items, units] as recorded; stored unit-major in `dtype`), then its meta.json.
 
     meta.json is written last (renamed into place on a local disk; one object put elsewhere), so a shard whose meta
-    exists is complete and a killed write is simply redone.
+    exists is complete and a killed write is simply redone. It holds each array's shape, dtype and data offset, so a
+    remote reader fetches a unit range with one ranged GET and no header read.
     """
     if dtype not in ACTIVATION_DTYPES:
         raise ValueError(f"activation dtype {dtype!r}; choose one of {', '.join(ACTIVATION_DTYPES)}")
     work = open_work_dir(root)
-    folder = work.join(key.rel)
-    work.fs.makedirs(folder, exist_ok=True)
+    work.fs.makedirs(work.join(key.rel), exist_ok=True)
+    layout = {}
     for name, arr in arrays.items():
-        _save_npy(work, work.join(key.rel, f"{name}.npy"), storage_array(arr, dtype))
-    text = json.dumps(meta)
+        stored = storage_array(arr, dtype)
+        buf = io.BytesIO()
+        np.save(buf, stored)
+        work.fs.pipe_file(work.join(key.rel, f"{name}.npy"), buf.getbuffer())
+        layout[name] = {"shape": list(stored.shape), "dtype": stored.dtype.str, "offset": buf.tell() - stored.nbytes}
+    text = json.dumps({**meta, "arrays": layout})
     if work.local is not None:
         tmp = work.local / key.rel / ".meta.json.tmp"
         tmp.write_text(text)
@@ -142,42 +145,21 @@ def dedupe_encoder(arrays: dict[str, np.ndarray], meta: dict, encoder: str, sour
     return arrays, meta
 
 
-class _NpyRows:
-    """Row ranges of one stored .npy: memory-mapped on a local disk, one byte-range read elsewhere."""
-
-    def __init__(self, work: WorkDir, path: str):
-        self.work, self.path = work, path
-        if work.local is not None:
-            self._mmap = np.load(path, mmap_mode="r")
-            self.shape, self.dtype = self._mmap.shape, self._mmap.dtype
-            return
-        self._mmap = None
-        with work.fs.open(path, "rb") as f:
-            major, _ = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            self.shape, fortran, self.dtype = read(f)
-            if fortran:
-                raise ValueError(f"{path}: a Fortran-ordered array; shards are written C-ordered")
-            self.offset = f.tell()
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        if self._mmap is not None:
-            return self._mmap[start:stop]
-        row = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        raw = self.work.fs.cat_file(self.path, start=self.offset + start * row, end=self.offset + stop * row)
-        return np.frombuffer(raw, dtype=self.dtype).reshape(stop - start, *self.shape[1:])
-
-
 @dataclass
 class _Shard:
-    rel: str
+    folder: str
     items: np.ndarray
     encoder: str | None
     encoder_items: np.ndarray
+    arrays: dict
 
 
 class TaskActivations:
-    """One task's recorded shards, read as unit-major chunks [units, items] over all of the task's items."""
+    """One task's recorded shards, read as unit-major chunks [units, items] over all of the task's items.
+
+    On a local disk each shard array is memory-mapped; elsewhere a chunk is one ranged read per shard, all of a chunk's
+    reads issued together (`cat_ranges`: concurrent on s3/gcs).
+    """
 
     def __init__(self, root: str | Path | WorkDir, task: str):
         self.work = open_work_dir(root)
@@ -186,46 +168,51 @@ class TaskActivations:
         if not metas:
             raise FileNotFoundError(f"no recorded shards of task {task} under {self.work.url}; run the recording first")
         self.shards: list[_Shard] = []
-        source_parts = []
-        for path in metas:
-            meta = json.loads(self.work.fs.cat_file(path))
-            items = np.asarray(meta["items"], dtype=np.int64)
-            encoder = meta.get("encoder")
-            enc_items = np.asarray(meta.get("encoder_items", meta["items"]), dtype=np.int64)
-            self.shards.append(_Shard(path.rsplit("/", 1)[0], items, encoder, enc_items))
-            source_parts.append((items, np.asarray(meta.get("encoder_source", meta["items"]), dtype=np.int64)))
+        parsed = [json.loads(raw) for raw in self.work.fs.cat_ranges(metas, [None] * len(metas), [None] * len(metas))]
+        for path, meta in zip(metas, parsed):
+            self.shards.append(_Shard(path.rsplit("/", 1)[0], np.asarray(meta["items"], dtype=np.int64),
+                                      meta.get("encoder"), np.asarray(meta.get("encoder_items", meta["items"]), dtype=np.int64),
+                                      meta.get("arrays", {})))
         self.n_items = int(sum(s.items.size for s in self.shards))
-        self.encoder_source = np.empty(self.n_items, np.int64)
-        for items, sources in source_parts:
-            self.encoder_source[items] = sources
-        self._files: dict[tuple[int, str], _NpyRows] = {}
+        self.encoder_source = np.arange(self.n_items)
+        for meta in parsed:
+            if "encoder_source" in meta:
+                self.encoder_source[meta["items"]] = meta["encoder_source"]
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_files": {}}
-
-    def _file(self, i: int, name: str) -> _NpyRows:
-        key = (i, name)
-        if key not in self._files:
-            path = f"{self.shards[i].rel}/{name}.npy"
-            if not self.work.fs.exists(path):
-                raise FileNotFoundError(f"{path} is gone: this run's activations were deleted after their statistics "
-                                        "(set keep_activations: true to keep them)")
-            self._files[key] = _NpyRows(self.work, path)
-        return self._files[key]
+    def _layout(self, shard: _Shard, name: str) -> tuple[tuple, np.dtype, int]:
+        """(shape, dtype, data offset) of a shard array, from the shard's meta."""
+        if name not in shard.arrays:
+            raise FileNotFoundError(f"{shard.folder} holds no {name} array" + (
+                "" if shard.arrays else " in this layout (an older engine wrote it item-major; record it again)"))
+        info = shard.arrays[name]
+        return tuple(info["shape"]), np.dtype(info["dtype"]), int(info["offset"])
 
     def n_units(self, name: str) -> int:
-        return int(self._file(0, name).shape[0])
+        return int(self._layout(self.shards[0], name)[0][0])
+
+    def _blocks(self, shards: list[_Shard], name: str, start: int, stop: int) -> list[np.ndarray]:
+        paths = [f"{s.folder}/{name}.npy" for s in shards]
+        try:
+            if self.work.local is not None:
+                return [np.load(p, mmap_mode="r")[start:stop] for p in paths]
+            layouts = [self._layout(s, name) for s in shards]
+            starts = [off + start * shape[1] * dtype.itemsize for shape, dtype, off in layouts]
+            ends = [off + stop * shape[1] * dtype.itemsize for shape, dtype, off in layouts]
+            raws = self.work.fs.cat_ranges(paths, starts, ends)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{exc.filename or paths[0]}: this run's activations were deleted after their "
+                                    "statistics were written (set keep_activations: true to keep them)") from exc
+        return [np.frombuffer(raw, dtype=dtype).reshape(stop - start, shape[1])
+                for raw, (shape, dtype, _) in zip(raws, layouts)]
 
     def chunk(self, name: str, start: int, stop: int) -> np.ndarray:
         """Units [start, stop) of array `name` over all items: float32 [stop - start, items]."""
         out = np.empty((stop - start, self.n_items), np.float32)
-        encoder_array = False
-        for i, shard in enumerate(self.shards):
-            is_encoder = shard.encoder == name
-            encoder_array |= is_encoder
-            columns = shard.encoder_items if is_encoder else shard.items
-            if columns.size:
-                out[:, columns] = self._file(i, name).rows(start, stop)
+        encoder_array = any(s.encoder == name for s in self.shards)
+        columns = [s.encoder_items if s.encoder == name else s.items for s in self.shards]
+        reading = [(s, cols) for s, cols in zip(self.shards, columns) if cols.size]
+        for (_, cols), block in zip(reading, self._blocks([s for s, _ in reading], name, start, stop)):
+            out[:, cols] = block
         if encoder_array and not np.array_equal(self.encoder_source, np.arange(self.n_items)):
             out = out[:, self.encoder_source]
         return out

@@ -2,8 +2,10 @@
 
 Concepts follow the spec: language (task x step x language, one-vs-rest), multimodal language (s2tt+t2tt, or the
 en2x pair, labelled by language regardless of modality; decoder units) and modality (speech vs text, pooled and per
-language; decoder units). Per-unit statistics stream to Parquet files in the run folder, one per concept, so memory
-stays bounded at full scale; the store ingests them with one `read_parquet`.
+language; decoder units). Statistics run per phase (tasks whose concepts read each other's activations) over unit
+chunks read straight from the recording shards (`read_unit_chunk`), one job per chunk (`analyse_chunk`: here or as a
+Ray task); the driver merges the per-chunk results in order. Per-unit statistics stream to Parquet files, one per
+concept, so memory stays bounded at full scale; the store ingests them with one `read_parquet`.
 """
 from __future__ import annotations
 
@@ -238,7 +240,7 @@ def analyse_chunk(job: ChunkJob) -> ChunkResult:
         if recorded.any():
             stats = unit_stats(acts if recorded.all() else acts[recorded], labels)
         else:
-            stats = UnitStats(*(np.empty((len(labels), 0)) for _ in range(5)))
+            stats = UnitStats(*(np.empty((len(labels), 0)) for _ in STAT_FIELDS))
         groups.append((recorded, stats))
     magnitudes = []
     for task, index, chosen in job.magnitudes:
@@ -369,17 +371,17 @@ def analyse_phase(work: WorkDir, stats_dir: Path, registry: SiteRegistry, concep
                                  [(cols, uniq) for cols, (uniq, _) in group_specs],
                                  [(t, index, chosen) for t, index, chosen, _ in mag_specs]))
         plans.append((name, name_groups, group_specs, mag_specs, first, len(jobs)))
-    results = list(tqdm(executor.map_chunks(analyse_chunk, jobs), total=len(jobs), disable=not progress, unit="chunk",
+    results = iter(tqdm(executor.map_chunks(analyse_chunk, jobs), total=len(jobs), disable=not progress, unit="chunk",
                         desc=f"statistics {phase} (AP per unit, concentration; unit chunks from the shards)"))
     scopes_by_stack = {s: decoder_scopes(registry, s) for s in registry.stack_ranges}
     sel_frames = []
     conc_frames: dict[tuple[str, str, int], list[pd.DataFrame]] = {}
     ap_dec: dict[int, np.ndarray] = {}
-    for name, name_groups, group_specs, mag_specs, first, last in plans:
+    for name, name_groups, group_specs, mag_specs, first, last in plans:  # one array's chunks merged, then dropped
         stack = DECODER if name.startswith(DECODER) else name
         rng = registry.stack_ranges[stack]
         all_ids = np.arange(rng.start, rng.stop, dtype=np.int64)
-        part = results[first:last]
+        part = [next(results) for _ in range(first, last)]
         for g, ((_, members), (_, (_, row_of))) in enumerate(zip(name_groups, group_specs)):
             recorded = np.concatenate([r.groups[g][0] for r in part])
             stats = _concat_stats([r.groups[g][1] for r in part])

@@ -293,7 +293,7 @@ def run_precompute(
     if work.local is None:
         shutil.rmtree(stats_dir, ignore_errors=True)
     return RunResult(run_id, Path(cfg.store), work.url, {t: len(v) for t, v in all_items.items()}, elapsed,
-                     stats_dir if work.local is not None else None)
+                     stats_dir=stats_dir if work.local is not None else None)
 
 
 def _kept(all_items: dict[str, list[TaskItem]], filters: dict[str, LengthFilter]) -> dict[str, list[TaskItem]]:
