@@ -344,6 +344,8 @@ def test_ray_executor_writes_the_same_store_as_local(tmp_path, tiny_bundle):
     ray = pytest.importorskip("ray")
     over = {"tasks": ["s2tt", "t2tt"], "steps": [2, 7], "evaluate": {"enabled": False}, "keep_activations": False,
             "analysis": {"ks": [10, 20], "chunk_units": 300}}
+    for sub in ("local", "ray"):
+        (tmp_path / sub).mkdir()
     local_cfg = small_config(tmp_path / "local", **over)
     run_precompute(local_cfg, progress=False, bundle=tiny_bundle)
     far = tmp_path / "elsewhere" / "work"
@@ -376,10 +378,31 @@ def test_default_run_deletes_activations_phase_by_phase_with_the_same_statistics
     a = store_tables(cfg.store, skip=("runs", "interventions", "intervention_outputs"))
     b = store_tables(cfg_ref.store, skip=("runs", "interventions", "intervention_outputs"))
     for name in a:
-        x, y = (t.drop(columns="run_id") for t in (a[name], b[name]))
+        x, y = (t.drop(columns="run_id", errors="ignore") for t in (a[name], b[name]))
         if name == "selections":  # random sets are seeded by the run id, which the evaluate settings change
             x, y = (t[t["kind"] != "random"].reset_index(drop=True) for t in (x, y))
         pd.testing.assert_frame_equal(x, y, check_exact=True, obj=name)
+
+
+def test_a_remote_work_dir_holds_the_shards_and_the_statistics_folder_goes_after_the_store(tmp_path, tiny_bundle):
+    """work_dir as an fsspec URL (memory://, in this process): shards there, float16, statistics files beside the store
+    while running and gone once it is written."""
+    import fsspec
+
+    url = f"memory://lean-{tmp_path.name}/work"
+    cfg = small_config(tmp_path, tasks=["t2tt"], steps=[2], work_dir=url, activation_dtype="float16",
+                       keep_activations=False, evaluate={"enabled": False})
+    result = run_precompute(cfg, progress=False, bundle=tiny_bundle)
+    fs = fsspec.filesystem("memory")
+    root = f"/lean-{tmp_path.name}/work/{result.run_id}"
+    assert result.work_dir == f"{url}/{result.run_id}" and result.stats_dir is None
+    assert fs.glob(f"{root}/shards/t2tt/*/*/meta.json") and not fs.glob(f"{root}/**/*.npy")
+    assert not list(tmp_path.glob(".*-stats"))
+    con = duckdb.connect(str(cfg.store), read_only=True)
+    assert con.execute("SELECT work_dir FROM runs").fetchone()[0] == result.work_dir
+    assert con.execute("SELECT count(*) FROM unit_stats WHERE isnan(ap)").fetchone()[0] == 0
+    assert con.execute("SELECT count(DISTINCT concept_id) FROM unit_stats").fetchone()[0] == len(LANGS) - 1
+    con.close()
 
 
 def test_reuse_keeps_a_store_that_already_holds_the_run(finished, tiny_bundle):
