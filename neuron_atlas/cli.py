@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(defaults apply when omitted)")
     p.add_argument("--model", help="override the config's model")
     p.add_argument("--store", type=Path, help="override the store path")
-    p.add_argument("--work-dir", type=Path, dest="work_dir", help="override where activations are kept")
+    p.add_argument("--work-dir", dest="work_dir", help="override where activations are kept (a path or an fsspec URL)")
     p.add_argument("--mode", choices=["clean", "faithful"])
     p.add_argument("--device")
     p.add_argument("--executor", choices=["local", "ray"], help="where shards run (default local)")

@@ -2,8 +2,10 @@
 
 Concepts follow the spec: language (task x step x language, one-vs-rest), multimodal language (s2tt+t2tt, or the
 en2x pair, labelled by language regardless of modality; decoder units) and modality (speech vs text, pooled and per
-language; decoder units). Per-unit statistics stream to Parquet files in the run folder, one per concept, so memory
-stays bounded at full scale; the store ingests them with one `read_parquet`.
+language; decoder units). Statistics run per phase (tasks whose concepts read each other's activations) over unit
+chunks read straight from the recording shards (`read_unit_chunk`), one job per chunk (`analyse_chunk`: here or as a
+Ray task); the driver merges the per-chunk results in order. Per-unit statistics stream to Parquet files, one per
+concept, so memory stays bounded at full scale; the store ingests them with one `read_parquet`.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from tqdm.auto import tqdm
 
 from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from precompute.store_writer import insert_frame
-from precompute.activation_store import decoder_name, load_acts
+from precompute.activation_store import TaskActivations, WorkDir, decoder_name
 from neuron_atlas.engine.concentration import group_concentration, mean_abs_activation
 from precompute.crossmodal import overlap_matrix, spearman_matrix
 from neuron_atlas.engine.record import encoder_stack
@@ -29,6 +31,10 @@ from precompute.selectivity import UnitStats, build_selections, unit_stats
 from neuron_atlas.engine.tasks import TASKS, TaskItem
 
 DECODER = "text_decoder"
+STAT_FIELDS = ("ap", "on_p50", "on_p90", "off_mean", "off_p50")
+CHUNK_BYTES = 512 * 2**20
+"""Default size of one float32 unit chunk [units, items] a statistics job reads (`analysis.chunk_units` overrides)."""
+PHASE_TABLES = ("selections", "concentration", "overlap", "spearman")
 PAIRS = {"representation": ("t2tt", "s2tt"), "control": ("en2x_t2tt", "en2x_s2tt")}  # (text task, speech task)
 
 
@@ -109,10 +115,26 @@ def recorded_units(acts: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return np.isfinite(np.asarray(acts[:, int(columns[0])]))
 
 
-def concept_matrix(root: Path, concept: ConceptDef, stack: str) -> np.ndarray:
-    """[units of stack, concept items] activations, concatenating the concept's task columns."""
-    name = decoder_name(concept.step) if stack == DECODER else stack
-    parts = [np.asarray(load_acts(root, task, name)[:, cols]) for task, cols in concept.columns]
+def array_name(stack: str, step: int | None) -> str:
+    """The recorded array a stack reads: the decoder's of one step, an encoder's for every step."""
+    return decoder_name(step) if stack == DECODER else stack
+
+
+def read_unit_chunk(acts: TaskActivations, name: str, start: int, stop: int, blanked: np.ndarray | None = None) -> np.ndarray:
+    """One task's units [start, stop) of array `name` over all its items [units, items], read from the shards.
+
+    `blanked` (bool over the array's units) marks the sites a faithful run's length filter drops: they read as NaN,
+    so every statistic leaves them out. This is the one place statistics read activations.
+    """
+    values = acts.chunk(name, start, stop)
+    if blanked is not None and blanked[start:stop].any():
+        values[blanked[start:stop]] = np.nan
+    return values
+
+
+def concept_matrix(chunks: dict[str, np.ndarray], columns: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
+    """[chunk units, concept items]: a concept's task columns of each task's unit chunk, concatenated."""
+    parts = [chunks[task][:, cols] for task, cols in columns]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
@@ -185,29 +207,59 @@ def _write_stats(path: Path, concept_id: int, unit_ids: np.ndarray, stats) -> No
     tmp.replace(path)
 
 
-def compute_concentration(root: Path, registry: SiteRegistry, items: dict[str, Sequence[TaskItem]], steps: Sequence[int], run_id: str) -> pd.DataFrame:
-    """Gini and top-1 % share of per-unit mean |activation| per (task, language, step, stack, layer)."""
-    frames = []
-    units = registry.units_frame()
-    for task, rows in items.items():
-        labels = np.array([it.label for it in rows])
-        index = np.array([it.index for it in rows], dtype=np.int64)
-        for stack in (encoder_stack(task), DECODER):
-            layers = units.loc[units["stack"] == stack, "layer"].to_numpy()
-            for step in steps:
-                acts = load_acts(root, task, decoder_name(step) if stack == DECODER else stack)
-                recorded = recorded_units(acts, index) if stack != DECODER else np.ones(acts.shape[0], bool)
-                for lang in dict.fromkeys(labels):
-                    chosen = np.zeros(acts.shape[1], bool)
-                    chosen[index[labels == lang]] = True
-                    values = mean_abs_activation(acts[recorded] if not recorded.all() else acts, chosen)
-                    g = group_concentration(values, layers[recorded])
-                    frames.append(pd.DataFrame({
-                        "run_id": run_id, "task": task, "language": lang, "modality": TASKS[task].modality,
-                        "step": step, "stack": stack, "layer": g["group"], "n_units": g["n_units"],
-                        "gini": g["gini"], "top1_share": g["top1_share"], "total": g["total"],
-                    }))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+@dataclass
+class ChunkJob:
+    """The statistics of one unit chunk of one recorded array name over a phase's tasks: a pure, picklable job that a
+    Ray task or this process runs, reading the shards itself."""
+
+    name: str
+    start: int
+    stop: int
+    acts: dict[str, TaskActivations]
+    blanked: dict[str, np.ndarray]
+    groups: list[tuple[list[tuple[str, np.ndarray]], np.ndarray]]
+    magnitudes: list[tuple[str, np.ndarray, np.ndarray]]
+
+
+@dataclass
+class ChunkResult:
+    """Per group: recorded-unit mask and UnitStats of the recorded units; per task: mask and mean |a| per language."""
+
+    groups: list[tuple[np.ndarray, UnitStats]]
+    magnitudes: list[tuple[np.ndarray, np.ndarray]]
+
+
+def analyse_chunk(job: ChunkJob) -> ChunkResult:
+    """Read each task's unit chunk once; AP and quantiles for every concept group, mean |a| for concentration."""
+    chunks = {task: read_unit_chunk(acts, job.name, job.start, job.stop, job.blanked.get(task))
+              for task, acts in job.acts.items()}
+    groups = []
+    for columns, labels in job.groups:
+        acts = concept_matrix(chunks, columns)
+        recorded = np.isfinite(acts).all(axis=1)
+        if recorded.any():
+            stats = unit_stats(acts if recorded.all() else acts[recorded], labels)
+        else:
+            stats = UnitStats(*(np.empty((len(labels), 0)) for _ in STAT_FIELDS))
+        groups.append((recorded, stats))
+    magnitudes = []
+    for task, index, chosen in job.magnitudes:
+        values = chunks[task]
+        recorded = np.ones(values.shape[0], bool) if job.name.startswith(DECODER) else recorded_units(values, index)
+        kept = values[recorded] if not recorded.all() else values
+        mags = np.stack([mean_abs_activation(kept, c) for c in chosen]) if kept.shape[0] else np.empty((len(chosen), 0))
+        magnitudes.append((recorded, mags))
+    return ChunkResult(groups, magnitudes)
+
+
+def chunk_units(cfg, n_items: int, width: int) -> int:
+    """Units per chunk: `analysis.chunk_units`, or as many as keep one float32 chunk near CHUNK_BYTES."""
+    n = cfg.analysis.chunk_units or max(1, CHUNK_BYTES // (4 * max(1, n_items)))
+    return max(1, min(n, width))
+
+
+def _concat_stats(parts: list[UnitStats]) -> UnitStats:
+    return UnitStats(*(np.concatenate([getattr(p, f) for p in parts], axis=-1) for f in STAT_FIELDS))
 
 
 def compute_crossmodal(concepts: list[ConceptDef], ap_dec: dict[int, np.ndarray], sel: pd.DataFrame, registry: SiteRegistry,
@@ -262,43 +314,127 @@ def compute_crossmodal(concepts: list[ConceptDef], ap_dec: dict[int, np.ndarray]
     return overlap, spearman
 
 
-def analyse_run(root: Path, registry: SiteRegistry, items: dict[str, Sequence[TaskItem]], cfg, run_id: str, progress: bool = True) -> AnalysisResult:
-    """All statistics of a recorded run, in the same process right after recording."""
-    stats_dir = root / "stats"
-    if stats_dir.exists():
-        shutil.rmtree(stats_dir)
-    stats_dir.mkdir(parents=True)
-    concepts = define_concepts(items, cfg.steps)
+def phase_name(tasks: Sequence[str]) -> str:
+    return "+".join(tasks)
+
+
+def task_arrays(task: str, steps: Sequence[int]) -> list[str]:
+    """The arrays a task records: its encoder's, and the decoder's at every step."""
+    return [encoder_stack(task)] + [decoder_name(s) for s in steps]
+
+
+def phase_concepts(concepts: Sequence[ConceptDef], tasks: Sequence[str]) -> list[ConceptDef]:
+    """The concepts whose columns all come from `tasks` (a phase's statistics)."""
+    return [c for c in concepts if all(task in tasks for task, _ in c.columns)]
+
+
+def analyse_phase(work: WorkDir, stats_dir: Path, registry: SiteRegistry, concepts: Sequence[ConceptDef],
+                  items: dict[str, Sequence[TaskItem]], tasks: Sequence[str], cfg, run_id: str, executor,
+                  blanked: dict[str, np.ndarray] | None = None, progress: bool = True) -> None:
+    """Statistics of one phase's tasks, read in unit chunks from their shards (by `executor`, locally or on Ray).
+
+    Per-concept unit stats go to `stats_dir/concept-*.parquet`; the phase's selections, concentration and cross-modal
+    frames to `stats_dir/phase-{phase}/`, so a resumed run needs no activations of a finished phase.
+    """
+    phase = phase_name(tasks)
+    mine = phase_concepts(concepts, tasks)
+    for old in [*stats_dir.glob(f"phase-{phase}"), *(f for c in mine for f in stats_dir.glob(f"concept-{c.concept_id:05d}-*"))]:
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    blanked = blanked or {}
+    acts = {task: TaskActivations(work, task) for task in tasks}
+    groups = group_concepts(mine)
+    units = registry.units_frame()
+    jobs: list[ChunkJob] = []
+    plans: list[tuple] = []
+    for name in dict.fromkeys(n for task in tasks for n in task_arrays(task, cfg.steps)):
+        stack = DECODER if name.startswith(DECODER) else name
+        readers = {t: acts[t] for t in tasks if name in task_arrays(t, cfg.steps)}
+        name_groups = [(key, members) for key, members in groups.items() if array_name(key[0], key[1][0]) == name]
+        group_specs = [(members[0].columns, np.unique(np.stack([c.labels for c in members]), axis=0, return_inverse=True))
+                       for _, members in name_groups]
+        mag_specs = []
+        for task in readers:
+            labels = np.array([it.label for it in items[task]])
+            index = np.array([it.index for it in items[task]], dtype=np.int64)
+            langs = list(dict.fromkeys(labels))
+            chosen = np.zeros((len(langs), acts[task].n_items), bool)
+            for i, lang in enumerate(langs):
+                chosen[i, index[labels == lang]] = True
+            mag_specs.append((task, index, chosen, langs))
+        width = registry.stack_width(stack)
+        n_cols = max([acts[t].n_items for t in readers] + [sum(len(c) for _, c in cols) for cols, _ in group_specs])
+        size = chunk_units(cfg, n_cols, width)
+        first = len(jobs)
+        for start in range(0, width, size):
+            jobs.append(ChunkJob(name, start, min(start + size, width), readers,
+                                 {t: blanked[t] for t in readers if t in blanked and stack != DECODER},
+                                 [(cols, uniq) for cols, (uniq, _) in group_specs],
+                                 [(t, index, chosen) for t, index, chosen, _ in mag_specs]))
+        plans.append((name, name_groups, group_specs, mag_specs, first, len(jobs)))
+    results = iter(tqdm(executor.map_chunks(analyse_chunk, jobs), total=len(jobs), disable=not progress, unit="chunk",
+                        desc=f"statistics {phase} (AP per unit, concentration; unit chunks from the shards)"))
     scopes_by_stack = {s: decoder_scopes(registry, s) for s in registry.stack_ranges}
     sel_frames = []
+    conc_frames: dict[tuple[str, str, int], list[pd.DataFrame]] = {}
     ap_dec: dict[int, np.ndarray] = {}
-    groups = group_concepts(concepts)
-    for (stack, _), members in tqdm(groups.items(), desc="selectivity (AP per unit, concepts sharing a sort)",
-                                    unit="group", disable=not progress):
+    for name, name_groups, group_specs, mag_specs, first, last in plans:  # one array's chunks merged, then dropped
+        stack = DECODER if name.startswith(DECODER) else name
         rng = registry.stack_ranges[stack]
-        unit_ids = np.arange(rng.start, rng.stop, dtype=np.int64)
-        acts = concept_matrix(root, members[0], stack)
-        recorded = np.isfinite(acts).all(axis=1)
-        scopes = scopes_by_stack[stack]
-        if not recorded.all():
-            acts, unit_ids = acts[recorded], unit_ids[recorded]
-            scopes = {name: mask[recorded] for name, mask in scopes.items()}
-        labels, row_of = np.unique(np.stack([c.labels for c in members]), axis=0, return_inverse=True)
-        stats = unit_stats(acts, labels)
-        for i, concept in enumerate(members):
-            one = UnitStats(*(getattr(stats, f)[row_of[i]] for f in ("ap", "on_p50", "on_p90", "off_mean", "off_p50")))
-            _write_stats(stats_dir / f"concept-{concept.concept_id:05d}-{stack}.parquet", concept.concept_id, unit_ids, one)
-            if stack == DECODER:
-                ap_dec[concept.concept_id] = one.ap
-            seed_key = f"{run_id}:{concept.concept_id}"
-            for sel in build_selections(one.ap, unit_ids, scopes, cfg.analysis.ks, cfg.analysis.seed, seed_key):
-                sel_frames.append(pd.DataFrame({
-                    "run_id": run_id, "concept_id": concept.concept_id, "kind": sel.kind, "scope": sel.scope,
-                    "k_requested": sel.k_requested, "k": len(sel.units) if sel.kind != "both" else len(sel.units) // 2,
-                    "matches": sel.matches or None, "unit_id": sel.units.astype(np.int64), "rank": sel.ranks,
-                }))
+        all_ids = np.arange(rng.start, rng.stop, dtype=np.int64)
+        part = [next(results) for _ in range(first, last)]
+        for g, ((_, members), (_, (_, row_of))) in enumerate(zip(name_groups, group_specs)):
+            recorded = np.concatenate([r.groups[g][0] for r in part])
+            stats = _concat_stats([r.groups[g][1] for r in part])
+            unit_ids = all_ids[recorded]
+            scopes = {key: mask[recorded] for key, mask in scopes_by_stack[stack].items()}
+            for i, concept in enumerate(members):
+                one = UnitStats(*(getattr(stats, f)[row_of[i]] for f in STAT_FIELDS))
+                _write_stats(stats_dir / f"concept-{concept.concept_id:05d}-{stack}.parquet", concept.concept_id, unit_ids, one)
+                if stack == DECODER:
+                    ap_dec[concept.concept_id] = one.ap
+                seed_key = f"{run_id}:{concept.concept_id}"
+                for sel in build_selections(one.ap, unit_ids, scopes, cfg.analysis.ks, cfg.analysis.seed, seed_key):
+                    sel_frames.append(pd.DataFrame({
+                        "run_id": run_id, "concept_id": concept.concept_id, "kind": sel.kind, "scope": sel.scope,
+                        "k_requested": sel.k_requested, "k": len(sel.units) if sel.kind != "both" else len(sel.units) // 2,
+                        "matches": sel.matches or None, "unit_id": sel.units.astype(np.int64), "rank": sel.ranks,
+                    }))
+        layers = units.loc[units["stack"] == stack, "layer"].to_numpy()
+        for m, (task, _, _, langs) in enumerate(mag_specs):
+            recorded = np.concatenate([r.magnitudes[m][0] for r in part])
+            mags = np.concatenate([r.magnitudes[m][1] for r in part], axis=1)
+            for step in (cfg.steps if stack != DECODER else [int(name.removeprefix(f"{DECODER}.step"))]):
+                for i, lang in enumerate(langs):
+                    g = group_concentration(mags[i], layers[recorded])
+                    conc_frames.setdefault((task, stack, step), []).append(pd.DataFrame({
+                        "run_id": run_id, "task": task, "language": lang, "modality": TASKS[task].modality,
+                        "step": step, "stack": stack, "layer": g["group"], "n_units": g["n_units"],
+                        "gini": g["gini"], "top1_share": g["top1_share"], "total": g["total"],
+                    }))
     selections = pd.concat(sel_frames, ignore_index=True) if sel_frames else pd.DataFrame()
-    concentration = compute_concentration(root, registry, items, cfg.steps, run_id)
-    overlap, spearman = compute_crossmodal(concepts, ap_dec, selections, registry, run_id)
+    ordered = [f for task in tasks for stack in (encoder_stack(task), DECODER) for step in cfg.steps
+               for f in conc_frames.get((task, stack, step), [])]
+    concentration = pd.concat(ordered, ignore_index=True) if ordered else pd.DataFrame()
+    overlap, spearman = compute_crossmodal(mine, ap_dec, selections, registry, run_id)
+    out = stats_dir / f"phase-{phase}"
+    tmp = stats_dir / f".phase-{phase}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for table, frame in zip(PHASE_TABLES, (selections, concentration, overlap, spearman)):
+        if not frame.empty:
+            frame.to_parquet(tmp / f"{table}.parquet", index=False)
+    tmp.replace(out)
+
+
+def collect_analysis(stats_dir: Path, concepts: Sequence[ConceptDef], phases: Sequence[Sequence[str]], run_id: str) -> AnalysisResult:
+    """The run's statistics from every phase's files, in phase order."""
+    frames: dict[str, list[pd.DataFrame]] = {t: [] for t in PHASE_TABLES}
+    for tasks in phases:
+        for table in frames:
+            path = stats_dir / f"phase-{phase_name(tasks)}" / f"{table}.parquet"
+            if path.is_file():
+                frames[table].append(pd.read_parquet(path))
+    merged = {t: pd.concat(f, ignore_index=True) if f else pd.DataFrame() for t, f in frames.items()}
     concept_frame = pd.DataFrame([c.row(run_id) for c in concepts])
-    return AnalysisResult(stats_dir, concept_frame, selections, concentration, overlap, spearman)
+    return AnalysisResult(stats_dir, concept_frame, merged["selections"], merged["concentration"], merged["overlap"],
+                          merged["spearman"])

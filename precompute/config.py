@@ -25,6 +25,8 @@ class AnalysisConfig(BaseModel):
     enabled: bool = True
     ks: list[int] = Field(default_factory=lambda: [1000, 2000])
     seed: int = 0
+    chunk_units: int | None = Field(None, ge=1, description="units per statistics chunk (job); default: ~512 MB of "
+                                                            "float32 per chunk. Results do not depend on it")
 
     @field_validator("ks")
     @classmethod
@@ -85,7 +87,12 @@ class RunConfig(BaseModel):
     executor: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=1, le=256)
     store: Path = Path("data/atlas.duckdb")
-    work_dir: Path = Path("data/work")
+    work_dir: str = Field("data/work", description="where activation shards go: a local path or any fsspec URL "
+                                                    "(file://, memory://, s3://...; the driver must be installed)")
+    activation_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="storage dtype of recorded activations; float16 halves the working disk")
+    keep_activations: bool = Field(False, description="keep the recorded activations after their statistics are in "
+                                                      "(default: each phase's arrays are deleted once its statistics are written)")
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
@@ -106,9 +113,37 @@ class RunConfig(BaseModel):
             raise ValueError("steps are decoder prefix lengths between 2 (</s> + language token) and 256")
         return sorted(set(steps))
 
+    @field_validator("work_dir", mode="before")
+    @classmethod
+    def _reachable_work_dir(cls, work_dir) -> str:
+        import fsspec
+
+        work_dir = str(work_dir)
+        protocol = fsspec.core.split_protocol(work_dir)[0] or "file"
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError) as exc:
+            raise ValueError(f"work_dir {work_dir!r}: fsspec cannot open {protocol}:// here ({exc})") from None
+        return work_dir
+
+    @model_validator(mode="after")
+    def _shared_work_dir(self) -> RunConfig:
+        import fsspec
+
+        if self.executor == "ray" and fsspec.core.split_protocol(self.work_dir)[0] == "memory":
+            raise ValueError("work_dir: a memory:// folder lives in one process; Ray tasks read the shards from "
+                             "work_dir, so give it a location every node can read (a shared path, s3://...)")
+        return self
+
     def identity(self) -> dict:
-        """The fields that change results (not paths or device), for the run id."""
-        return self.model_dump(mode="json", exclude={"store", "work_dir", "device", "name", "executor", "workers"})
+        """The fields that change results (not paths, device or storage lifetime), for the run id; float32 storage is
+        the default and leaves older run ids as they were."""
+        data = self.model_dump(mode="json", exclude={"store", "work_dir", "device", "name", "executor", "workers",
+                                                     "keep_activations", "activation_dtype"})
+        data["analysis"].pop("chunk_units")
+        if self.activation_dtype != "float32":
+            data["activation_dtype"] = self.activation_dtype
+        return data
 
     def digest(self, *extra: str) -> str:
         h = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode())

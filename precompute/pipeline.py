@@ -1,4 +1,5 @@
-"""Orchestration of a precompute run: corpus -> resumable recording shards -> unit-major arrays -> statistics -> store."""
+"""Orchestration of a precompute run: corpus -> phases of (resumable recording shards -> statistics read from the
+shards -> arrays deleted) -> store."""
 from __future__ import annotations
 
 import hashlib
@@ -6,6 +7,7 @@ import io
 import json
 import logging
 import platform
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,14 +24,15 @@ from neuron_atlas.engine.model.loading import ModelBundle, configure_cpu_threads
 from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from precompute.store_writer import insert_frame, store_transaction
 from neuron_atlas.engine.versions import ENGINE_VERSION
-from precompute.activation_store import ShardKey, decoder_name, merge_task, read_shard_meta, shard_done, write_shard
+from precompute.activation_store import (ShardKey, WorkDir, dedupe_encoder, delete_activations, encoder_sources,
+                                         mark_phase_done, phase_done, read_shard_meta, shard_done, write_shard)
 from precompute.config import ConfigError, RunConfig
 from precompute.corpus import CorpusError, Example, load_corpus
 from precompute.executors import make_executor
 from neuron_atlas.engine.record import LengthFilter, encoder_stack, reference_length_filter
 from neuron_atlas.engine.tasks import TASKS, TaskItem, task_items
 from neuron_atlas.engine.store_schema import StoreVersionError, check_version
-from precompute.analysis import analyse_run
+from precompute.analysis import PAIRS, AnalysisResult, analyse_phase, collect_analysis, define_concepts, phase_name
 from precompute.evaluate import run_experiments
 
 log = logging.getLogger(__name__)
@@ -41,10 +44,11 @@ class RunResult:
 
     run_id: str
     store: Path
-    work_dir: Path
+    work_dir: str
     n_items: dict[str, int]
     elapsed_s: float
     reused: bool = False
+    stats_dir: Path | None = None
 
 
 def stored_run(store: Path, run_id: str) -> bool:
@@ -128,29 +132,49 @@ def _items_frame(run_id: str, bundle: ModelBundle, task: str, items: Sequence[Ta
     return pd.DataFrame(rows)
 
 
-def apply_length_filter(root: Path, task: str, shards: Sequence[ShardKey], registry: SiteRegistry, n_items: int) -> LengthFilter:
-    """Faithful mode: replay the reference reader's length filter on a recorded task and blank the sites it drops.
+def plan_phases(tasks: Sequence[str], mode: str) -> list[list[str]]:
+    """Tasks recorded and analysed together: a text task and the speech task it pairs with (their multimodal concepts
+    read both), every other task alone; a faithful run is one phase (its length filter decides which concepts exist)."""
+    if mode == "faithful":
+        return [list(tasks)]
+    phases: list[list[str]] = []
+    for task in tasks:
+        if any(task in p for p in phases):
+            continue
+        partners = {t for pair in PAIRS.values() if task in pair for t in pair}
+        phases.append([t for t in tasks if t == task or t in partners])
+    return phases
 
-    Units of a dropped site become NaN in the task's merged encoder array (the statistics then leave them out);
-    dropped examples stay in the arrays and are left out of the statistics by the caller.
+
+def apply_length_filter(work: WorkDir, task: str, shards: Sequence[ShardKey], registry: SiteRegistry, n_items: int) -> tuple[LengthFilter, np.ndarray | None]:
+    """Faithful mode: replay the reference reader's length filter on a recorded task (from the shards' meta).
+
+    Returns the filter and the encoder units of the sites it drops (the statistics read them as NaN and leave them
+    out); dropped examples are left out of the statistics by the caller.
     """
     mismatched: dict[int, dict[str, int]] = {}
     for key in shards:
-        meta = read_shard_meta(root, key)
+        meta = read_shard_meta(work, key)
         for idx, row in zip(meta["items"], meta.get("mismatched") or []):
             if row:
                 mismatched[idx] = row
     stack = encoder_stack(task)
     result = reference_length_filter(n_items, mismatched, registry.stack_sites(stack))
-    if result.sites:
-        acts = np.load(root / "acts" / task / f"{stack}.npy", mmap_mode="r+")
-        start = registry.stack_ranges[stack].start
-        for key in result.sites:
-            site = registry.by_key[key]
-            acts[site.offset - start : site.offset - start + site.width] = np.nan
-        acts.flush()
-        del acts
-    return result
+    if not result.sites:
+        return result, None
+    blanked = np.zeros(registry.stack_width(stack), bool)
+    start = registry.stack_ranges[stack].start
+    for key in result.sites:
+        site = registry.by_key[key]
+        blanked[site.offset - start : site.offset - start + site.width] = True
+    return result, blanked
+
+
+def stats_folder(cfg: RunConfig, work: WorkDir, run_id: str) -> Path:
+    """Where the per-concept statistics files go: the run's work folder when local, else beside the store."""
+    if work.local is not None:
+        return work.local / "stats"
+    return Path(cfg.store).parent / f".{run_id}-stats"
 
 
 def _dropped_frame(run_id: str, task: str, items: Sequence[TaskItem], result: LengthFilter) -> pd.DataFrame:
@@ -185,38 +209,48 @@ def run_precompute(
     registry = SiteRegistry.from_model(bundle.model)
     chash = corpus_hash(examples)
     run_id = f"{cfg.name}-{cfg.digest(bundle.checksum, chash)}"
-    root = Path(cfg.work_dir) / run_id
+    work = WorkDir(cfg.work_dir).child(run_id)
     if reuse and stored_run(Path(cfg.store), run_id):
-        return RunResult(run_id, Path(cfg.store), root, {}, time.perf_counter() - t0, reused=True)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+        return RunResult(run_id, Path(cfg.store), work.url, {}, time.perf_counter() - t0, reused=True)
+    work.fs.makedirs(work.path, exist_ok=True)
+    work.fs.pipe_file(work.join("config.json"), json.dumps(cfg.model_dump(mode="json"), indent=2).encode())
     all_items: dict[str, list[TaskItem]] = {}
-    filters: dict[str, LengthFilter] = {}
-    executor = make_executor(cfg.executor, cfg.workers)
     for task in cfg.tasks:
-        items = task_items(task, examples, cfg.corpus.languages)
-        if not items:
+        all_items[task] = task_items(task, examples, cfg.corpus.languages)
+        if not all_items[task]:
             raise CorpusError(f"task {task} has no examples in languages {cfg.corpus.languages}")
-        all_items[task] = items
-        shards = plan_shards(items, cfg.shard_size)
-        todo = [(k, rows) for k, rows in shards if not shard_done(root, k)]
-        done = len(items) - sum(len(r) for _, r in todo)
-        with tqdm(total=len(items), initial=done, desc=f"record {task} (steps {','.join(map(str, cfg.steps))})",
-                  unit="ex", disable=not progress, leave=True) as bar:
-            for key, arrays, meta in executor.map(bundle, registry, cfg, todo):
-                write_shard(root, key, arrays, meta)
-                bar.update(len(meta["items"]))
-                if after_shard is not None:
-                    after_shard(key)
-        names = [encoder_stack(task)] + [decoder_name(s) for s in cfg.steps]
-        merge_task(root, task, [k for k, _ in shards], names, len(items))
-        if cfg.mode == "faithful":
-            filters[task] = apply_length_filter(root, task, [k for k, _ in shards], registry, len(items))
-    kept_items = {task: [it for it in items if task not in filters or it.index not in filters[task].items]
-                  for task, items in all_items.items()}
-    stats = None
+    phases = plan_phases(cfg.tasks, cfg.mode)
+    stats_dir = stats_folder(cfg, work, run_id)
+    stats_dir.mkdir(parents=True, exist_ok=True)
+    filters: dict[str, LengthFilter] = {}
+    blanked: dict[str, np.ndarray] = {}
+    concepts = None
+    executor = make_executor(cfg.executor, cfg.workers)
+    for tasks in phases:
+        done_before = cfg.analysis.enabled and phase_done(work, phase_name(tasks)) and \
+            (stats_dir / f"phase-{phase_name(tasks)}").is_dir()
+        for task in tasks:
+            items = all_items[task]
+            shards = plan_shards(items, cfg.shard_size)
+            if not done_before:
+                _record_task(work, bundle, registry, cfg, executor, task, items, shards, after_shard, progress)
+            if cfg.mode == "faithful":
+                filters[task], mask = apply_length_filter(work, task, [k for k, _ in shards], registry, len(items))
+                if mask is not None:
+                    blanked[task] = mask
+        if not cfg.analysis.enabled or done_before:
+            continue
+        if concepts is None:
+            concepts = define_concepts(_kept(all_items, filters), cfg.steps)
+        analyse_phase(work, stats_dir, registry, concepts, _kept(all_items, filters), tasks, cfg, run_id, executor,
+                      blanked, progress=progress)
+        mark_phase_done(work, phase_name(tasks), {"tasks": tasks})
+        if not cfg.keep_activations:
+            delete_activations(work, tasks)
+    kept_items = _kept(all_items, filters)
+    stats: AnalysisResult | None = None
     if cfg.analysis.enabled:
-        stats = analyse_run(root, registry, kept_items, cfg, run_id, progress=progress)
+        stats = collect_analysis(stats_dir, concepts or define_concepts(kept_items, cfg.steps), phases, run_id)
     evaluation = None
     if cfg.evaluate.enabled and stats is not None:
         evaluation = run_experiments(bundle, registry, all_items, stats, cfg, run_id, progress=progress)
@@ -228,7 +262,8 @@ def run_precompute(
             "model": json.dumps({**bundle.describe(), "pad_token_id": bundle.tokenizer.pad_token_id}), "mode": cfg.mode, "tasks": cfg.tasks, "steps": cfg.steps,
             "languages": cfg.corpus.languages, "corpus_source": cfg.corpus.source, "corpus_hash": chash,
             "n_examples": len(examples), "config": json.dumps(cfg.model_dump(mode="json")),
-            "library_versions": json.dumps(library_versions()), "work_dir": str(root.resolve()), "elapsed_s": elapsed,
+            "library_versions": json.dumps(library_versions()), "work_dir": work.url if work.local is None else str(work.local),
+            "elapsed_s": elapsed,
         }]))
         sites = registry.sites_frame().rename(columns={"key": "site", "offset": "unit_offset"})
         sites.insert(0, "run_id", run_id)
@@ -243,7 +278,7 @@ def run_precompute(
         for task, items in all_items.items():
             metas = {}
             for key, rows in plan_shards(items, cfg.shard_size):
-                meta = read_shard_meta(root, key)
+                meta = read_shard_meta(work, key)
                 fed = meta.get("input_ids") or [None] * len(meta["items"])
                 for j, idx in enumerate(meta["items"]):
                     metas[idx] = (meta["generated"][j], [meta["prefix_lengths"][str(s)][j] for s in cfg.steps], fed[j])
@@ -255,4 +290,29 @@ def run_precompute(
         if evaluation is not None:
             insert_frame(con, "interventions", evaluation.conditions)
             insert_frame(con, "intervention_outputs", evaluation.outputs)
-    return RunResult(run_id, Path(cfg.store), root, {t: len(v) for t, v in all_items.items()}, elapsed)
+    if work.local is None:
+        shutil.rmtree(stats_dir, ignore_errors=True)
+    return RunResult(run_id, Path(cfg.store), work.url, {t: len(v) for t, v in all_items.items()}, elapsed,
+                     stats_dir=stats_dir if work.local is not None else None)
+
+
+def _kept(all_items: dict[str, list[TaskItem]], filters: dict[str, LengthFilter]) -> dict[str, list[TaskItem]]:
+    return {task: [it for it in items if task not in filters or it.index not in filters[task].items]
+            for task, items in all_items.items()}
+
+
+def _record_task(work: WorkDir, bundle: ModelBundle, registry: SiteRegistry, cfg: RunConfig, executor, task: str,
+                 items: list[TaskItem], shards: list[tuple[ShardKey, list[TaskItem]]],
+                 after_shard: Callable[[ShardKey], None] | None, progress: bool) -> None:
+    """Record a task's unfinished shards, each English input's encoder values once."""
+    todo = [(k, rows) for k, rows in shards if not shard_done(work, k)]
+    done = len(items) - sum(len(r) for _, r in todo)
+    sources = encoder_sources(items)
+    with tqdm(total=len(items), initial=done, desc=f"record {task} (steps {','.join(map(str, cfg.steps))})",
+              unit="ex", disable=not progress, leave=True) as bar:
+        for key, arrays, meta in executor.map(bundle, registry, cfg, todo):
+            arrays, meta = dedupe_encoder(arrays, meta, encoder_stack(task), sources)
+            write_shard(work, key, arrays, meta, cfg.activation_dtype)
+            bar.update(len(meta["items"]))
+            if after_shard is not None:
+                after_shard(key)
