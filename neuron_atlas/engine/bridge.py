@@ -1,8 +1,9 @@
 """The encoder-frame ↔ decoder-token bridge: which stretch of a speech input each output token read.
 
 For one utterance the model decodes greedily on its usual (SDPA) attention path; then one teacher-forced pass of the
-decoder over that output runs with *eager* attention in the cross-attention modules only (SDPA returns no weights),
-and forward hooks keep every layer's and head's weights over the encoder's output frames. The row of an output token
+decoder over that output, on the encoder output the generation computed (the encoder, most of the cost at full size,
+runs once), uses *eager* attention in the cross-attention modules only (SDPA returns no weights), and forward hooks
+keep every layer's and head's weights over the encoder's output frames. The row of an output token
 is the query that predicted it (the decoder position of the token before it), as in Whisper's alignment heads.
 
 The speech encoder's output passes through the length adaptor, so the columns are adaptor frames: a strided
@@ -25,7 +26,6 @@ from torch import nn
 
 from neuron_atlas.engine.constants import DECODER_PROMPT_LENGTH
 from neuron_atlas.engine.interventions.generate import generate_with
-from neuron_atlas.engine.model.hooks import AdapterPaddingGuard
 from neuron_atlas.engine.model.loading import ModelBundle
 from neuron_atlas.engine.model.unit_sites import SiteRegistry, UnitSite
 from neuron_atlas.engine.unit_trace import FRAME_CENTRE_S, FRAME_S
@@ -148,7 +148,12 @@ def trace_bridge(bundle: ModelBundle, registry: SiteRegistry, inputs: dict[str, 
         raise BridgeError("input: the bridge traces one utterance at a time", "input")
     unit = check_unit(registry, unit_id) if unit_id is not None else None
     model = bundle.model
-    generated = generate_with(bundle, registry, None, inputs, tgt_lang, max_new_tokens=max_new_tokens)
+    encoded: list[torch.Tensor] = []
+    keep_encoder = model.speech_encoder.register_forward_hook(lambda module, args, output: encoded.append(output[0]))
+    try:
+        generated = generate_with(bundle, registry, None, inputs, tgt_lang, max_new_tokens=max_new_tokens)
+    finally:
+        keep_encoder.remove()
     token_ids = generated.token_ids[0]
     n = len(token_ids)
     decoder_input = generated.sequences[:, : DECODER_PROMPT_LENGTH + n].to(bundle.device)
@@ -164,13 +169,14 @@ def trace_bridge(bundle: ModelBundle, registry: SiteRegistry, inputs: dict[str, 
         unit_out.append(output[0, :, unit[1]].float().cpu())
 
     with ExitStack() as stack:
-        stack.enter_context(AdapterPaddingGuard(model))
         stack.enter_context(eager_cross_attention(model))
         handles = [m.register_forward_hook(keep_weights(i)) for i, m in enumerate(cross_attention_modules(model))]
         if unit is not None:
             handles.append(model.get_submodule(unit[0].module).register_forward_hook(keep_unit))
         stack.callback(lambda: [h.remove() for h in handles])
-        out = model(**inputs, decoder_input_ids=decoder_input, use_cache=False)
+        model.set_modality("speech")
+        out = model(encoder_outputs=(encoded[0],), attention_mask=inputs.get("attention_mask"),
+                    decoder_input_ids=decoder_input, use_cache=False)
     if any(w is None for w in captured):
         raise RuntimeError("a cross-attention module returned no weights on the eager path")
     rows = slice(DECODER_PROMPT_LENGTH - 1, DECODER_PROMPT_LENGTH - 1 + n)
