@@ -65,9 +65,9 @@ def column_geometry(model: nn.Module, n_columns: int, duration_s: float) -> Colu
     centres = FRAME_CENTRE_S + FRAME_S * (first + last) / 2.0
     starts = FRAME_S * first
     ends = FRAME_S * last + ENCODER_FRAME_SPAN_S
-    clip = lambda x: np.clip(x, 0.0, duration_s)  # noqa: E731
-    return ColumnGeometry(clip(centres), clip(starts), clip(ends), stride * FRAME_S,
-                          (kernel - 1) * FRAME_S + ENCODER_FRAME_SPAN_S, kernel, stride)
+    centres, starts, ends = (np.clip(x, 0.0, duration_s) for x in (centres, starts, ends))
+    return ColumnGeometry(centres, starts, ends, stride * FRAME_S, (kernel - 1) * FRAME_S + ENCODER_FRAME_SPAN_S,
+                          kernel, stride)
 
 
 @dataclass
