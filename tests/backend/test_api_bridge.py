@@ -57,6 +57,9 @@ def test_bridge_answers_tokens_weights_peaks_and_unit(client, examples, kv_unit,
     assert out["unit"]["unit_id"] == kv_unit and out["unit"]["site"].endswith("cross_attention.k_proj")
     assert len(out["unit"]["values"]) == n_col
     assert out["argmax_matches"] is True
+    model = tiny_bundle.model
+    assert model.config._attn_implementation == "sdpa"
+    assert all(layer.cross_attention.config is model.config for layer in model.text_decoder.layers)
 
     again = client.post("/bridge", json={**body, "layers": [1], "heads": [0]})
     assert again.status_code == 200 and again.json()["cached"] is True
