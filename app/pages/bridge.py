@@ -107,6 +107,10 @@ def readers(result: Mapping[str, Any]) -> html.Div | None:
                                                 html.Tbody(body)], className="table")], id="bridge-readers")
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
 def layout(**query: Any) -> html.Div:
     s, problems = st.parse(PAGE, query)
     client = context.client()
@@ -155,7 +159,8 @@ def layout(**query: Any) -> html.Div:
         body += [notice(error, "error"), html.Div(ui.graph("bridge-figure"), hidden=True)]
     if result is not None:
         body += [
-            html.P(result["columns"]["note"] + ". " + result["row"] + ".", className="hint", id="bridge-columns-note"),
+            html.P(_sentence(result["columns"]["note"]) + " " + _sentence(result["row"]), className="hint",
+                   id="bridge-columns-note"),
             token_strip(result, s), player(result, s),
             ui.graph("bridge-figure", bf.bridge_figure(result, wav)),
             html.P("Click a row of the band to hear what that token read; click the spectrogram or the unit strip to "
@@ -189,7 +194,7 @@ def render(frozen: Mapping[str, Any]) -> list[Any]:
     result = (frozen.get("responses") or [None])[0]
     if not result:
         return []
-    return [html.P(result["columns"]["note"], className="hint"), ui.graph("finding-fig-0", bf.bridge_figure(result)),
+    return [html.P(_sentence(result["columns"]["note"]), className="hint"), ui.graph("finding-fig-0", bf.bridge_figure(result)),
             readers(result)]
 
 
