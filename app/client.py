@@ -472,6 +472,10 @@ class AtlasClient:
         """Baseline and intervened generation for a corpus example or a text (see InterventionRequest)."""
         return self.post("/interventions", dict(request), timeout=self.intervention_timeout_s)
 
+    def bridge(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Each output token's cross-attention over a speech example's frames (see BridgeRequest)."""
+        return self.post("/bridge", dict(request), timeout=self.intervention_timeout_s)
+
     def intervene_upload(self, audio: bytes, filename: str, content_type: str, options: Mapping[str, Any]) -> InterventionResult:
         """The same for an uploaded audio file (WAV, FLAC, OGG, MP3) sent as multipart form data."""
         path = "/interventions/upload"

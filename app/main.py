@@ -20,7 +20,7 @@ from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 from app import context
 from app.client import AtlasClient, BackendError
 from app.components.common import DEMO_CARD_PATH
-from app.pages import compare, findings, lab, layer, overview, unit
+from app.pages import bridge, compare, findings, lab, layer, overview, unit
 from neuron_atlas.resources import assets_dir, demo_model_dir
 
 ASSETS = assets_dir()
@@ -33,6 +33,7 @@ PAGES = (
     (unit, "/unit", "Unit", "Neuron Atlas · unit"),
     (lab, "/lab", "Lab", "Neuron Atlas · intervention lab"),
     (compare, "/compare", "Compare", "Neuron Atlas · compare runs"),
+    (bridge, "/bridge", "Bridge", "Neuron Atlas · encoder-frame ↔ decoder-token bridge"),
     (findings, "/findings", "Findings", "Neuron Atlas · findings"),
 )
 

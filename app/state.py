@@ -129,6 +129,18 @@ PAGES: dict[str, PageSpec] = {
         Key("concept", "int", None, lo=0, hi=2**31 - 1),
         Key("k", "int", None, lo=1, hi=2**31 - 1),
     )),
+    "bridge": PageSpec("bridge", "/bridge", (
+        Key("run", "str"),
+        Key("ex", "str", None, max_len=500),
+        Key("tgt", "str", None, max_len=16),
+        Key("layers", "ints", ()),
+        Key("heads", "ints", ()),
+        Key("unit", "int", None, lo=0, hi=2**31 - 1),
+        Key("t0", "float", None, lo=0.0, hi=3600.0),
+        Key("t1", "float", None, lo=0.0, hi=3600.0),
+        Key("tok", "int", None, lo=0, hi=4096),
+        Key("max_new", "int", 32, lo=1, hi=1024),
+    )),
     "findings": PageSpec("findings", "/findings", (
         Key("id", "str", None, max_len=64),
         Key("offset", "int", 0, lo=0, hi=2**31 - 1),

@@ -18,6 +18,7 @@ from dash import html
 from app import ui
 from app.client import AtlasClient
 from app import lab_logic
+from app.pages import bridge as bridge_page
 from app.pages import compare as compare_page
 from app.components import figures as fg
 from app.components.common import Provenance
@@ -88,6 +89,8 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
         return [{"method": "GET", "path": f"{base}/units/{int(s['unit'])}", "label": "unit", "params": {}}]
     if page == "compare":
         return compare_page.view_calls(client, s)
+    if page == "bridge":
+        return bridge_page.view_calls(client, s)
     if page == "lab":
         if s["in"] in ("upload", "mic"):
             raise ViewError("uploaded or recorded audio is not stored with findings, so this result cannot be replayed")
@@ -112,6 +115,8 @@ def execute(client: AtlasClient, call: Mapping[str, Any]) -> Any:
         return client.get(call["path"], call.get("params") or {})
     if call["path"] == "/interventions":
         return lab_logic.result_summary(client.intervene(call["body"]))
+    if call["path"] == "/bridge":
+        return bridge_page.stable(client.bridge(call["body"]))
     return client.post(call["path"], call["body"])
 
 
@@ -228,6 +233,8 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
                html.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(body)], className="table")]
     elif page == "compare":
         out = compare_page.render(frozen)
+    elif page == "bridge":
+        out = bridge_page.render(frozen)
     elif page == "unit":
         out = [ui.graph("finding-fig-0", fg.unit_ap_profile(responses[0], prov, step=s.get("step"), highlight=s.get("concept")))]
     elif page == "lab":
@@ -250,6 +257,8 @@ def describe_state(page: str, s: Mapping[str, Any]) -> str:
         return f"overview, {s.get('tab')} tab, step {s.get('step')}"
     if page == "compare":
         return compare_page.describe(s)
+    if page == "bridge":
+        return bridge_page.describe(s)
     if page == "lab":
         return f"lab, {s.get('role')} units of {s.get('ulang')} ({s.get('set')}-{s.get('k')}), target {s.get('tgt')}"
     return page

@@ -172,6 +172,9 @@ def layout(**query: Any) -> html.Div:
     return html.Div([
         html.H1("Intervention lab"),
         demo_model_line(model.get("loaded") or run.get("model_spec")),
+        dcc.Link("Which sound did each output token read? Open the bridge", id="lab-bridge-link", className="button-link",
+                 href=ui.href("bridge", run=s["run"], ex=s["ex"] if s["in"] == "example" and s["mod"] == "speech" else None,
+                              tgt=s["tgt"])),
         notice([html.Div(p) for p in problems], "warning") if problems else None,
         model_note,
         html.Div([html.Div(input_box, className="half"), html.Div(composer, className="half")], className="row"),

@@ -110,6 +110,9 @@ def layout(**query: Any) -> html.Div:
             html.Span(id="unit-basket-status", className="muted"),
             dcc.Link("Open its layer", href=layer_href, className="button-link"),
             dcc.Link("Intervene on it in the lab", href=lab_href, className="button-link"),
+            dcc.Link("See it over the sound (bridge)", href=ui.href("bridge", run=s["run"], unit=int(s["unit"])),
+                     className="button-link", id="unit-bridge-link")
+            if unit["site"].endswith(("cross_attention.k_proj", "cross_attention.v_proj")) else None,
         ], className="actions"),
         html.Div([
             control("Run", ui.dropdown("unit-run", context.run_options(), s["run"]), class_name="w-wide"),

@@ -95,6 +95,47 @@ class UploadOptions(GenerationOptions):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tgt_lang": "eng", "spec": EXAMPLE_EXPLICIT_SPEC}]})
 
 
+class BridgeRequest(BaseModel):
+    """A speech example of a run, what to decode it into, and how to average the cross-attention (POST /bridge)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"example_id": "builtin:s000:eng:eng-m1", "tgt_lang": "eng", "layers": [0, 1], "heads": None,
+         "unit_id": None, "span_s": [0.4, 0.8]}]})
+
+    example_id: str | None = Field(None, description="a corpus example of the run with audio (its speech is the input)", max_length=500)
+    modality: Literal["text", "speech"] = Field("speech", description="only `speech`: the bridge maps tokens onto audio")
+    text: str | None = Field(None, description="refused: the bridge needs speech input (named so the error can say so)", max_length=100_000)
+    tgt_lang: str = Field(description="target language (Seamless code, e.g. `eng`)", min_length=1, max_length=16)
+    run_id: str | None = Field(None, description="run holding the example (default: the newest run of the loaded model)", max_length=200)
+    max_new_tokens: int | None = Field(None, ge=1, description="tokens to generate (default and maximum: the server's max_new_tokens)")
+    layers: list[int] | None = Field(None, max_length=256, description="decoder layers to average over (null or empty: all)")
+    heads: list[int] | None = Field(None, max_length=256, description="cross-attention heads to average over (null or empty: all)")
+    unit_id: int | None = Field(None, ge=0, description="a cross-attention k_proj/v_proj unit: its value per encoder frame")
+    span_s: list[float] | None = Field(None, min_length=2, max_length=2, description="[start, end] seconds: which output tokens read it")
+
+
+class BridgeResult(_Open):
+    """Output tokens, their cross-attention over the adaptor frames (averaged as asked), peaks, span readers, unit strip."""
+
+    run_id: str
+    example_id: str
+    tgt_lang: str
+    text: str
+    tokens: list[str]
+    token_ids: list[int]
+    n_layers: int
+    n_heads: int
+    layers: list[int]
+    heads: list[int]
+    columns: dict[str, Any]
+    duration_s: float
+    weights: list[list[float]]
+    peaks: list[dict[str, Any]]
+    span: dict[str, Any] | None
+    unit: dict[str, Any] | None
+    argmax_matches: bool
+
+
 class AudioOut(BaseModel):
     """Audio of one output: WAV bytes (base64), where it came from (`model` speech output or `tts` of the text)."""
 

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from backend.api.errors import ApiProblem, problem_of
@@ -101,8 +102,12 @@ class AtlasState:
         hit = self.cached(prepared.key)
         if hit is not None:
             return hit
+        return await self.run_queued(prepared.key, lambda job: self.run_prepared(prepared, job))
+
+    async def run_queued(self, key: str, work: Callable[[Job], Any]) -> Any:
+        """Queue `work` under `key` and wait for its result (up to the request timeout), with the queue's 503/504s."""
         try:
-            job = self.submit(prepared)
+            job = self.queue.submit(key, work)
         except QueueFull as exc:
             raise ApiProblem(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         loop = asyncio.get_running_loop()

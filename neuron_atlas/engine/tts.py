@@ -55,7 +55,19 @@ _PARAM_RATE = 1
 _PARAM_PITCH = 3
 _EE_OK = 0
 
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_EVENT_LIST_TERMINATED = 0
+_EVENT_WORD = 1
+
+
+class _Event(ctypes.Structure):
+    """espeak_EVENT (speak_lib.h): what the synth callback reports besides samples; word events carry their start."""
+
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 
 def _load_library() -> ctypes.CDLL:
@@ -125,18 +137,34 @@ class _Engine:
             raise RuntimeError(f"espeak_Initialize failed with {rate} (data at {espeakng_loader.get_data_path()})")
         self.sample_rate = rate
         self._chunks: list[np.ndarray] = []
+        self._words: list[tuple[int, int, int]] = []
         self._callback = _CALLBACK(self._collect)
         _LIB.espeak_SetSynthCallback(self._callback)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
 
     def _collect(self, wav: Any, count: int, events: Any) -> int:
         if wav and count > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+        i = 0
+        while events and events[i].type != _EVENT_LIST_TERMINATED:
+            if events[i].type == _EVENT_WORD:
+                self._words.append((events[i].text_position, events[i].length, events[i].audio_position))
+            i += 1
         return 0
+
+    def raw_with_words(self, text: str, voice: Voice) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """`raw`, plus espeak's word events: (1-based character position in `text`, length in characters, start in
+        ms) of each word espeak speaks as a word (it may fold a short function word into its neighbour)."""
+        with self.lock:
+            self._words = []
+            samples = self.raw(text, voice)
+            words, self._words = self._words, []
+        return samples, words
 
     def raw(self, text: str, voice: Voice) -> np.ndarray:
         """Synthesise `text` with `voice`; int16 samples at the engine's rate."""
         with self.lock:
+            self._words = []
             self._chunks = []
             if _LIB.espeak_SetVoiceByName(f"{voice.espeak}+{voice.variant}".encode()) != _EE_OK:
                 raise CorpusError(f"voice {voice.name!r}: espeak-ng has no voice {voice.espeak}+{voice.variant}")
@@ -193,8 +221,8 @@ def resample(audio: np.ndarray, orig_rate: int) -> np.ndarray:
         return _resampler(int(orig_rate))(torch.from_numpy(audio)).numpy()
 
 
-def postprocess(samples: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
-    """int16 samples at `sample_rate` -> trimmed, peak-normalised, dithered 16 kHz float32."""
+def _trimmed(samples: np.ndarray, sample_rate: int, seed: int) -> tuple[np.ndarray, int]:
+    """`postprocess`, and the index of the first kept 16 kHz sample of the untrimmed audio."""
     x = resample(np.asarray(samples, dtype=np.float32) / 32768.0, sample_rate)
     level = np.abs(x)
     peak = float(level.max(initial=0.0))
@@ -202,9 +230,15 @@ def postprocess(samples: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
         raise CorpusError("synthesis produced only silence")
     loud = np.flatnonzero(level > TRIM_THRESHOLD * peak)
     margin = int(TRIM_MARGIN_S * SAMPLE_RATE)
-    x = x[max(loud[0] - margin, 0): loud[-1] + margin + 1]
+    start = max(loud[0] - margin, 0)
+    x = x[start: loud[-1] + margin + 1]
     x = x * (PEAK / peak) + np.random.default_rng(seed).normal(0.0, DITHER, x.shape[0])
-    return x.astype(np.float32)
+    return x.astype(np.float32), int(start)
+
+
+def postprocess(samples: np.ndarray, sample_rate: int, seed: int) -> np.ndarray:
+    """int16 samples at `sample_rate` -> trimmed, peak-normalised, dithered 16 kHz float32."""
+    return _trimmed(samples, sample_rate, seed)[0]
 
 
 def synthesize(text: str, voice: Voice) -> np.ndarray:
@@ -219,6 +253,34 @@ def synthesize(text: str, voice: Voice) -> np.ndarray:
         return postprocess(raw, engine.sample_rate, int(cache_key(text, voice)[:16], 16))
     except CorpusError as exc:
         raise CorpusError(f"{exc}: {text!r} with voice {voice.name!r}") from None
+
+
+@dataclass(frozen=True)
+class WordTiming:
+    """One spoken word: its text, and where espeak-ng spoke it in the synthesised audio (seconds; the end is the
+    next word's start, or the end of the audio for the last word)."""
+
+    word: str
+    start_s: float
+    end_s: float
+
+
+def synthesize_with_words(text: str, voice: Voice) -> tuple[np.ndarray, list[WordTiming]]:
+    """`synthesize`, plus each word's timing from espeak-ng's word events, shifted by the trimmed leading silence.
+
+    The audio is a fresh synthesis (espeak varies slightly between calls), so use it together with these timings."""
+    if not text.strip():
+        raise CorpusError(f"cannot synthesise empty text with voice {voice.name!r}")
+    engine = _engine()
+    raw, events = engine.raw_with_words(text, voice)
+    if raw.size == 0:
+        raise CorpusError(f"espeak-ng produced no audio for {text!r} with voice {voice.name!r}")
+    wave, start = _trimmed(raw, engine.sample_rate, int(cache_key(text, voice)[:16], 16))
+    duration = len(wave) / SAMPLE_RATE
+    starts = [min(max(ms / 1000.0 - start / SAMPLE_RATE, 0.0), duration) for _, _, ms in events]
+    words = [text[pos - 1: pos - 1 + length] for pos, length, _ in events]
+    ends = starts[1:] + [duration]
+    return wave, [WordTiming(w, round(a, 4), round(b, 4)) for w, a, b in zip(words, starts, ends)]
 
 
 def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
