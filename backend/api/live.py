@@ -181,6 +181,11 @@ class InterventionService:
         self.reader_fn = reader_fn
         self._model_lock = threading.Lock()
 
+    @property
+    def model_lock(self) -> threading.Lock:
+        """Held while anything hooks or runs the shared model (generation, traces, attribution)."""
+        return self._model_lock
+
     # ----------------------------------------------------------------------------------------------- prepare
 
     def _reader(self) -> StoreReader:

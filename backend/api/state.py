@@ -9,6 +9,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from backend.api.errors import ApiProblem, problem_of
@@ -20,6 +21,9 @@ from backend.store.reader import StoreReader, StoreUnavailable
 from neuron_atlas.engine.model.loading import ModelBundle
 
 log = logging.getLogger("backend.api")
+
+#: Worker-side computation of a prepared request (default: `InterventionService.execute`).
+Executor = Callable[[Any, Job], dict[str, Any]]
 
 
 class AtlasState:
@@ -80,9 +84,9 @@ class AtlasState:
         log.error("intervention job failed", exc_info=exc)
         return JobFailed(500, f"internal error while generating ({type(exc).__name__}); the server log has the details")
 
-    def run_prepared(self, prepared: Prepared, job: Job) -> dict[str, Any]:
-        """Worker-side: generate, cache and return the result of a prepared request."""
-        result = self.service.execute(prepared, job)
+    def run_prepared(self, prepared: Prepared, job: Job, execute: Executor | None = None) -> dict[str, Any]:
+        """Worker-side: generate (or run `execute`, another live computation), cache and return the result."""
+        result = (execute or self.service.execute)(prepared, job)
         result["store_version"] = self.store_version()
         self.cache.put(prepared.key, result, result_size(result))
         return result
@@ -93,16 +97,17 @@ class AtlasState:
             return None
         return {**hit, "cached": True}
 
-    def submit(self, prepared: Prepared) -> Job:
-        return self.queue.submit(prepared.key, lambda job: self.run_prepared(prepared, job))
+    def submit(self, prepared: Prepared, execute: Executor | None = None) -> Job:
+        return self.queue.submit(prepared.key, lambda job: self.run_prepared(prepared, job, execute))
 
-    async def run_sync(self, prepared: Prepared) -> dict[str, Any]:
-        """Answer from the cache, or queue the request and wait for it (up to the request timeout)."""
+    async def run_sync(self, prepared: Prepared, execute: Executor | None = None) -> dict[str, Any]:
+        """Answer from the cache, or queue the request and wait for it (up to the request timeout). `execute` runs
+        another live computation on a prepared request (anything with a `key`) instead of generation."""
         hit = self.cached(prepared.key)
         if hit is not None:
             return hit
         try:
-            job = self.submit(prepared)
+            job = self.submit(prepared, execute)
         except QueueFull as exc:
             raise ApiProblem(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         loop = asyncio.get_running_loop()

@@ -85,10 +85,12 @@ def reference_values(value: ReferenceValue, registry: SiteRegistry, stats: UnitS
 
 @dataclass
 class TokenAttribution:
-    """One token's attribution: its log-probability and, per unit, the estimated change when forced to the reference
-    (NaN where not scored) and the unit's mean activation over the positions it outputs."""
+    """One token's attribution: the objective (its log-probability, or log-odds against a versus token) and, per unit,
+    the estimated change of it when forced to the reference (NaN where not scored) and the unit's mean activation
+    over the positions it outputs."""
 
     token_id: int
+    objective: float
     logprob: float
     estimates: np.ndarray
     activations: np.ndarray
@@ -129,9 +131,11 @@ def _forward(bundle: ModelBundle, inputs: Mapping[str, torch.Tensor], decoder_id
 
 def attribute_token(bundle: ModelBundle, registry: SiteRegistry, inputs: Mapping[str, torch.Tensor],
                     sequence: Sequence[int], reference: Reference,
-                    resolved: ResolvedIntervention | None = None) -> TokenAttribution:
+                    resolved: ResolvedIntervention | None = None, versus_id: int | None = None) -> TokenAttribution:
     """Attribution of the last id of `sequence` (`</s> __tgt__ …`, teacher-forced) to every unit, in one forward and one
-    backward pass under the run's intervention `resolved`. Hooks live on the shared model: serialise calls per model."""
+    backward pass under the run's intervention `resolved`. The objective is the token's log-probability, or with
+    `versus_id` its log-odds against that token (log p(token) − log p(versus)), which does not saturate when the
+    token is nearly certain. Hooks live on the shared model: serialise calls per model."""
     if len(sequence) <= DECODER_PROMPT_LENGTH:
         raise ValueError(f"sequence: needs the prompt and at least one content token, got {len(sequence)} ids")
     model = bundle.model
@@ -158,9 +162,11 @@ def attribute_token(bundle: ModelBundle, registry: SiteRegistry, inputs: Mapping
             stack.enter_context(AdapterPaddingGuard(model))
         stack.enter_context(intervene(bundle, registry, resolved))
         stack.enter_context(HookPoints(model, sites, bind=bind))
-        logprob = torch.log_softmax(_forward(bundle, inputs, ids)[0], -1)[target]
+        logprobs = torch.log_softmax(_forward(bundle, inputs, ids)[0], -1)
+        logprob = logprobs[target]
+        objective = logprob if versus_id is None else logprob - logprobs[int(versus_id)]
         ran = [s for s in sites if s.key in captured]
-        grads = torch.autograd.grad(logprob, [captured[s.key] for s in ran], allow_unused=True)
+        grads = torch.autograd.grad(objective, [captured[s.key] for s in ran], allow_unused=True)
     estimates = np.full(registry.n_units, np.nan, dtype=np.float64)
     activations = np.full(registry.n_units, np.nan, dtype=np.float64)
     positions: dict[str, int] = {}
@@ -179,7 +185,7 @@ def attribute_token(bundle: ModelBundle, registry: SiteRegistry, inputs: Mapping
             positions[site.domain] = int(a.shape[1])
     if reference.values is not None:
         estimates[~np.isfinite(reference.values)] = np.nan
-    return TokenAttribution(target, float(logprob.detach()), estimates, activations, positions)
+    return TokenAttribution(target, float(objective.detach()), float(logprob.detach()), estimates, activations, positions)
 
 
 def rank_units(estimates: np.ndarray, n: int) -> np.ndarray:
@@ -239,10 +245,12 @@ def layer_summary(registry: SiteRegistry, estimates: np.ndarray, per_layer: int)
 
 def verify_forcing(bundle: ModelBundle, registry: SiteRegistry, inputs: Mapping[str, torch.Tensor],
                    sequence: Sequence[int], reference: Reference, unit_sets: Sequence[np.ndarray],
-                   resolved: ResolvedIntervention | None = None, batch_rows: int = VERIFY_BATCH_ROWS) -> tuple[float, np.ndarray]:
-    """The log-probability of the last id of `sequence` without forcing, and its real change with each set of
-    `unit_sets` forced to the reference (at every position, on top of `resolved`). Sets are rows of batched
-    teacher-forced passes, each with an unforced row, so a change compares rows of one batch."""
+                   resolved: ResolvedIntervention | None = None, versus_id: int | None = None,
+                   batch_rows: int = VERIFY_BATCH_ROWS) -> tuple[float, np.ndarray]:
+    """The objective of `attribute_token` (log-probability of the last id of `sequence`, or log-odds against
+    `versus_id`) without forcing, and its real change with each set of `unit_sets` forced to the reference (at every
+    position, on top of `resolved`). Sets are rows of batched teacher-forced passes, each with an unforced row, so a
+    change compares rows of one batch."""
     if batch_rows < 2:
         raise ValueError(f"batch_rows: needs room for the unforced row and one set, got {batch_rows}")
     sets = [np.asarray(s, dtype=np.int64) for s in unit_sets]
@@ -278,7 +286,9 @@ def verify_forcing(bundle: ModelBundle, registry: SiteRegistry, inputs: Mapping[
                 stack.enter_context(AdapterPaddingGuard(bundle.model))
             stack.enter_context(intervene(bundle, registry, resolved))
             stack.enter_context(HookPoints(bundle.model, [registry.by_key[k] for k in masks], bind=bind))
-            logp = torch.log_softmax(_forward(bundle, batch, ids.expand(rows, -1)), -1)[:, target].double().cpu().numpy()
+            logps = torch.log_softmax(_forward(bundle, batch, ids.expand(rows, -1)), -1)
+            value = logps[:, target] - (0 if versus_id is None else logps[:, int(versus_id)])
+            logp = value.double().cpu().numpy()
         if start == 0:
             base = float(logp[0])
         deltas[start : start + len(chunk)] = logp[1:] - logp[0]

@@ -65,7 +65,7 @@ def test_logprob_is_the_generated_step_and_only_run_stacks_are_scored(tiny_bundl
     found = attr.attribute_token(tiny_bundle, tiny_registry, text_inputs, sequence, _zero(tiny_registry))
     step_scores = generated.scores[0, TOKEN]
     assert found.token_id == generated.token_ids[0][TOKEN] == int(step_scores.argmax())
-    assert found.logprob == pytest.approx(float(torch.log_softmax(step_scores, -1)[found.token_id]), abs=1e-4)
+    assert found.objective == found.logprob == pytest.approx(float(torch.log_softmax(step_scores, -1)[found.token_id]), abs=1e-4)
     scored = np.isfinite(found.estimates)
     speech = tiny_registry.stack_ranges["speech_encoder"]
     assert not scored[speech.start : speech.stop].any()
@@ -87,13 +87,26 @@ def test_estimate_is_the_first_order_change(tiny_bundle, tiny_registry, text_inp
     np.testing.assert_allclose(found.estimates[top], actual, rtol=0.05, atol=2e-6)
 
 
+def test_versus_token_attributes_the_log_odds(tiny_bundle, tiny_registry, text_inputs, sequence):
+    ref = attr.reference_values(ScaleValue(factor=1.001), tiny_registry, None, None)
+    plain = attr.attribute_token(tiny_bundle, tiny_registry, text_inputs, sequence, ref)
+    versus = 7 if sequence[-1] != 7 else 8
+    found = attr.attribute_token(tiny_bundle, tiny_registry, text_inputs, sequence, ref, versus_id=versus)
+    assert found.logprob == plain.logprob and found.objective != found.logprob
+    top = attr.rank_units(found.estimates, 8)
+    base, actual = attr.verify_forcing(tiny_bundle, tiny_registry, text_inputs, sequence, ref,
+                                       [top[i : i + 1] for i in range(8)], versus_id=versus)
+    assert base == pytest.approx(found.objective, abs=1e-4)
+    np.testing.assert_allclose(found.estimates[top], actual, rtol=0.05, atol=2e-6)
+
+
 def test_zero_reference_ranking_is_confirmed_by_forcing(tiny_bundle, tiny_registry, text_inputs, sequence):
     ref = _zero(tiny_registry)
     found = attr.attribute_token(tiny_bundle, tiny_registry, text_inputs, sequence, ref)
     top = attr.rank_units(found.estimates, 20)
     base, actual = attr.verify_forcing(tiny_bundle, tiny_registry, text_inputs, sequence, ref,
                                        [top[i : i + 1] for i in range(20)] + [top], batch_rows=8)
-    assert base == pytest.approx(found.logprob, abs=1e-4)
+    assert base == pytest.approx(found.objective, abs=1e-4)
     corr = attr.correlation(found.estimates[top], actual[:20])
     assert corr["n"] == 20 and corr["pearson"] > 0.9 and corr["spearman"] > 0.8, corr
     assert np.sign(actual[20]) == np.sign(found.estimates[top].sum())
@@ -107,7 +120,7 @@ def test_verification_forces_like_the_intervention_engine(tiny_bundle, tiny_regi
     found = attr.attribute_token(tiny_bundle, tiny_registry, text_inputs, sequence, ref, run)
     units = attr.rank_units(found.estimates, 5)
     base, actual = attr.verify_forcing(tiny_bundle, tiny_registry, text_inputs, sequence, ref, [units], run)
-    assert base == pytest.approx(found.logprob, abs=1e-4)
+    assert base == pytest.approx(found.objective, abs=1e-4)
     refs = [{"module": tiny_registry.site_of_unit(int(u))[0].key, "channel": tiny_registry.site_of_unit(int(u))[1]} for u in units]
     forced = resolve(InterventionSpec(units={"kind": "explicit", "units": refs}, value={"kind": "off_mean"}, stats_concept_id=3),
                      tiny_registry, stats)
