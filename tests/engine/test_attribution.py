@@ -193,3 +193,56 @@ def test_rank_units_and_layer_summary(tiny_registry):
     site, channel = tiny_registry.site_of_unit(dec.start + 1)
     assert row["top"][0]["site"] == site.key and row["top"][0]["channel"] == channel
     assert attr.correlation(np.array([1.0, 2.0]), np.array([1.0, 2.0]))["pearson"] is None
+
+
+# ------------------------------------------------------------------------------------------------- demo model
+
+
+@pytest.fixture(scope="module")
+def control_run(tmp_path_factory):
+    """The demo model and a small run with its en→X language concepts at step 2 (the README lab link's units)."""
+    from precompute.config import AnalysisConfig, EvaluateConfig, RunConfig
+    from precompute.corpus.config import CorpusConfig
+    from precompute.pipeline import run_precompute
+
+    from backend.store.reader import StoreReader, StoreStats
+    from neuron_atlas.engine.model.loading import load_model
+    from neuron_atlas.engine.model.unit_sites import SiteRegistry
+
+    demo = load_model("demo", device="cpu")
+    tmp = tmp_path_factory.mktemp("attribution-demo")
+    cfg = RunConfig(name="attribution", model="demo", device="cpu", tasks=["en2x_t2tt"], steps=[2], batch_size=32,
+                    store=tmp / "atlas.duckdb", work_dir=tmp / "work", corpus=CorpusConfig(source="builtin"),
+                    analysis=AnalysisConfig(ks=[250]), evaluate=EvaluateConfig(enabled=False))
+    result = run_precompute(cfg, progress=False, bundle=demo)
+    reader = StoreReader(result.store)
+    concepts = reader.concepts(result.run_id, kind="language", task="en2x_t2tt", step=2, language="fra")
+    return demo, SiteRegistry.from_model(demo.model), StoreStats(reader, result.run_id), int(concepts["concept_id"].iloc[0])
+
+
+@pytest.mark.slow
+def test_demo_steered_token_names_french_control_units(control_run):
+    """The README's lab link: English → German with French's en→X control units (top + bottom 250, text, step 2)
+    forced to on_p50 comes out French. Attributing the first steered token's baseline (German) token, with the
+    steering's own value as reference and its log-odds against the French token it became, ranks French control
+    units among the first 100 at least twice as often as chance (measured: 9, chance 3.1), and the French set's
+    summed estimate pushes the log-odds towards French, as forcing the set really does."""
+    demo, registry, stats, fra = control_run
+    steer = resolve(InterventionSpec(units={"kind": "concept", "concept_id": fra, "set": "both", "k": 250, "stack": "text_decoder"}),
+                    registry, stats)
+    inputs = prepare_inputs(demo, text="My mother works at the hospital.", src_lang="eng")
+    base = generate_with(demo, registry, None, inputs, "deu", max_new_tokens=32)
+    steered = generate_with(demo, registry, steer, inputs, "deu", max_new_tokens=32)
+    assert base.text.startswith("Meine") and steered.text.startswith("Ma mère")
+    b, s = base.token_ids[0], steered.token_ids[0]
+    first = next(i for i, (x, y) in enumerate(zip(b, s)) if x != y)
+    seq = attr.target_sequence(base.sequences[0].tolist(), first)
+    ref = attr.reference_values(StatisticValue(kind="on_p50"), registry, stats, fra)
+    found = attr.attribute_token(demo, registry, inputs, seq, ref, versus_id=s[first])
+    french = np.zeros(registry.n_units, dtype=bool)
+    french[steer.unit_ids] = True
+    scored = np.isfinite(found.estimates)
+    chance = 100 * french.sum() / scored.sum()
+    assert french[attr.rank_units(found.estimates, 100)].sum() >= 2 * chance
+    _, actual = attr.verify_forcing(demo, registry, inputs, seq, ref, [steer.unit_ids], versus_id=s[first])
+    assert found.estimates[french].sum() < -1.0 and actual[0] < -1.0
