@@ -2,7 +2,7 @@
 
 URL state keys: run, in (example | text | upload | mic), ex, mod, text, src, tgt, us (concept | basket), role, umod
 (units found on speech | text | multimodal), ulang, step, set, k, stack, value, units (basket unit ids), max_new,
-go (1 = run on open), sweep (1 = k sweep on open). Uploaded and recorded audio cannot travel in a link; the link keeps
+go (1 = run on open), sweep (1 = k sweep on open), and the attribution panel's at_* keys (app/pages/lab_attribution.py). Uploaded and recorded audio cannot travel in a link; the link keeps
 every other setting.
 
 The composer picks the concept whose units are forced: a language concept of role × modality (representation:
