@@ -4,8 +4,8 @@
 English sentences translated into German, times `attribute_token` (one forward + backward pass, zero reference) on
 content token 2 against a plain no-grad teacher-forced forward pass of the same sequence (the ratio), and the
 verification of the top 20 (one batched pass of 22 rows). Target: attribution < 2 s per token.
-`--model full-random` runs the same on the full-size architecture (fp32 on CPU, ~10 GB of memory; on a CUDA GPU in
-bf16) and prints a FLOP count (2 × parameters × tokens per forward, the backward to activations about as much
+`--model full-random` runs the same on the full-size architecture (fp32 on CPU, ~10 GB of memory, e.g.
+`--sentences 1 --warmup 0 --verify 2`; on a CUDA GPU, `--device cuda`, in bf16) and prints a FLOP count (2 × parameters × tokens per forward, the backward to activations about as much
 again) with the time a GPU at `--gpu-tflops` would need.
 
 `agreement`: the README's lab setting on the demo model (English → German with French's en→X control units found
@@ -53,7 +53,7 @@ def _sync(bundle) -> None:
         torch.cuda.synchronize()
 
 
-def cost(model: str, device: str, n: int, gpu_tflops: float) -> None:
+def cost(model: str, device: str, n: int, gpu_tflops: float, verify: int, warmup: int) -> None:
     bundle = load_model(model, device=device)
     threads = configure_cpu_threads(bundle)
     registry = SiteRegistry.from_model(bundle.model)
@@ -62,7 +62,7 @@ def cost(model: str, device: str, n: int, gpu_tflops: float) -> None:
           f"{str(bundle.dtype).removeprefix('torch.')}, {threads} torch thread(s); {n} sentences eng→deu, token {TOKEN}")
     ref = attr.reference_values(ZeroValue(), registry, None, None)
     plain, attributed, verified, lengths = [], [], [], []
-    for i in range(n + 1):
+    for i in range(n + warmup):
         inputs = prepare_inputs(bundle, text=SENTENCES[i].text("eng"), src_lang="eng")
         out = generate_with(bundle, registry, None, inputs, "deu", max_new_tokens=TOKEN + 1)
         seq = attr.target_sequence(out.sequences[0].tolist(), min(TOKEN, len(out.token_ids[0]) - 1))
@@ -74,12 +74,12 @@ def cost(model: str, device: str, n: int, gpu_tflops: float) -> None:
         found = attr.attribute_token(bundle, registry, inputs, seq, ref)
         _sync(bundle)
         t2 = time.perf_counter()
-        top = attr.rank_units(found.estimates, VERIFY)
+        top = attr.rank_units(found.estimates, verify)
         attr.verify_forcing(bundle, registry, inputs, seq, ref, [top[j : j + 1] for j in range(len(top))] + [top])
         _sync(bundle)
         t3 = time.perf_counter()
-        if i == 0:
-            continue  # warm-up
+        if i < warmup:
+            continue
         plain.append(t1 - t0)
         attributed.append(t2 - t1)
         verified.append(t3 - t2)
@@ -87,7 +87,7 @@ def cost(model: str, device: str, n: int, gpu_tflops: float) -> None:
     med = statistics.median
     print(f"plain teacher-forced forward  median {med(plain) * 1e3:8.1f} ms")
     print(f"attribution (fwd + bwd)       median {med(attributed) * 1e3:8.1f} ms   ratio {med(a / p for a, p in zip(attributed, plain)):.2f}x the forward   (target < 2000 ms)")
-    print(f"verification of the top {VERIFY} (+all)  median {med(verified) * 1e3:8.1f} ms   ({VERIFY + 2} rows in batches of {attr.VERIFY_BATCH_ROWS})")
+    print(f"verification of the top {verify} (+all)  median {med(verified) * 1e3:8.1f} ms   ({verify + 2} rows in batches of {attr.VERIFY_BATCH_ROWS})")
     tokens = med(lengths)
     flops = 2 * params * tokens * 2
     print(f"FLOPs per attribution ≈ 2 × {params / 1e9:.2f} G parameters × {tokens:.0f} tokens × 2 (forward + backward to "
@@ -166,10 +166,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sentences", type=int, default=12)
     parser.add_argument("--store", type=Path, default=None, help="agreement: reuse (or write) this store")
+    parser.add_argument("--verify", type=int, default=VERIFY, help="cost: units verified per token")
+    parser.add_argument("--warmup", type=int, default=1, help="cost: sentences run first and not timed")
     parser.add_argument("--gpu-tflops", type=float, default=400.0, help="sustained bf16 TFLOP/s of the projected GPU")
     args = parser.parse_args()
     if args.what == "cost":
-        cost(args.model, args.device, args.sentences, args.gpu_tflops)
+        cost(args.model, args.device, args.sentences, args.gpu_tflops, args.verify, args.warmup)
     else:
         agreement(args.sentences, args.store)
 

@@ -62,7 +62,7 @@ def reference_values(value: ReferenceValue, registry: SiteRegistry, stats: UnitS
     """The reference of a value spec (the `value` of an InterventionSpec) for every unit of the model.
 
     A statistic reads `concept_id`'s per-unit values (units the concept did not record get NaN); errors are
-    `SpecError`s naming `reference.kind` or `reference_concept_id`.
+    `SpecError`s naming `reference_concept_id`.
     """
     n = registry.n_units
     if isinstance(value, StatisticValue):
