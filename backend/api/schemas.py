@@ -412,14 +412,14 @@ class AttributedUnit(_Open):
     layer: int
     component: str
     estimate: float = Field(description="estimated change of the objective (log-probability or log-odds) when forced to the reference")
-    activation: float = Field(description="the unit's mean value over the positions its module outputs")
-    reference: float | None = Field(description="the value forcing writes (null for a scale reference)")
+    activation: float | None = Field(description="the unit's mean value over the positions its module outputs (null where it overflowed)")
+    reference: float | None = Field(description="the value forcing writes (null for a scale reference, or where it overflows)")
 
 
 class VerifiedUnit(_Open):
     unit_id: int
     estimate: float
-    actual: float = Field(description="measured change of the objective with the unit forced alone")
+    actual: float | None = Field(description="measured change of the objective with the unit forced alone (null where forcing overflowed)")
 
 
 class AttributionResult(_Open):

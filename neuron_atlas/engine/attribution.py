@@ -218,8 +218,8 @@ def unit_table(registry: SiteRegistry) -> pd.DataFrame:
 
 
 def layer_summary(registry: SiteRegistry, estimates: np.ndarray, per_layer: int) -> list[dict]:
-    """Per stack and layer (model order): scored units, the sum and the sum of |estimate|, and the `per_layer` units
-    of largest |estimate| with their estimates."""
+    """Per stack and layer (model order): scored units (finite estimates), the sum and the sum of |estimate|, and the
+    `per_layer` units of largest |estimate| with their estimates."""
     table = unit_table(registry)
     table["estimate"] = estimates
     table["unit_id"] = np.arange(registry.n_units)

@@ -113,3 +113,12 @@ def test_json_only_and_rate_limited(client, atlas_store, tiny_bundle, tmp_path):
     with client_for(make_settings(store, tmp_path, rate_burst=1, rate_per_s=0.01), tiny_bundle) as c:
         assert c.post("/attribution", json=BASE).status_code == 200
         assert_error(c.post("/attribution", json={**BASE, "token_index": 0}), 429, "too many intervention requests")
+
+
+def test_an_overflowing_run_is_named_not_a_server_error(client):
+    huge = {**SPEC, "value": {"kind": "constant", "value": 1e30}}
+    r = client.post("/attribution", json={**BASE, "spec": huge, "side": "intervened"})
+    assert_error(r, 422, "non-finite log-probability", "smaller values")
+    ok = client.post("/attribution", json={**BASE, "reference": {"kind": "constant", "value": 1e30}, "verify": 3})
+    assert ok.status_code == 200, ok.text
+    assert all(v["actual"] is None or isinstance(v["actual"], float) for v in ok.json()["verification"]["units"])

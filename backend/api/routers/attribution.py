@@ -129,6 +129,10 @@ def execute(state: AtlasState, prepared: PreparedAttribution, job: Job | None = 
             raise _fail("versus_token_id", f"{versus} is the attributed token itself ({prepared.side} output, index "
                                            f"{prepared.token_index}); pick another token to compare with")
         found = attr.attribute_token(bundle, registry, run.inputs, sequence, prepared.reference, resolved, versus)
+        if not np.isfinite(found.objective):
+            raise _fail("spec" if resolved is not None else "reference",
+                        f"the {prepared.side} run gives token {prepared.token_index} a non-finite log-probability "
+                        "(its forced values overflow the model's activations): choose smaller values")
         timing["attribution"] = round(time.perf_counter() - t0, 4)
         top = attr.rank_units(found.estimates, max(prepared.top_k, prepared.verify))
         checked = top[: prepared.verify]
@@ -139,11 +143,11 @@ def execute(state: AtlasState, prepared: PreparedAttribution, job: Job | None = 
     tokens = bundle.tokenizer.convert_ids_to_tokens(ids)
     n = len(checked)
     verification = {
-        "n": n, "objective": base,
-        "units": [{"unit_id": int(u), "estimate": float(found.estimates[u]), "actual": float(d)}
+        "n": n, "objective": _finite(base),
+        "units": [{"unit_id": int(u), "estimate": float(found.estimates[u]), "actual": _finite(d)}
                   for u, d in zip(checked, deltas[:n])],
-        "all": {"n_units": n, "estimate": float(found.estimates[checked].sum()) if n else 0.0,
-                "actual": float(deltas[n]) if n else 0.0},
+        "all": {"n_units": n, "estimate": _finite(found.estimates[checked].sum()) if n else 0.0,
+                "actual": _finite(deltas[n]) if n else 0.0},
         **attr.correlation(found.estimates[checked], deltas[:n]),
     }
     ref_values = prepared.reference.values
@@ -171,8 +175,14 @@ def _unit_row(registry, unit_id: int, found: attr.TokenAttribution, ref_values: 
     site, channel = registry.site_of_unit(unit_id)
     return {"unit_id": unit_id, "site": site.key, "channel": int(channel), "stack": site.stack, "layer": site.layer,
             "component": site.component, "estimate": float(found.estimates[unit_id]),
-            "activation": float(found.activations[unit_id]),
-            "reference": None if ref_values is None else float(ref_values[unit_id])}
+            "activation": _finite(found.activations[unit_id]),
+            "reference": None if ref_values is None else _finite(ref_values[unit_id])}
+
+
+def _finite(x: float) -> float | None:
+    """A number for JSON: None where forcing overflowed (inf or NaN), which JSON cannot carry."""
+    x = float(x)
+    return x if np.isfinite(x) else None
 
 
 @router.post("/attribution", response_model=AttributionResult, responses=ERRORS, dependencies=[Depends(json_body)],
