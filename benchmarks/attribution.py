@@ -5,8 +5,10 @@ English sentences translated into German, times `attribute_token` (one forward +
 content token 2 against a plain no-grad teacher-forced forward pass of the same sequence (the ratio), and the
 verification of the top 20 (one batched pass of 22 rows). Target: attribution < 2 s per token.
 `--model full-random` runs the same on the full-size architecture (fp32 on CPU, ~10 GB of memory, e.g.
-`--sentences 1 --warmup 0 --verify 2`; on a CUDA GPU, `--device cuda`, in bf16) and prints a FLOP count (2 × parameters × tokens per forward, the backward to activations about as much
-again) with the time a GPU at `--gpu-tflops` would need.
+`--sentences 1 --warmup 0 --verify 2`; on a CUDA GPU, `--device cuda`, in bf16) and prints a FLOP count
+(2 × parameters × tokens per forward, the backward to activations about as much again) with the time a GPU at
+`--gpu-tflops` would need, and the time to read the bf16 weights twice (forward and backward) at `--gpu-tbps`: at a
+few dozen tokens a GPU is bound by that and by kernel launches, not by FLOPs.
 
 `agreement`: the README's lab setting on the demo model (English → German with French's en→X control units found
 on text at step 2, top + bottom 250, forced to on_p50; the statistics from a small precompute of en2x_t2tt, ~1 min):
@@ -53,7 +55,7 @@ def _sync(bundle) -> None:
         torch.cuda.synchronize()
 
 
-def cost(model: str, device: str, n: int, gpu_tflops: float, verify: int, warmup: int) -> None:
+def cost(model: str, device: str, n: int, gpu_tflops: float, gpu_tbps: float, verify: int, warmup: int) -> None:
     bundle = load_model(model, device=device)
     threads = configure_cpu_threads(bundle)
     registry = SiteRegistry.from_model(bundle.model)
@@ -90,8 +92,11 @@ def cost(model: str, device: str, n: int, gpu_tflops: float, verify: int, warmup
     print(f"verification of the top {verify} (+all)  median {med(verified) * 1e3:8.1f} ms   ({verify + 2} rows in batches of {attr.VERIFY_BATCH_ROWS})")
     tokens = med(lengths)
     flops = 2 * params * tokens * 2
+    weight_bytes = 2 * params * 2
     print(f"FLOPs per attribution ≈ 2 × {params / 1e9:.2f} G parameters × {tokens:.0f} tokens × 2 (forward + backward to "
-          f"activations) = {flops / 1e12:.2f} TFLOP; at {gpu_tflops:g} TFLOP/s sustained: {flops / (gpu_tflops * 1e12) * 1e3:.0f} ms")
+          f"activations) = {flops / 1e12:.3f} TFLOP: {flops / (gpu_tflops * 1e12) * 1e3:.2f} ms at {gpu_tflops:g} TFLOP/s; "
+          f"reading the bf16 weights twice ({weight_bytes / 1e9:.1f} GB) at {gpu_tbps:g} TB/s: "
+          f"{weight_bytes / (gpu_tbps * 1e12) * 1e3:.2f} ms; measured here: {flops / med(attributed) / 1e9:.1f} GFLOP/s")
 
 
 def agreement(n: int, store: Path | None) -> None:
@@ -169,9 +174,10 @@ def main() -> None:
     parser.add_argument("--verify", type=int, default=VERIFY, help="cost: units verified per token")
     parser.add_argument("--warmup", type=int, default=1, help="cost: sentences run first and not timed")
     parser.add_argument("--gpu-tflops", type=float, default=400.0, help="sustained bf16 TFLOP/s of the projected GPU")
+    parser.add_argument("--gpu-tbps", type=float, default=4.8, help="memory bandwidth (TB/s) of the projected GPU")
     args = parser.parse_args()
     if args.what == "cost":
-        cost(args.model, args.device, args.sentences, args.gpu_tflops, args.verify, args.warmup)
+        cost(args.model, args.device, args.sentences, args.gpu_tflops, args.gpu_tbps, args.verify, args.warmup)
     else:
         agreement(args.sentences, args.store)
 
