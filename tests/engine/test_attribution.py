@@ -110,6 +110,8 @@ def test_zero_reference_ranking_is_confirmed_by_forcing(tiny_bundle, tiny_regist
     corr = attr.correlation(found.estimates[top], actual[:20])
     assert corr["n"] == 20 and corr["pearson"] > 0.9 and corr["spearman"] > 0.8, corr
     assert np.sign(actual[20]) == np.sign(found.estimates[top].sum())
+    alone, nothing = attr.verify_forcing(tiny_bundle, tiny_registry, text_inputs, sequence, ref, [])
+    assert alone == pytest.approx(found.objective, abs=1e-4) and nothing.shape == (0,)
 
 
 def test_verification_forces_like_the_intervention_engine(tiny_bundle, tiny_registry, text_inputs, sequence, stats):
