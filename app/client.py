@@ -483,6 +483,10 @@ class AtlasClient:
                               data={"options": json.dumps(dict(options))}, timeout=self.intervention_timeout_s)
         return self._json(response, path)
 
+    def attribute(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """One output token's units ranked by estimated effect, the top ones verified by forcing (see POST /attribution)."""
+        return self.post("/attribution", dict(request), timeout=self.intervention_timeout_s)
+
     # -------------------------------------------------------------------------------------------------- findings
 
     def findings(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:

@@ -116,6 +116,11 @@ PAGES: dict[str, PageSpec] = {
         Key("max_new", "int", 32, lo=1, hi=1024),
         Key("go", "int", 0, lo=0, hi=1),
         Key("sweep", "int", 0, lo=0, hi=1),
+        Key("at_tok", "int", None, lo=0, hi=1024),
+        Key("at_side", "str", "baseline", ("baseline", "intervened")),
+        Key("at_ref", "str", "on_p50", VALUES),
+        Key("at_vs", "int", 0, lo=0, hi=1),
+        Key("at_n", "int", 20, lo=0, hi=100),
     )),
     "compare": PageSpec("compare", "/compare", (
         Key("run", "str"),

@@ -19,6 +19,7 @@ from app import ui
 from app.client import AtlasClient
 from app import lab_logic
 from app.pages import bridge as bridge_page
+from app.components import attribution
 from app.pages import compare as compare_page
 from app.components import figures as fg
 from app.components.common import Provenance
@@ -96,8 +97,12 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
             raise ViewError("uploaded or recorded audio is not stored with findings, so this result cannot be replayed")
         concept = _lab_concept(client, s)
         refs = lab_logic.unit_refs(list(s.get("units") or ()), client.sites(run)) if s["us"] == "basket" else None
-        body = lab_logic.build_request(s, lab_logic.build_spec(s, concept, refs))
-        return [{"method": "POST", "path": "/interventions", "label": "intervention", "body": body}]
+        spec = lab_logic.build_spec(s, concept, refs)
+        body = lab_logic.build_request(s, spec)
+        calls = [{"method": "POST", "path": "/interventions", "label": "intervention", "body": body}]
+        if s.get("at_tok") is not None:
+            calls.append(attribution.attribution_call(client, s, spec, concept, body))
+        return calls
     raise ViewError(f"page {page!r} has no data to freeze")
 
 
@@ -117,6 +122,8 @@ def execute(client: AtlasClient, call: Mapping[str, Any]) -> Any:
         return lab_logic.result_summary(client.intervene(call["body"]))
     if call["path"] == "/bridge":
         return bridge_page.stable(client.bridge(call["body"]))
+    if call["path"] == attribution.PATH:
+        return attribution.attribution_summary(client.attribute(call["body"]))
     return client.post(call["path"], call["body"])
 
 
@@ -245,6 +252,8 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
             html.Div([html.H3(f"Intervened → {r['intervened'].get('top_language') or '?'}"),
                       diff_view(r.get("diff") or [], "intervened", r["intervened"].get("text"))], className="half output-card"),
         ], className="row"), ui.graph("finding-fig-0", fg.language_probability_bars(r, prov, concept_lang=lab_logic.chart_concept_lang(s)))]
+        if len(responses) > 1:
+            out += [html.H3("Token attribution"), *attribution.attribution_view(responses[1], prov, fig_id="finding-fig-1")]
     return out or [html.P("no renderer for this view", className="muted")]
 
 
@@ -260,7 +269,10 @@ def describe_state(page: str, s: Mapping[str, Any]) -> str:
     if page == "bridge":
         return bridge_page.describe(s)
     if page == "lab":
-        return f"lab, {s.get('role')} units of {s.get('ulang')} ({s.get('set')}-{s.get('k')}), target {s.get('tgt')}"
+        what = f"lab, {s.get('role')} units of {s.get('ulang')} ({s.get('set')}-{s.get('k')}), target {s.get('tgt')}"
+        if s.get("at_tok") is not None:
+            what += f", attribution of {s.get('at_side')} token {s.get('at_tok')} (reference {s.get('at_ref')})"
+        return what
     return page
 
 
@@ -313,6 +325,11 @@ def python_script(backend_url: str, finding: Mapping[str, Any]) -> str:
             lines += ["for side in ('baseline', 'intervened'):",
                       f"    out = answer_{i}[side]",
                       "    print(side, repr(out['text']), out['top_language'], out['language_probabilities'])"]
+        elif call["path"] == attribution.PATH:
+            lines += [f"v = answer_{i}['verification']",
+                      f"print('token', answer_{i}['token'], 'estimate vs actual: r', v['pearson'], 'rho', v['spearman'])",
+                      f"for u in answer_{i}['top'][:20]:",
+                      "    print(u['unit_id'], u['site'], u['channel'], round(u['estimate'], 5))"]
         else:
             lines.append(f"print(json.dumps(answer_{i}, indent=1)[:2000])")
         lines.append("")

@@ -2,7 +2,7 @@
 
 URL state keys: run, in (example | text | upload | mic), ex, mod, text, src, tgt, us (concept | basket), role, umod
 (units found on speech | text | multimodal), ulang, step, set, k, stack, value, units (basket unit ids), max_new,
-go (1 = run on open), sweep (1 = k sweep on open). Uploaded and recorded audio cannot travel in a link; the link keeps
+go (1 = run on open), sweep (1 = k sweep on open), and the attribution panel's at_* keys (app/pages/lab_attribution.py). Uploaded and recorded audio cannot travel in a link; the link keeps
 every other setting.
 
 The composer picks the concept whose units are forced: a language concept of role × modality (representation:
@@ -22,6 +22,7 @@ from app.components import figures as fg
 from app.components.audio import audio_player
 from app.components.common import control, demo_model_line, error_text, lang_label, loading, notice, step_label
 from app.components.lab_result import input_audio_player, result_view
+from app.pages import lab_attribution
 from app.lab_logic import (
     ERROR_SLOTS,
     LAB_DEFAULTS,
@@ -181,6 +182,7 @@ def layout(**query: Any) -> html.Div:
         loading(html.Div(id="lab-result", children=html.P(
             "Choose an input and units, then Run: the baseline and the intervened output appear here.", className="hint"))),
         loading(html.Div(id="lab-sweep-out")),
+        lab_attribution.panel(s),
         dcc.Store(id="lab-upload-data"),
         dcc.Store(id="lab-upload-limit", data=upload_limit(caps)),
         dcc.Store(id="lab-upload-rejected", data=None),
@@ -249,6 +251,7 @@ def sweep(s: Mapping[str, Any], upload, mic) -> tuple[list[dict[str, Any]], str 
 
 def register_callbacks(app: Dash) -> None:
     ui.register_url_sync(app, PAGE)
+    lab_attribution.register_callbacks(app)
 
     @app.callback(Output("lab-mic-preview", "children"), Input("lab-mic", "data"), prevent_initial_call=True)
     def mic_preview(mic):

@@ -183,7 +183,7 @@ class InterventionService:
 
     @property
     def model_lock(self) -> threading.Lock:
-        """Held while anything runs the hosted model (one forward pass at a time)."""
+        """Held while anything hooks or runs the shared model (generation, traces, attribution, the bridge)."""
         return self._model_lock
 
     # ----------------------------------------------------------------------------------------------- prepare

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
 from pydantic_core import PydanticCustomError
 
-from neuron_atlas.engine.interventions import InterventionSpec, SpecError
+from neuron_atlas.engine.interventions import ConstantValue, InterventionSpec, ScaleValue, SpecError, StatisticValue, ZeroValue
 
 # ------------------------------------------------------------------------------------------------------ shared
 
@@ -44,6 +44,8 @@ def _parse_spec(value: Any) -> InterventionSpec:
 
 
 SpecField = Annotated[InterventionSpec, PlainValidator(_parse_spec, json_schema_input_type=InterventionSpec)]
+#: A reference value for attribution: the `value` of an InterventionSpec (what forcing a unit writes).
+ReferenceField = Annotated[StatisticValue | ZeroValue | ConstantValue | ScaleValue, Field(discriminator="kind")]
 
 EXAMPLE_SPEC = {
     "version": 2,
@@ -409,3 +411,76 @@ class Readiness(_Open):
     store: dict[str, Any]
     engine_version: str
     store_version: str | None
+
+
+# ---------------------------------------------------------------------------------------------------- attribution
+
+
+class AttributionRequest(BaseModel):
+    """One output token of a run (its input, target language and intervention, as POST /interventions takes them):
+    rank the units by their estimated effect on the token's log-probability, and verify the top ones by forcing."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "My mother works at the hospital.", "src_lang": "eng", "tgt_lang": "deu", "spec": EXAMPLE_SPEC,
+         "side": "intervened", "token_index": 0, "reference": {"kind": "off_mean"}, "verify": 20},
+        {"example_id": "builtin:s000:fra:fra-m1", "modality": "text", "tgt_lang": "eng", "side": "baseline",
+         "token_index": 1, "reference": {"kind": "zero"}},
+    ]})
+
+    example_id: str | None = Field(None, description="a corpus example of the run (its text or its audio is the input)", max_length=500)
+    modality: Literal["text", "speech"] = Field("text", description="with example_id: feed its text or its audio")
+    text: str | None = Field(None, description="input text (with src_lang)", max_length=100_000)
+    src_lang: str | None = Field(None, description="language of `text` (Seamless code)", max_length=16)
+    tgt_lang: str = Field(description="target language (Seamless code, e.g. `eng`)", min_length=1, max_length=16)
+    spec: SpecField | None = Field(None, description="the run's InterventionSpec (needed for side `intervened`)")
+    run_id: str | None = Field(None, description="run whose concepts and statistics the spec and reference read (default: the newest run of the loaded model)", max_length=200)
+    max_new_tokens: int | None = Field(None, ge=1, description="tokens the output is generated to (default and maximum: the server's max_new_tokens)")
+    side: Literal["baseline", "intervened"] = Field("baseline", description="which output: without or under the spec")
+    token_index: int = Field(ge=0, description="content token of that output (0 = the first token after the language token)")
+    reference: ReferenceField = Field(default_factory=StatisticValue, description="what forcing a unit writes: a concept statistic (on_p50, on_p90, off_mean, off_p50), zero, a constant or a scale")
+    reference_concept_id: int | None = Field(None, description="concept whose statistic is the reference (default: the spec's statistics concept)")
+    versus_token_id: int | None = Field(None, ge=0, description="attribute the log-odds log p(token) - log p(this token id) instead of the log-probability (e.g. the other output's token at this index; unlike a log-probability it does not saturate)")
+    verify: int = Field(20, ge=0, le=100, description="how many top units to force, one at a time and all together, to measure the real change")
+    top_k: int = Field(50, ge=1, le=1000, description="units returned in `top`, largest |estimate| first")
+    per_layer: int = Field(5, ge=0, le=50, description="units listed per stack and layer")
+
+
+class AttributedUnit(_Open):
+    unit_id: int
+    site: str
+    channel: int
+    stack: str
+    layer: int
+    component: str
+    estimate: float = Field(description="estimated change of the objective (log-probability or log-odds) when forced to the reference")
+    activation: float | None = Field(description="the unit's mean value over the positions its module outputs (null where it overflowed)")
+    reference: float | None = Field(description="the value forcing writes (null for a scale reference, or where it overflows)")
+
+
+class VerifiedUnit(_Open):
+    unit_id: int
+    estimate: float
+    actual: float | None = Field(description="measured change of the objective with the unit forced alone (null where forcing overflowed)")
+
+
+class AttributionResult(_Open):
+    """The token, every scored unit's estimate summarised per layer, the top units and the verification."""
+
+    key: str
+    cached: bool
+    engine_version: str
+    store_version: str | None
+    model: dict[str, Any]
+    run_id: str | None
+    input: dict[str, Any]
+    tgt_lang: str
+    spec: dict[str, Any] | None
+    side: Literal["baseline", "intervened"]
+    output: dict[str, Any] = Field(description="the side's output: text, token_ids, tokens")
+    token: dict[str, Any] = Field(description="index, id, text, logprob and prob of the attributed token; objective and versus")
+    reference: dict[str, Any]
+    n_units_scored: int
+    top: list[AttributedUnit]
+    layers: list[dict[str, Any]]
+    verification: dict[str, Any]
+    timing_s: dict[str, float]

@@ -22,6 +22,9 @@ from neuron_atlas.engine.model.loading import ModelBundle
 
 log = logging.getLogger("backend.api")
 
+#: Worker-side computation of a prepared request (default: `InterventionService.execute`).
+Executor = Callable[[Any, Job], dict[str, Any]]
+
 
 class AtlasState:
     """Everything the routes share. The store may be missing at start (it is reopened when it appears)."""
@@ -81,9 +84,9 @@ class AtlasState:
         log.error("intervention job failed", exc_info=exc)
         return JobFailed(500, f"internal error while generating ({type(exc).__name__}); the server log has the details")
 
-    def run_prepared(self, prepared: Prepared, job: Job) -> dict[str, Any]:
-        """Worker-side: generate, cache and return the result of a prepared request."""
-        result = self.service.execute(prepared, job)
+    def run_prepared(self, prepared: Prepared, job: Job, execute: Executor | None = None) -> dict[str, Any]:
+        """Worker-side: generate (or run `execute`, another live computation), cache and return the result."""
+        result = (execute or self.service.execute)(prepared, job)
         result["store_version"] = self.store_version()
         self.cache.put(prepared.key, result, result_size(result))
         return result
@@ -94,11 +97,12 @@ class AtlasState:
             return None
         return {**hit, "cached": True}
 
-    def submit(self, prepared: Prepared) -> Job:
-        return self.queue.submit(prepared.key, lambda job: self.run_prepared(prepared, job))
+    def submit(self, prepared: Prepared, execute: Executor | None = None) -> Job:
+        return self.queue.submit(prepared.key, lambda job: self.run_prepared(prepared, job, execute))
 
-    async def run_sync(self, prepared: Prepared) -> dict[str, Any]:
-        """Answer from the cache, or queue the request and wait for it (up to the request timeout)."""
+    async def run_sync(self, prepared: Prepared, execute: Executor | None = None) -> dict[str, Any]:
+        """Answer from the cache, or queue the request and wait for it (up to the request timeout). `execute` runs
+        another live computation on a prepared request (anything with a `key`) instead of generation."""
         hit = self.cached(prepared.key)
         if hit is not None:
             return hit
