@@ -416,6 +416,10 @@ class AtlasClient:
                                                  "concept_id": concept_id, "min_ap": min_ap, "max_ap": max_ap,
                                                  "limit": limit, "offset": offset})
 
+    def text_fit(self, text: str, src_lang: str) -> dict[str, Any]:
+        """How far a text lies from what the loaded model handles (GET /text-fit)."""
+        return self.get("/text-fit", {"text": text, "src_lang": src_lang})
+
     def unit(self, run_id: str, unit_id: int) -> dict[str, Any]:
         return self._run_get(run_id, f"/units/{int(unit_id)}")
 

@@ -19,7 +19,7 @@ from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 
 from app import context
 from app.client import AtlasClient, BackendError
-from app.components import search
+from app.components import search, text_limits
 from app.components.common import DEMO_CARD_PATH
 from app.pages import compare, findings, lab, layer, overview, unit
 from neuron_atlas.resources import assets_dir, demo_model_dir
@@ -96,6 +96,7 @@ def _register_shell_callbacks(app: Dash) -> None:
         return f"basket: {n} unit{'s' if n != 1 else ''}"
 
     search.register_callbacks(app)
+    text_limits.register_callbacks(app)
     app.clientside_callback(ClientsideFunction(namespace="atlas", function_name="saveRequest"),
                             Output("save-request", "data"), Input("save-button", "n_clicks"), prevent_initial_call=True)
 

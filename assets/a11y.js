@@ -38,7 +38,10 @@
       if (!group.querySelector("input[type=radio]")) { return; }
       group.setAttribute("role", "radiogroup");
       /* Dash marks each choice role="option" (a listbox's child); a radio button's own role is what it is. */
-      group.querySelectorAll("[role=option]").forEach(function (opt) { opt.removeAttribute("role"); });
+      group.querySelectorAll("[role=option]").forEach(function (opt) {
+        opt.removeAttribute("role");
+        opt.removeAttribute("aria-selected");
+      });
       var control = group.closest(".control");
       var name = control ? labelText(control) : "";
       if (name && !group.getAttribute("aria-label")) { group.setAttribute("aria-label", name); }

@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.errors import install_error_handlers
-from backend.api.routers import audio, compare, concentration, data, export, findings, health, interventions, jobs, search, traces
+from backend.api.routers import audio, compare, concentration, data, export, findings, health, interventions, jobs, search, text_fit, traces
 from backend.api.settings import Settings
 from backend.api.state import AtlasState
 from neuron_atlas.engine.model.loading import ModelBundle
@@ -134,7 +134,8 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
     )
     app.state.atlas = state
     install_error_handlers(app)
-    for module in (health, data, concentration, traces, audio, interventions, jobs, findings, export, compare, search):
+    for module in (health, data, concentration, traces, audio, interventions, jobs, findings, export, compare, search,
+                   text_fit):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

@@ -56,3 +56,26 @@ def test_no_serious_or_critical_violations_on_any_page(servers, driver):
             found[path] = problems
     assert not found, "axe found serious/critical violations:\n" + "\n".join(
         f"{path}:\n  " + "\n  ".join(p) for path, p in found.items())
+
+
+SIZES = ((1440, 1000), (1024, 700))
+
+
+@pytest.mark.parametrize("width, height", SIZES)
+def test_overview_and_layer_fit_the_window(servers, driver, shots, width, height):
+    """At a laptop and a small window the overview and the layer page need no sideways scrolling (screenshots go to
+    test-artifacts/screenshots/ for a person to look at)."""
+    base, _, run_id = servers
+    chrome = getattr(driver, "atlas_chrome_height", 0)
+    driver.set_window_size(width, height + chrome)
+    try:
+        for name, path, ready, figures in (
+                ("overview", f"/?run={run_id}&tab=selectivity", "#ov-tab [role=tab]", "#ov-sel-figures"),
+                ("layer", f"/layer?run={run_id}&stack=speech_encoder&layer=0", ".layer-grid .ag-row", "#layer-hist")):
+            open_page(driver, base, path, ready)
+            wait_plots(driver, figures)
+            overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{name} at {width}x{height} scrolls sideways by {overflow} px"
+            driver.save_screenshot(str(shots / f"{name}-{width}x{height}.png"))
+    finally:
+        driver.set_window_size(1366, 768 + chrome)
