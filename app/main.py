@@ -51,11 +51,12 @@ def _header() -> html.Header:
             html.Details([
                 html.Summary("Save as finding", className="button"),
                 html.Div([
-                    html.Label("Title", htmlFor="save-title", className="visually-hidden"),
-                    dcc.Input(id="save-title", placeholder="Title", maxLength=300, className="input", debounce=False),
-                    html.Label("Note", htmlFor="save-note", className="visually-hidden"),
-                    dcc.Textarea(id="save-note", placeholder="Note (what you see, why it matters)", maxLength=20000,
-                                 className="textarea"),
+                    html.Label([html.Span("Title", className="visually-hidden"),
+                                dcc.Input(id="save-title", placeholder="Title", maxLength=300, className="input",
+                                          debounce=False)]),
+                    html.Label([html.Span("Note", className="visually-hidden"),
+                                dcc.Textarea(id="save-note", placeholder="Note (what you see, why it matters)",
+                                             maxLength=20000, className="textarea")]),
                     html.Button("Save", id="save-button", className="button primary"),
                     html.Div(id="save-status", role="status"),
                 ], className="save-panel"),

@@ -69,14 +69,6 @@
     });
   }
 
-  function nameFromHiddenLabels(root) {
-    /* A label kept off screen (the placeholder shows the same words) also names its field directly. */
-    root.querySelectorAll("label.visually-hidden[for]").forEach(function (label) {
-      var field = document.getElementById(label.getAttribute("for"));
-      if (field && !field.getAttribute("aria-label")) { field.setAttribute("aria-label", label.textContent.trim()); }
-    });
-  }
-
   function describeSearch(root) {
     var box = root.querySelector("#unit-search-q");
     if (box && !box.getAttribute("aria-describedby")) {
@@ -207,7 +199,6 @@
     groupRadios(document);
     quietGridContainers(document);
     plainNumberBoxes(document);
-    nameFromHiddenLabels(document);
     describeSearch(document);
   }
 

@@ -41,9 +41,10 @@ def search_box() -> html.Div:
         ], className="search-filters-panel"),
     ], id="unit-search-filters", className="search-filters")
     return html.Div([
-        html.Label("Find units", htmlFor="unit-search-q", className="visually-hidden"),
-        dcc.Input(id="unit-search-q", type="search", debounce=True, autoComplete="off", maxLength=300,
-                  placeholder="Find units: id, site:channel, words…  ( / )", className="input search-input"),
+        html.Label([html.Span("Find units", className="visually-hidden"),
+                    dcc.Input(id="unit-search-q", type="search", debounce=True, autoComplete="off", maxLength=300,
+                              placeholder="Find units  ( / )", className="input search-input")],
+                   className="search-label"),
         html.Span("unit id (81920), site key with channel (text_decoder.layers.3.ffn.fc1:17), words of a site key "
                   "(decoder fc1), or filters; Enter opens a single unit", id="unit-search-help",
                   className="visually-hidden"),

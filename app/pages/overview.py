@@ -88,7 +88,7 @@ def layout(**query: Any) -> html.Div:
         problems += task_problem
     steps = run.get("steps") or [2]
     ks = stored_ks(run) or ([s["k"]] if s["k"] else [])
-    hide = hidden_controls(s["tab"])
+    hide = hidden_controls(s["tab"], s["set"])
     top = html.Div([
         control("Run", ui.dropdown("ov-run", context.run_options(), s["run"]), class_name="w-wide"),
         control("Decoding step", dcc.Slider(id="ov-step", min=min(steps), max=max(steps), step=None, value=s["step"],
@@ -214,8 +214,13 @@ UNUSED_CONTROLS = {"selectivity": (), "modality": (), "concentration": TOP_CONTR
                    "crossmodal": ("ov-set-box", "ov-thr-box")}
 
 
-def hidden_controls(tab: str) -> tuple[str, ...]:
-    return UNUSED_CONTROLS.get(tab, ())
+def hidden_controls(tab: str, unit_set: str | None = None) -> tuple[str, ...]:
+    """The top controls the tab does not read; where the unit set applies, the AP threshold only acts for the
+    'AP ≥ threshold' set and k only for the top/bottom/both sets."""
+    unused = UNUSED_CONTROLS.get(tab, ())
+    if "ov-set-box" not in unused and unit_set is not None:
+        unused = (*unused, "ov-k-box" if unit_set == "ap" else "ov-thr-box")
+    return unused
 
 
 #: The task the overview opens on when the run has it: speech X→en (the ASR view's top decoder units mostly sit on
@@ -403,10 +408,11 @@ def register_callbacks(app: Dash) -> None:
         return (*figs, *[stack not in figures for stack in STACKS], rows, "", [html.Div(x) for x in notes])
 
     @app.callback(*[Output(box, "hidden") for box in TOP_CONTROLS], Output("ov-x-layer-box", "hidden"),
-                  Input("ov-tab", "value"), Input("ov-x-scope", "value"), prevent_initial_call=True)
-    def show_acting_controls(tab, scope):
-        """Only the controls the open tab reads are shown."""
-        unused = hidden_controls(tab)
+                  Input("ov-tab", "value"), Input("ov-set", "value"), Input("ov-x-scope", "value"),
+                  prevent_initial_call=True)
+    def show_acting_controls(tab, unit_set, scope):
+        """Only the controls the open tab (and its unit set) reads are shown."""
+        unused = hidden_controls(tab, unit_set)
         return (*[box in unused for box in TOP_CONTROLS], scope != "text_decoder/layer")
 
     @app.callback(Output("nav", "href", allow_duplicate=True),
@@ -493,11 +499,6 @@ def register_callbacks(app: Dash) -> None:
         except (BackendError, ValueError) as exc:
             return [notice(ui.plain(exc) if isinstance(exc, BackendError) else f"c_cell: {s['c_cell']!r} is not "
                            "modality:language:layer", "error")]
-
-    @app.callback(Output("ov-thr", "disabled"), Input("ov-set", "value"))
-    def threshold_applies(unit_set):
-        """The AP threshold only selects units for the 'AP ≥ threshold' set; top/bottom/both use k."""
-        return unit_set != "ap"
 
     @app.callback(Output("ov-x-layer", "options"), Input("ov-run", "value"))
     def decoder_layers(run_id):
