@@ -211,7 +211,8 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
     if page == "overview":
         tab = s.get("tab")
         if tab == "selectivity":
-            out = [ui.graph(f"finding-fig-{i}", fg.selectivity_heatmap(r, prov)) for i, r in enumerate(responses)]
+            out = [ui.graph(f"finding-fig-{i}", fg.selectivity_heatmap(r, prov, scale=s.get("scale") or "count"))
+                   for i, r in enumerate(responses)]
         elif tab == "modality":
             out = [ui.graph("finding-fig-0", fg.modality_map(responses[0], prov))]
         elif tab == "concentration":
