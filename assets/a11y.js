@@ -182,7 +182,7 @@
           var box = document.getElementById(id);
           var heading = box && box.querySelector(".result-heading");
           if (!box) { return; }
-          box.scrollIntoView({ block: "start", behavior: "smooth" });
+          box.scrollIntoView({ block: "start" });
           if (heading) { heading.focus({ preventScroll: true }); }
         }, 50);
         return "";

@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from tests.browser.harness import console_errors, wait_for  # noqa: E402
-from tests.browser.test_dashboard import open_page, query_of, wait_css, wait_plots  # noqa: E402
+from tests.browser.test_dashboard import click_plot_point, open_page, query_of, wait_css, wait_plots  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -56,9 +56,16 @@ def test_columns_are_named_shares_are_a_choice_and_idle_controls_hide(servers, d
 
 def test_a_speech_text_cell_is_revealed_and_its_finding_keeps_the_shared_units(servers, driver):
     base, _, run_id = servers
-    open_page(driver, base, f"/?run={run_id}&tab=crossmodal&x_cell=fra:deu", "#ov-x-shared h3")
+    open_page(driver, base, f"/?run={run_id}&tab=crossmodal", "#ov-x-overlap .js-plotly-plot")
+    wait_plots(driver, "#ov-x-overlap")
+    driver.execute_script("window.scrollTo(0, 0)")
+    click_plot_point(driver, "#ov-x-overlap", 1, 0)
+    wait_for(driver, lambda d: query_of(d.current_url).get("x_cell") == "fra:deu", what="the clicked cell in the URL")
     wait_for(driver, lambda d: "result-heading" in (d.switch_to.active_element.get_attribute("class") or ""),
-             what="focus on the shared-unit list's heading")
+             timeout=40, what="focus on the shared-unit list's heading")
+    wait_for(driver, lambda d: d.execute_script(
+        "const r = document.querySelector('#ov-x-shared h3').getBoundingClientRect();"
+        "return r.top >= 0 && r.bottom <= window.innerHeight"), what="the shared-unit list scrolled into view")
     listed = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#ov-x-shared a.unit-link")]
     heading = driver.find_element(By.CSS_SELECTOR, "#ov-x-shared h3").text
     driver.find_element(By.CSS_SELECTOR, "#save-details summary").click()
