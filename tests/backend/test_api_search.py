@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from tests.backend.api_support import assert_error, atlas_store, client_for, make_settings  # noqa: F401
+from tests.backend.api_support import atlas_store, client_for, make_settings  # noqa: F401
 
 
 @pytest.fixture(scope="module")
