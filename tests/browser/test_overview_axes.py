@@ -95,7 +95,8 @@ def test_the_lab_counts_characters_says_what_it_cut_and_warns_far_outside(server
     box.send_keys("Das Haus")
     wait_for(driver, lambda d: d.find_element(By.ID, "lab-text-count").text == "8 / 2,000 characters",
              what="the counter following the typing")
-    box.send_keys(" " + "Der Hund schläft im Garten. " * 30, Keys.TAB)
+    box.send_keys(" 이것은 한국어 문장입니다", Keys.TAB)
     wait_for(driver, lambda d: "Far outside what the tiny-random model handles" in d.find_element(By.ID, "lab-text-fit").text,
              what="the far-outside warning after leaving the box")
+    assert "unknown to the tiny-random model's vocabulary" in driver.find_element(By.ID, "lab-text-fit").text
     assert not console_errors(driver)
