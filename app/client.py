@@ -408,6 +408,18 @@ class AtlasClient:
             params[f"max_{stat}"] = hi
         return self._run_get(run_id, f"/layers/{_seg(stack)}/{int(layer)}/units", params)
 
+    def search_units(self, run_id: str, *, q: str | None = None, stack: str | None = None, layer: int | None = None,
+                     component: str | None = None, concept_id: int | None = None, min_ap: float | None = None,
+                     max_ap: float | None = None, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+        """Units by id, `site:channel`, words of a site key or filters (GET /runs/{run}/search)."""
+        return self._run_get(run_id, "/search", {"q": q, "stack": stack, "layer": layer, "component": component,
+                                                 "concept_id": concept_id, "min_ap": min_ap, "max_ap": max_ap,
+                                                 "limit": limit, "offset": offset})
+
+    def text_fit(self, text: str, src_lang: str) -> dict[str, Any]:
+        """How far a text lies from what the loaded model handles (GET /text-fit)."""
+        return self.get("/text-fit", {"text": text, "src_lang": src_lang})
+
     def unit(self, run_id: str, unit_id: int) -> dict[str, Any]:
         return self._run_get(run_id, f"/units/{int(unit_id)}")
 

@@ -19,6 +19,7 @@ from dash import ClientsideFunction, Dash, Input, Output, dcc, html
 
 from app import context
 from app.client import AtlasClient, BackendError
+from app.components import search, text_limits
 from app.components.common import DEMO_CARD_PATH
 from app.pages import bridge, compare, findings, lab, layer, overview, unit
 from neuron_atlas.resources import assets_dir, demo_model_dir
@@ -41,7 +42,8 @@ PAGES = (
 def _header() -> html.Header:
     links = [dcc.Link(name, href=path, className="nav-link", id=f"nav-{name.lower()}") for _, path, name, _ in PAGES]
     return html.Header([
-        html.Div([html.Span("Neuron Atlas", className="brand"), html.Nav(links, className="nav")], className="header-left"),
+        html.Div([html.Span("Neuron Atlas", className="brand"), html.Nav(links, className="nav", **{"aria-label": "pages"}),
+                  search.search_box()], className="header-left"),
         html.Div([
             html.Span(id="backend-status", className="status"),
             html.Span(id="basket-count", className="status"),
@@ -50,9 +52,12 @@ def _header() -> html.Header:
             html.Details([
                 html.Summary("Save as finding", className="button"),
                 html.Div([
-                    dcc.Input(id="save-title", placeholder="Title", maxLength=300, className="input", debounce=False),
-                    dcc.Textarea(id="save-note", placeholder="Note (what you see, why it matters)", maxLength=20000,
-                                 className="textarea"),
+                    html.Label([html.Span("Title", className="visually-hidden"),
+                                dcc.Input(id="save-title", placeholder="Title", maxLength=300, className="input",
+                                          debounce=False)]),
+                    html.Label([html.Span("Note", className="visually-hidden"),
+                                dcc.Textarea(id="save-note", placeholder="Note (what you see, why it matters)",
+                                             maxLength=20000, className="textarea")]),
                     html.Button("Save", id="save-button", className="button primary"),
                     html.Div(id="save-status", role="status"),
                 ], className="save-panel"),
@@ -92,6 +97,8 @@ def _register_shell_callbacks(app: Dash) -> None:
         n = len(basket or [])
         return f"basket: {n} unit{'s' if n != 1 else ''}"
 
+    search.register_callbacks(app)
+    text_limits.register_callbacks(app)
     app.clientside_callback(ClientsideFunction(namespace="atlas", function_name="saveRequest"),
                             Output("save-request", "data"), Input("save-button", "n_clicks"), prevent_initial_call=True)
 
@@ -164,6 +171,7 @@ def create_app(backend_url: str, *, public_backend_url: str | None = None, token
     context.install(app.server, context.AppContext(client, backend_url, public_backend_url or backend_url))
     for module, path, name, title in PAGES:
         dash.register_page(module.__name__, path=path, name=name, title=title, layout=module.layout)
+    app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)
     app.layout = _shell()
     _register_shell_callbacks(app)
     for module, *_ in PAGES:

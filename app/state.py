@@ -60,6 +60,7 @@ PAGES: dict[str, PageSpec] = {
         Key("set", "str", "top", ("ap", *STORED_SET_KINDS)),
         Key("thr", "float", 0.9, lo=0.0, hi=1.0),
         Key("comp", "str", "all", COMPONENT_CHOICES),
+        Key("scale", "str", "count", ("count", "fraction")),
         Key("mm_role", "str", "representation", ROLES),
         Key("c_role", "str", "representation", ROLES),
         Key("c_stack", "str", "decoder", ("decoder", "encoder")),

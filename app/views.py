@@ -21,6 +21,7 @@ from app import lab_logic
 from app.pages import bridge as bridge_page
 from app.components import attribution
 from app.pages import compare as compare_page
+from app.pages import overview as overview_page
 from app.components import figures as fg
 from app.components.common import Provenance
 from app.components.diff import diff_view
@@ -70,12 +71,19 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
                      "params": {"stack": stk, "step": s["step"], "task": task, "metric": s["c_metric"]}}
                     for m, stk, task in (("speech", stacks[0], speech_task), ("text", stacks[1], text_task))]
         if tab == "crossmodal":
-            return [
+            calls = [
                 {"method": "GET", "path": f"{base}/overlap", "label": "overlap",
                  "params": {"role": s["x_role"], "step": s["step"], "set_kind": s["x_set"], "k": s["k"], "metric": s["x_metric"]}},
                 {"method": "GET", "path": f"{base}/spearman", "label": "spearman",
                  "params": {"role": s["x_role"], "step": s["step"], "scope": s["x_scope"]}},
             ]
+            if s.get("x_cell"):
+                try:
+                    params = overview_page.shared_units_params(dict(s))
+                except ValueError as exc:
+                    raise ViewError(str(exc)) from None
+                calls.append({"method": "GET", "path": f"{base}/overlap/units", "label": "shared units", "params": params})
+            return calls
         if tab == "interventions":
             return [{"method": "GET", "path": f"{base}/interventions", "label": "batch interventions",
                      "params": {"input_task": s["e_task"]}}]
@@ -215,7 +223,8 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
     if page == "overview":
         tab = s.get("tab")
         if tab == "selectivity":
-            out = [ui.graph(f"finding-fig-{i}", fg.selectivity_heatmap(r, prov)) for i, r in enumerate(responses)]
+            out = [ui.graph(f"finding-fig-{i}", fg.selectivity_heatmap(r, prov, scale=s.get("scale") or "count"))
+                   for i, r in enumerate(responses)]
         elif tab == "modality":
             out = [ui.graph("finding-fig-0", fg.modality_map(responses[0], prov))]
         elif tab == "concentration":
@@ -226,6 +235,8 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
         elif tab == "crossmodal":
             out = [ui.graph("finding-fig-0", fg.overlap_matrix(responses[0], prov)),
                    ui.graph("finding-fig-1", fg.spearman_matrix(responses[1], prov, layer=s.get("x_layer")))]
+            if len(responses) > 2 and s.get("x_cell"):
+                out += overview_page.shared_units_view({**s, "run": prov.run_id}, responses[2])
         elif tab == "interventions":
             out = [ui.graph("finding-fig-0", fg.batch_interventions(responses[0]["conditions"], prov,
                                                                      experiment=s["e_exp"], input_task=s["e_task"],
@@ -263,7 +274,8 @@ def describe_state(page: str, s: Mapping[str, Any]) -> str:
     if page == "layer":
         return f"{s.get('stack')} layer {s.get('layer')}, concept {s.get('concept')}"
     if page == "overview":
-        return f"overview, {s.get('tab')} tab, step {s.get('step')}"
+        cell = f", cell text {s['x_cell'].replace(':', ' × speech ')}" if s.get("tab") == "crossmodal" and s.get("x_cell") else ""
+        return f"overview, {s.get('tab')} tab, step {s.get('step')}{cell}"
     if page == "compare":
         return compare_page.describe(s)
     if page == "bridge":

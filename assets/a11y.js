@@ -3,6 +3,10 @@
  *   tab, the arrow keys, Home and End move between tabs and open the one reached.
  * - Controls inside a labelled `.control` box (sliders, dropdowns, number boxes) get that label as their name.
  * - Plotly's chart toolbars leave the tab order (they stay clickable), so Tab moves between the page's own controls.
+ * - Radio buttons sit in a radiogroup named by their control's label; AG Grid's empty row containers are not
+ *   announced as row groups; Enter on a row of the layer grid opens that unit (as a click does).
+ * - The header's unit search: "/" focuses it, ArrowDown moves into its results, ArrowUp/Down between them, Escape
+ *   closes them.
  * Applied again whenever Dash redraws part of the page. */
 (function () {
   "use strict";
@@ -27,6 +31,93 @@
         el.setAttribute("aria-label", name + extra);
       });
     });
+  }
+
+  function groupRadios(root) {
+    root.querySelectorAll(".radio").forEach(function (group) {
+      if (!group.querySelector("input[type=radio]")) { return; }
+      group.setAttribute("role", "radiogroup");
+      /* Dash marks each choice role="option" (a listbox's child); a radio button's own role is what it is. */
+      group.querySelectorAll("[role=option]").forEach(function (opt) {
+        opt.removeAttribute("role");
+        opt.removeAttribute("aria-selected");
+      });
+      var control = group.closest(".control");
+      var name = control ? labelText(control) : "";
+      if (name && !group.getAttribute("aria-label")) { group.setAttribute("aria-label", name); }
+    });
+  }
+
+  function quietGridContainers(root) {
+    root.querySelectorAll(".ag-full-width-container, .ag-sticky-top-viewport, .ag-sticky-top-full-width-container, " +
+                          ".ag-sticky-bottom-viewport, .ag-sticky-bottom-full-width-container").forEach(function (el) {
+      var empty = !el.querySelector("[role=row]");
+      if (empty && el.getAttribute("role") !== "presentation") {
+        el.dataset.atlasRole = el.getAttribute("role") || "";
+        el.setAttribute("role", "presentation");
+      } else if (!empty && el.dataset.atlasRole !== undefined) {
+        el.setAttribute("role", el.dataset.atlasRole || "rowgroup");
+        delete el.dataset.atlasRole;
+      }
+    });
+  }
+
+  function plainNumberBoxes(root) {
+    /* autocomplete="off" (Dash's default) is meaningless on number and search boxes and flagged by checkers. */
+    root.querySelectorAll("input[type=number][autocomplete], input[type=search][autocomplete]").forEach(function (el) {
+      el.removeAttribute("autocomplete");
+    });
+  }
+
+  function describeSearch(root) {
+    var box = root.querySelector("#unit-search-q");
+    if (box && !box.getAttribute("aria-describedby")) {
+      box.setAttribute("aria-describedby", "unit-search-help");
+      box.setAttribute("aria-controls", "unit-search-results");
+    }
+  }
+
+  function onGridEnter(event) {
+    if (event.key !== "Enter") { return; }
+    var row = event.target.closest && event.target.closest(".layer-grid .ag-row");
+    if (!row) { return; }
+    var api = window.dash_ag_grid && window.dash_ag_grid.getApi("layer-grid");
+    var node = api && api.getDisplayedRowAtIndex(Number(row.getAttribute("row-index")));
+    if (node && node.data) {
+      event.preventDefault();
+      node.setSelected(true, true);
+    }
+  }
+
+  function searchHits() {
+    return Array.prototype.slice.call(document.querySelectorAll("#unit-search-results .search-hit"));
+  }
+
+  function onSearchKey(event) {
+    var box = document.getElementById("unit-search-q");
+    var results = document.getElementById("unit-search-results");
+    if (!box || !results) { return; }
+    var typing = /^(INPUT|TEXTAREA|SELECT)$/.test(event.target.tagName) || event.target.isContentEditable;
+    if (event.key === "/" && !typing) {
+      event.preventDefault();
+      box.focus();
+      return;
+    }
+    var hits = searchHits();
+    var i = hits.indexOf(event.target);
+    if (event.target === box && event.key === "ArrowDown" && hits.length && !results.hidden) {
+      event.preventDefault();
+      hits[0].focus();
+    } else if (i >= 0 && (event.key === "ArrowDown" || event.key === "ArrowUp")) {
+      event.preventDefault();
+      var next = i + (event.key === "ArrowDown" ? 1 : -1);
+      if (next < 0) { box.focus(); } else if (next < hits.length) { hits[next].focus(); }
+    } else if (event.key === "Escape" && (event.target === box || i >= 0)) {
+      box.closest(".unit-search").classList.add("search-closed");
+      box.focus();
+    } else if (event.target === box && event.key !== "Escape") {
+      box.closest(".unit-search").classList.remove("search-closed");
+    }
   }
 
   function tabsOf(list) {
@@ -80,12 +171,35 @@
     });
   }
 
+  /* New results on the overview (a drill-down, a shared-unit list) are scrolled into view and their heading takes
+     the focus, so pressing a cell visibly does something and a keyboard user lands on what it produced. */
+  window.dash_clientside = Object.assign({}, window.dash_clientside, {
+    a11y: {
+      reveal: function (children, id) {
+        var noUpdate = window.dash_clientside.no_update;
+        if (!children || (Array.isArray(children) && !children.length)) { return noUpdate; }
+        window.setTimeout(function () {
+          var box = document.getElementById(id);
+          var heading = box && box.querySelector(".result-heading");
+          if (!box) { return; }
+          box.scrollIntoView({ block: "start" });
+          if (heading) { heading.focus({ preventScroll: true }); }
+        }, 50);
+        return "";
+      }
+    }
+  });
+
   var pending = false;
   function apply() {
     pending = false;
     markTabs(document);
     nameControls(document);
     quietToolbars(document);
+    groupRadios(document);
+    quietGridContainers(document);
+    plainNumberBoxes(document);
+    describeSearch(document);
   }
 
   function schedule() {
@@ -97,6 +211,13 @@
 
   function start() {
     apply();
+    document.addEventListener("keydown", onGridEnter, true);
+    document.addEventListener("keydown", onSearchKey);
+    document.addEventListener("click", function (event) {
+      var hint = event.target.closest && event.target.closest(".focus-search");
+      var box = document.getElementById("unit-search-q");
+      if (hint && box) { box.focus(); }
+    });
     new MutationObserver(schedule).observe(document.body, {
       childList: true, subtree: true, attributes: true, attributeFilter: ["class"]
     });

@@ -7,7 +7,7 @@ of a full run: 5 tasks x 3 steps x 6 languages = 144 concepts, whose unit_stats 
 (encoder + decoder for language concepts, decoder for the multimodal and modality ones): about 110 M rows.
 Activation arrays for the unit endpoint are written under the run's work folder with a modest item count.
 
-Targets (issue 6): heatmap < 200 ms and unit < 100 ms at p95.
+Targets (issue 6): heatmap < 200 ms and unit < 100 ms at p95; (issue 19) unit search < 200 ms at p95.
 
 Run from the repository root: ``python -m benchmarks.api`` (full scale) or ``python -m benchmarks.api --quick``
 (a tenth of the concepts' width, for a smoke run). ``--keep DIR`` reuses / keeps the synthetic store in DIR.
@@ -380,6 +380,39 @@ def intervention_latency(base: str, repeats: int) -> dict[str, dict]:
 TARGETS_MS = {"heatmap": 200.0, "unit": 100.0}
 
 
+def search_latencies(base: str, repeats: int, seed: int = 1) -> dict[str, dict]:
+    """p50/p95 of GET /runs/{run}/search (issue 19: < 200 ms at full scale): a unit id, a site key with a channel,
+    words of a site key, filters, and a concept's AP range over the decoder and over every stack it covers."""
+    rng = np.random.default_rng(seed)
+    with httpx.Client(base_url=base, timeout=120) as c:
+        run = c.get("/runs").json()["runs"][0]["run_id"]
+        sites = c.get(f"/runs/{run}/sites").json()["sites"]
+        concepts = [x for x in c.get(f"/runs/{run}/concepts", params={"limit": 500}).json()["concepts"]
+                    if x["kind"] == "language"]
+        n_units = sum(s["width"] for s in sites)
+        pick = lambda seq: seq[int(rng.integers(len(seq)))]
+        url = f"/runs/{run}/search"
+        dec_layers = sorted({s["layer"] for s in sites if s["stack"] == "text_decoder"})
+        out = {
+            "search: unit id": measure(c, [(url, {"q": str(int(u))}) for u in rng.integers(0, n_units, repeats)]),
+            "search: site key with channel": measure(c, [
+                (url, {"q": f"{s['site']}:{int(rng.integers(s['width']))}"}) for s in (pick(sites) for _ in range(repeats))]),
+            "search: words of a site key (layers.N fc1)": measure(c, [
+                (url, {"q": f"layers.{pick(dec_layers)}. fc1", "offset": int(rng.integers(0, 4000))}) for _ in range(repeats)]),
+            "search: filters (decoder, ffn, a layer)": measure(c, [
+                (url, {"stack": "text_decoder", "component": "ffn", "layer": pick(dec_layers)}) for _ in range(repeats)]),
+            "search: concept AP >= 0.9 in the decoder": measure(c, [
+                (url, {"stack": "text_decoder", "concept_id": pick(concepts)["concept_id"], "min_ap": 0.9})
+                for _ in range(repeats)]),
+            "search: concept AP in [0.5, 0.8], every stack": measure(c, [
+                (url, {"concept_id": pick(concepts)["concept_id"], "min_ap": 0.5, "max_ap": 0.8}) for _ in range(repeats)]),
+        }
+    return out
+
+
+TARGETS_MS["search"] = 200.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the width and 24 concepts, fewer repeats")
@@ -406,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         _wait_ready(base, proc)
         rss_warm = _rss_mib(proc.pid)
         results = data_latencies(base, repeats)
+        results.update(search_latencies(base, repeats))
         results.update(intervention_latency(base, repeats))
         print(f"server RSS: {rss_warm:.0f} MiB after the store warm-up, {_rss_mib(proc.pid):.0f} MiB at the end")
     finally:

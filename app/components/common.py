@@ -102,14 +102,15 @@ def loading(children: Any, id_: str | None = None) -> dcc.Loading:
 
 
 def control(label: str, component: Any, error_id: str | dict | None = None, help_text: str | None = None,
-            class_name: str = "") -> html.Div:
-    """A labelled control with its own error slot underneath."""
+            class_name: str = "", id_: str | None = None) -> html.Div:
+    """A labelled control with its own error slot underneath (`id_` names the box, e.g. to hide it where it does
+    not act)."""
     parts: list[Any] = [html.Label(label, className="control-label"), component]
     if help_text:
         parts.append(html.Div(help_text, className="control-help"))
     if error_id is not None:
         parts.append(error_text(error_id))
-    return html.Div(parts, className=f"control {class_name}".strip())
+    return html.Div(parts, className=f"control {class_name}".strip(), **({"id": id_} if id_ else {}))
 
 
 MODE_DESCRIPTIONS = {

@@ -7,7 +7,7 @@ colour-blind safe) centred on zero for correlations, and the Okabe–Ito palette
 from __future__ import annotations
 
 import html
-
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -105,49 +105,129 @@ def _mode_words(hm: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------------- selectivity
 
 
-def selectivity_heatmap(hm: Mapping[str, Any], prov: Provenance) -> go.Figure:
-    """Units per layer × concept (language) of one stack; each cell's customdata is (concept_id, layer)."""
+#: A numbered transformer layer's site key (after the stack): `layers.3.…`, `encoder.layers.3.…`.
+_NUMBERED = re.compile(r"^(?:encoder\.)?layers\.(\d+)\.")
+_ADAPTER = re.compile(r"^adapter\.layers\.(\d+)\.")
+#: Modules the store files under layer numbers past a stack's numbered layers: (long name, short tick label).
+_AFTER_LAYERS = {"intermediate_ffn": ("intermediate FFN", "int. FFN"), "encoder.layer_norm": ("encoder final norm", "final norm"),
+                 "layer_norm": ("final norm", "final norm"), "inner_layer_norm": ("final norm (after the adapter)", "final norm")}
+#: Which name a mixed column's tick shows (the module with most units first).
+_TICK_ORDER = ("int. FFN", "adapter", "final norm")
+
+
+def _module_name(rel: str) -> tuple[str, str]:
+    """(long, short) name of one site of a column past the numbered layers."""
+    am = _ADAPTER.match(rel)
+    if am:
+        return f"adapter layer {am.group(1)}", "adapter"
+    for prefix, names in _AFTER_LAYERS.items():
+        if rel == prefix or rel.startswith(prefix + "."):
+            return names
+    return rel, rel
+
+
+def column_names(layers: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int], tuple[str, str]]:
+    """(stack, layer) → (tick label, description) from `GET /runs/{run}/layers`: numbered transformer layers keep
+    their number; the columns the store files after them are named by what they hold (intermediate FFN, adapter,
+    final norm), so no column passes for a layer it is not."""
+    out: dict[tuple[str, int], tuple[str, str]] = {}
+    for rec in layers:
+        rels = [s.split(".", 1)[1] if "." in s else s for s in rec.get("sites") or []]
+        numbers = {int(m.group(1)) for m in (_NUMBERED.match(r) for r in rels) if m}
+        layer = int(rec["layer"])
+        if rels and len(numbers) == 1 and all(_NUMBERED.match(r) for r in rels):
+            out[(rec["stack"], layer)] = (str(layer), f"layer {numbers.pop()}")
+            continue
+        names = list(dict.fromkeys(_module_name(r) for r in rels))
+        longs = list(dict.fromkeys(n[0] for n in names))
+        shorts = {n[1] for n in names}
+        tick = next((s for s in _TICK_ORDER if s in shorts), names[0][1] if names else str(layer))
+        out[(rec["stack"], layer)] = (tick, " + ".join(longs) or f"layer {layer}")
+    return out
+
+
+def _columns(stack: str, layers: Sequence[int], columns: Mapping[tuple[str, int], tuple[str, str]] | None
+             ) -> tuple[list[str], list[str]]:
+    """Tick labels and descriptions of a stack's heatmap columns (plain layer numbers without `columns`)."""
+    names = [(columns or {}).get((stack, int(v)), (str(v), f"layer {v}")) for v in layers]
+    return [n[0] for n in names], [n[1] for n in names]
+
+
+def _label_columns(fig: go.Figure, layers: Sequence[int], ticks: Sequence[str]) -> None:
+    """Category x axis keyed by layer number (clicks report it), drawn with the column names."""
+    fig.update_xaxes(type="category", tickmode="array", tickvals=[str(v) for v in layers], ticktext=list(ticks))
+
+
+def after_layer_note(hm: Mapping[str, Any], columns: Mapping[tuple[str, int], tuple[str, str]] | None) -> str | None:
+    """One line naming the columns that are not numbered layers (None when every column is one)."""
+    ticks, longs = _columns(hm["stack"], [int(v) for v in hm["layers"]], columns)
+    per = list(hm.get("units_per_layer") or [None] * len(ticks))
+    extra = [f"{layer} = {desc}" + (f" ({int(n):,} units)" if n is not None else "")
+             for layer, tick, desc, n in zip(hm["layers"], ticks, longs, per) if not desc.startswith("layer ")]
+    return f"{STACK_NAMES.get(hm['stack'], hm['stack'])}: columns after the numbered layers: " + "; ".join(extra) if extra else None
+
+
+#: Heatmap colour scales: raw unit counts, or each count as a share of its column's units.
+SCALES = ("count", "fraction")
+
+
+def selectivity_heatmap(hm: Mapping[str, Any], prov: Provenance, *,
+                        columns: Mapping[tuple[str, int], tuple[str, str]] | None = None, scale: str = "count") -> go.Figure:
+    """Units per column (layer, or the module filed after the layers) × concept (language) of one stack, coloured by
+    count or by the share of the column's units; each cell's customdata is (concept_id, layer, concept, share, column)."""
     _require(hm, "stack", "layers", "concepts", "counts", "units_per_layer", what="heatmap")
+    if scale not in SCALES:
+        raise FigureDataError(f"scale: expected one of {', '.join(SCALES)}, got {scale!r}")
     concepts, layers = list(hm["concepts"]), [int(v) for v in hm["layers"]]
     z = np.asarray(hm["counts"], dtype=float).reshape(len(concepts), len(layers))
     per_layer = np.asarray(hm["units_per_layer"], dtype=float)
     share = np.divide(z, per_layer[None, :], out=np.zeros_like(z), where=per_layer[None, :] > 0)
+    ticks, longs = _columns(hm["stack"], layers, columns)
     labels = _row_labels(concepts)
-    custom = np.empty(z.shape + (4,), dtype=object)
+    custom = np.empty(z.shape + (5,), dtype=object)
     for i, c in enumerate(concepts):
         for j, layer in enumerate(layers):
-            custom[i, j] = (int(c["concept_id"]), layer, c.get("description") or concept_label(c), f"{share[i, j]:.1%}")
+            custom[i, j] = (int(c["concept_id"]), layer, c.get("description") or concept_label(c), f"{share[i, j]:.1%}",
+                            f"{longs[j]} ({int(per_layer[j]):,} units)")
+    fraction = scale == "fraction"
     fig = go.Figure(go.Heatmap(
-        z=z, x=[str(v) for v in layers], y=labels, customdata=custom, colorscale=COUNTS, zmin=0,
-        colorbar=dict(title=dict(text="units", side="right"), thickness=12),
-        hovertemplate="%{customdata[2]}<br>layer %{x}: %{z:d} units (%{customdata[3]} of the layer)"
-                      "<br>click to open the layer<extra></extra>",
+        z=share if fraction else z, x=[str(v) for v in layers], y=labels, customdata=custom, colorscale=COUNTS, zmin=0,
+        colorbar=dict(title=dict(text="share of the column's units" if fraction else "units", side="right"),
+                      thickness=12, tickformat=".1%" if fraction else None),
+        hovertemplate="%{customdata[2]}<br>%{customdata[4]}: %{text} units (%{customdata[3]} of the column)"
+                      "<br>click to open its units<extra></extra>",
+        text=z.astype(int).astype(str),
         xgap=1, ygap=1,
     ))
     comp = f" · {hm['component']}" if hm.get("component") else ""
-    title = f"{STACK_NAMES.get(hm['stack'], hm['stack'])}{comp}: units {_mode_words(hm)} per layer"
-    fig.update_xaxes(type="category")
+    what = "share of each column's units" if fraction else "units"
+    title = f"{STACK_NAMES.get(hm['stack'], hm['stack'])}{comp}: {what} {_mode_words(hm)}"
+    _label_columns(fig, layers, ticks)
     fig.update_yaxes(type="category", autorange="reversed")
-    return _finish(fig, title, prov, height=max(330, 120 + 34 * len(concepts)), x_title="layer",
+    return _finish(fig, title, prov, height=max(330, 120 + 34 * len(concepts)), x_title="layer (then the modules after it)",
                    y_title="concept (language)", legend=False)
 
 
-def component_bars(hm: Mapping[str, Any], prov: Provenance) -> go.Figure:
-    """Per-layer counts of selected units, stacked by sub-module (component), summed over the heatmap's concepts."""
+def component_bars(hm: Mapping[str, Any], prov: Provenance, *,
+                   columns: Mapping[tuple[str, int], tuple[str, str]] | None = None) -> go.Figure:
+    """Per-column counts of selected units, stacked by sub-module (component), summed over the heatmap's concepts."""
     _require(hm, "stack", "layers", "by_component", what="heatmap")
-    layers = [str(v) for v in hm["layers"]]
+    layers = [int(v) for v in hm["layers"]]
+    ticks, _ = _columns(hm["stack"], layers, columns)
     fig = go.Figure()
     for comp, rows in hm["by_component"].items():
         counts = np.asarray(rows, dtype=float).sum(axis=0) if len(rows) else np.zeros(len(layers))
-        fig.add_bar(x=layers, y=counts, name=comp, marker_color=COMPONENT_COLOURS.get(comp, OKABE_ITO[7]),
-                    hovertemplate=f"{comp}<br>layer %{{x}}: %{{y:d}} units<extra></extra>")
+        fig.add_bar(x=[str(v) for v in layers], y=counts, name=comp, marker_color=COMPONENT_COLOURS.get(comp, OKABE_ITO[7]),
+                    hovertemplate=f"{comp}<br>column %{{x}}: %{{y:d}} units<extra></extra>")
     fig.update_layout(barmode="stack")
-    fig.update_xaxes(type="category")
+    _label_columns(fig, layers, ticks)
     title = f"{STACK_NAMES.get(hm['stack'], hm['stack'])}: by sub-module"
-    return _finish(fig, title, prov, height=330, x_title="layer", y_title="units (all concepts shown)", narrow=True)
+    return _finish(fig, title, prov, height=330, x_title="layer (then the modules after it)",
+                   y_title="units (all concepts shown)", narrow=True)
 
 
-def modality_map(hm: Mapping[str, Any], prov: Provenance) -> go.Figure:
+def modality_map(hm: Mapping[str, Any], prov: Provenance, *,
+                 columns: Mapping[tuple[str, int], tuple[str, str]] | None = None) -> go.Figure:
     """Decoder layer × site (or component) share of modality-selective units (speech vs text): the cross-attention
     k/v spike shows as its own rows when the heatmap carries `by_site` (requested with group=site).
 
@@ -170,11 +250,12 @@ def modality_map(hm: Mapping[str, Any], prov: Provenance) -> go.Figure:
         xgap=1, ygap=1,
     ))
     concept = hm["concepts"][0] if hm["concepts"] else {}
-    fig.update_xaxes(type="category")
+    _label_columns(fig, [int(v) for v in hm["layers"]], _columns(hm.get("stack") or "text_decoder",
+                                                                 [int(v) for v in hm["layers"]], columns)[0])
     fig.update_yaxes(type="category", autorange="reversed")
     title = (f"Modality-selective decoder units ({_mode_words(hm)}) · {concept.get('task', '')} · "
              f"{step_label(concept.get('step'))}")
-    fig = _finish(fig, title, prov, height=max(300, 110 + 22 * len(comps)), x_title="decoder layer",
+    fig = _finish(fig, title, prov, height=max(300, 110 + 22 * len(comps)), x_title="decoder layer (then the final norm)",
                   y_title="site" if by == "by_site" else "component", legend=False)
     fig.update_yaxes(automargin=True, title_standoff=12)
     return fig

@@ -18,7 +18,7 @@ from dash import ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html,
 
 from app import context, state as st, ui
 from app.client import BackendError
-from app.components import figures as fg
+from app.components import figures as fg, text_limits
 from app.components.audio import audio_player
 from app.components.common import control, demo_model_line, error_text, lang_label, loading, notice, step_label
 from app.components.lab_result import input_audio_player, result_view
@@ -73,7 +73,9 @@ def _choices(s: dict[str, Any]) -> tuple[dict, dict, list[dict], list[str], list
 
 
 def layout(**query: Any) -> html.Div:
+    query, clipped = text_limits.clip_link_text(query)
     s, problems = st.parse(PAGE, {**LAB_DEFAULTS, **query})
+    problems += clipped
     try:
         run, caps, examples, langs, more = _choices(s)
     except BackendError as exc:
@@ -109,8 +111,9 @@ def layout(**query: Any) -> html.Div:
                                          s["mod"])),
         ], id="lab-in-example", className="controls"),
         html.Div([
-            control("Text", dcc.Textarea(id="lab-text", value=s["text"], maxLength=2000, className="textarea",
-                                         placeholder="Type a sentence"), "lab-text-error", class_name="w-wide"),
+            control("Text", html.Div([dcc.Textarea(id="lab-text", value=s["text"], maxLength=text_limits.TEXT_LIMIT,
+                                                   className="textarea", placeholder="Type a sentence"),
+                                      text_limits.text_help(s["text"])]), "lab-text-error", class_name="w-wide"),
             control("Source language", ui.dropdown("lab-src", lang_opts, s["src"]), "lab-src_lang-error"),
         ], id="lab-in-text", className="controls"),
         html.Div([

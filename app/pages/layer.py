@@ -51,6 +51,12 @@ def column_defs(sort: str, order: str) -> list[dict[str, Any]]:
     return cols
 
 
+def column_label(columns: dict, stack: str, layer: int) -> str:
+    """`layer 3`, or what a column past the numbered layers holds with its index (`final norm (column 3)`)."""
+    desc = columns.get((stack, int(layer)), (str(layer), f"layer {layer}"))[1]
+    return desc if desc.startswith("layer ") else f"{desc} (column {layer})"
+
+
 def _layout_data(s: dict[str, Any]) -> tuple[dict, list[dict], list[dict], list[str], list[str]]:
     """Run record, layers of the stack, concepts with statistics for it, the layer's sites, and problems."""
     c = context.client()
@@ -88,6 +94,8 @@ def layout(**query: Any) -> html.Div:
     problems += more
     concept_opts = [{"label": f"{cc['concept_id']} · {concept_label(cc)} ({cc['kind']})", "value": cc["concept_id"]}
                     for cc in concepts]
+    columns = fg.column_names(layers)
+    layer_opts = [{"label": column_label(columns, s["stack"], r["layer"]), "value": r["layer"]} for r in layers]
     layer_row = next(r for r in layers if r["layer"] == s["layer"])
     query_store = {k: s[k] for k in ("run", "stack", "layer", "concept", "comp", "site", "min_ap", "max_ap")}
     grid = dag.AgGrid(
@@ -102,14 +110,14 @@ def layout(**query: Any) -> html.Div:
         className="layer-grid",
     )
     return html.Div([
-        html.H1(f"Layer · {STACK_NAMES.get(s['stack'], s['stack'])} layer {s['layer']}"),
+        html.H1(f"Layer · {STACK_NAMES.get(s['stack'], s['stack'])} {column_label(columns, s['stack'], s['layer'])}"),
         html.P(f"{layer_row['n_units']:,} units · " + ", ".join(f"{k} {v:,}" for k, v in layer_row["components"].items()),
                className="muted"),
         notice([html.Div(p) for p in problems], "warning") if problems else None,
         html.Div([
             control("Run", ui.dropdown("layer-run", context.run_options(), s["run"]), class_name="w-wide"),
             control("Stack", ui.dropdown("layer-stack", ui.options(["speech_encoder", "text_encoder", "text_decoder"], STACK_NAMES), s["stack"])),
-            control("Layer", ui.dropdown("layer-layer", ui.options([r["layer"] for r in layers]), s["layer"]), class_name="w-narrow"),
+            control("Layer", ui.dropdown("layer-layer", layer_opts, s["layer"])),
             control("Concept (statistics shown)", ui.dropdown("layer-concept", concept_opts, s["concept"]),
                     class_name="w-wide"),
         ], className="controls"),
@@ -125,7 +133,8 @@ def layout(**query: Any) -> html.Div:
         error_text("layer-error"),
         html.Div([
             html.Div([html.Div(id="layer-count", className="muted"), grid,
-                      html.P("Sort by clicking a column header; click a row to open the unit.", className="hint")],
+                      html.P("Sort by clicking a column header; click a row, or press Enter on it, to open the unit.",
+                             className="hint")],
                      className="grid-column"),
             html.Div(loading(ui.graph("layer-hist")), className="side-column"),
         ], className="row"),

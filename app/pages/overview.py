@@ -10,7 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from app import context, state as st, ui
 from app.client import STACKS, BackendError
@@ -88,29 +88,37 @@ def layout(**query: Any) -> html.Div:
         problems += task_problem
     steps = run.get("steps") or [2]
     ks = stored_ks(run) or ([s["k"]] if s["k"] else [])
+    hide = hidden_controls(s["tab"], s["set"])
     top = html.Div([
         control("Run", ui.dropdown("ov-run", context.run_options(), s["run"]), class_name="w-wide"),
         control("Decoding step", dcc.Slider(id="ov-step", min=min(steps), max=max(steps), step=None, value=s["step"],
                                             marks={v: f"{v}" for v in steps}, included=False, allow_direct_input=False),
                 help_text="decoder prefix length: 2 = before content token 1", class_name="w-slider"),
-        control("Unit set", ui.radio("ov-set", ui.options(["ap", "top", "bottom", "both"], SET_LABELS), s["set"])),
-        control("k", ui.dropdown("ov-k", ui.options(ks), s["k"], searchable=False), class_name="w-narrow"),
+        control("Unit set", ui.radio("ov-set", ui.options(["ap", "top", "bottom", "both"], SET_LABELS), s["set"]),
+                id_="ov-set-box"),
+        control("k", ui.dropdown("ov-k", ui.options(ks), s["k"], searchable=False), class_name="w-narrow", id_="ov-k-box"),
         control("AP threshold", dcc.Slider(id="ov-thr", min=0.5, max=1.0, step=0.01, value=s["thr"],
                                            marks={v: f"{v:g}" for v in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)}),
-                class_name="w-slider"),
+                class_name="w-slider", id_="ov-thr-box"),
     ], className="controls")
+    for box in top.children[2:]:
+        box.hidden = box.id in hide
 
     selectivity = html.Div([
         html.Div([
             control("Concept kind", ui.dropdown("ov-kind", ui.options(list(KIND_LABELS), KIND_LABELS), s["kind"])),
             control("Task", ui.dropdown("ov-task", task_opts, s["task"]), "ov-task-error", class_name="w-wide"),
             control("Component", ui.dropdown("ov-comp", ui.options(list(st.COMPONENT_CHOICES)), s["comp"])),
+            control("Colour", ui.radio("ov-scale", [{"label": "unit count", "value": "count"},
+                                                    {"label": "share of the column's units", "value": "fraction"}],
+                                       s["scale"])),
         ], className="controls"),
         error_text("ov-sel-error"),
         loading(html.Div([html.Div([ui.graph(f"ov-heat-{stack}", class_name="graph wide"),
                                     ui.graph(f"ov-bars-{stack}", class_name="graph narrow")],
                                    id=f"ov-row-{stack}", className="row", hidden=True) for stack in STACKS],
                          id="ov-sel-figures"), "ov-sel-loading"),
+        html.Div(id="ov-sel-columns", className="hint"),
         html.P("Click a cell to open that layer's units for the concept. Encoder statistics do not depend on the "
                "decoding step (the encoder runs once per input). For asr and en→X tasks the decoder's prompt "
                "(</s> and the target-language token) already names the concept's language, so decoder units can "
@@ -136,16 +144,19 @@ def layout(**query: Any) -> html.Div:
         loading(ui.graph("ov-c-graph")),
         html.P("Click a cell to list the units that carry the most magnitude in it.", className="hint"),
         loading(html.Div(id="ov-c-drill")),
+        html.Div(id="ov-c-drill-sink", hidden=True),
     ])
     crossmodal = html.Div([
         html.Div([
             control("Role", ui.radio("ov-x-role", ui.options(list(st.ROLES)), s["x_role"])),
-            control("Set", ui.radio("ov-x-set", ui.options(list(st.STORED_SET_KINDS)), s["x_set"])),
+            control("Unit set (size: k above)", ui.radio("ov-x-set", ui.options(list(st.STORED_SET_KINDS), SET_LABELS),
+                                                         s["x_set"])),
             control("Overlap metric", ui.radio("ov-x-metric", [{"label": "count", "value": "count"},
                                                                {"label": "c/k", "value": "c_over_k"},
                                                                {"label": "Jaccard", "value": "jaccard"}], s["x_metric"])),
             control("Spearman scope", ui.dropdown("ov-x-scope", ui.options(list(st.SPEARMAN_SCOPES), SCOPE_LABELS), s["x_scope"])),
-            control("Layer", ui.dropdown("ov-x-layer", [], s["x_layer"], clearable=True, placeholder="first"), class_name="w-narrow"),
+            control("Layer", ui.dropdown("ov-x-layer", [], s["x_layer"], clearable=True, placeholder="first"),
+                    class_name="w-narrow", id_="ov-x-layer-box"),
         ], className="controls"),
         error_text("ov-x-error"),
         loading(html.Div([ui.graph("ov-x-overlap", class_name="graph half"), ui.graph("ov-x-spearman", class_name="graph half")],
@@ -153,7 +164,9 @@ def layout(**query: Any) -> html.Div:
         loading(html.Div(id="ov-x-bylayer")),
         html.P("Click a cell of either matrix to list the units both sets share.", className="hint"),
         loading(html.Div(id="ov-x-shared")),
+        html.Div(id="ov-x-shared-sink", hidden=True),
     ])
+    crossmodal.children[0].children[-1].hidden = s["x_scope"] != "text_decoder/layer"
     interventions = html.Div([
         html.Div([
             control("Experiment", ui.radio("ov-e-exp", [{"label": "ablation", "value": "ablation"},
@@ -194,6 +207,22 @@ def layout(**query: Any) -> html.Div:
 # ------------------------------------------------------------------------------------------------------- helpers
 
 
+#: The top row's controls each tab does not read (hidden there): concentration and batch results depend on the step
+#: only; Speech × text reads k with its own top/bottom/both set.
+TOP_CONTROLS = ("ov-set-box", "ov-k-box", "ov-thr-box")
+UNUSED_CONTROLS = {"selectivity": (), "modality": (), "concentration": TOP_CONTROLS, "interventions": TOP_CONTROLS,
+                   "crossmodal": ("ov-set-box", "ov-thr-box")}
+
+
+def hidden_controls(tab: str, unit_set: str | None = None) -> tuple[str, ...]:
+    """The top controls the tab does not read; where the unit set applies, the AP threshold only acts for the
+    'AP ≥ threshold' set and k only for the top/bottom/both sets."""
+    unused = UNUSED_CONTROLS.get(tab, ())
+    if "ov-set-box" not in unused and unit_set is not None:
+        unused = (*unused, "ov-k-box" if unit_set == "ap" else "ov-thr-box")
+    return unused
+
+
 #: The task the overview opens on when the run has it: speech X→en (the ASR view's top decoder units mostly sit on
 #: the prompt's language token in layer 0, the least informative first view).
 DEFAULT_TASK = "s2tt"
@@ -220,9 +249,10 @@ def _concept_for(run_id: str, *, kind: str, task: str, step: int, language: str 
     return None
 
 
-def selectivity_figures(s: dict[str, Any], prov: Provenance) -> tuple[dict[str, tuple], dict[str, dict[str, int]]]:
-    """Heatmap and sub-module bars for each stack the selected concepts have statistics for, and for each stack the
-    concept id behind each row label (clicks report the label)."""
+def selectivity_figures(s: dict[str, Any], prov: Provenance
+                        ) -> tuple[dict[str, tuple], dict[str, dict[str, int]], list[str]]:
+    """Heatmap and sub-module bars for each stack the selected concepts have statistics for, for each stack the
+    concept id behind each row label (clicks report the label), and a line per stack naming its non-layer columns."""
     c = context.client()
     concepts = c.concepts(s["run"], kind=s["kind"], task=s["task"], step=s["step"])
     if not concepts:
@@ -236,12 +266,14 @@ def selectivity_figures(s: dict[str, Any], prov: Provenance) -> tuple[dict[str, 
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         heatmaps = list(pool.map(one, stacks))
-    figures, rows = {}, {}
+    columns = fg.column_names(c.layers(s["run"]))
+    figures, rows, notes = {}, {}, []
     for stack, hm in zip(stacks, heatmaps):
-        fig = fg.selectivity_heatmap(hm, prov)
+        fig = fg.selectivity_heatmap(hm, prov, columns=columns, scale=s.get("scale") or "count")
         rows[stack] = {label: int(cc["concept_id"]) for label, cc in zip(fig.data[0].y, hm["concepts"])}
-        figures[stack] = (fig, fg.component_bars(hm, prov))
-    return figures, rows
+        figures[stack] = (fig, fg.component_bars(hm, prov, columns=columns))
+        notes.append(fg.after_layer_note(hm, columns))
+    return figures, rows, [n for n in notes if n]
 
 
 def drill_down(s: dict[str, Any], prov: Provenance) -> list[Any]:
@@ -264,29 +296,50 @@ def drill_down(s: dict[str, Any], prov: Provenance) -> list[Any]:
     top = units[-1]
     return [
         html.H3(f"Units carrying the mass: {modality}-conditioned · {lang_label(lang)} · layer {layer} "
-                f"({page['n_units']} units, Gini {page['gini']:.3f})"),
+                f"({page['n_units']} units, Gini {page['gini']:.3f})", tabIndex="-1", className="result-heading"),
         html.P(f"The top {len(units)} units carry {100 * top['cumulative_share']:.1f} % of the layer's total mean "
                f"|activation| ({100 * len(units) / page['n_units']:.1f} % of its units).", className="caption"),
         html.Div([ui.graph("ov-c-drill-graph", fig, class_name="graph half"), links], className="row"),
     ]
 
 
-def shared_units(s: dict[str, Any]) -> list[Any]:
-    parts = s["x_cell"].split(":")
+def shared_cell(x_cell: str) -> tuple[str, str]:
+    """(text language, speech language) of a Speech × text cell; ValueError naming the key when malformed."""
+    parts = (x_cell or "").split(":")
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"x_cell: {s['x_cell']!r} is not text_language:speech_language")
-    text_lang, speech_lang = parts
-    page = context.client().overlap_units(s["run"], text_lang=text_lang, speech_lang=speech_lang, role=s["x_role"],
-                                          step=s["step"], set_kind=s["x_set"], k=s["k"], limit=100)
+        raise ValueError(f"x_cell: {x_cell!r} is not text_language:speech_language")
+    return parts[0], parts[1]
+
+
+#: Shared units listed (and kept by a finding saved from the cell).
+SHARED_UNITS = 100
+
+
+def shared_units_params(s: dict[str, Any]) -> dict[str, Any]:
+    """Query of `GET /runs/{run}/overlap/units` for the selected cell (the dashboard and saved findings ask the same)."""
+    text_lang, speech_lang = shared_cell(s["x_cell"])
+    return {"text_lang": text_lang, "speech_lang": speech_lang, "role": s["x_role"], "step": s["step"],
+            "set_kind": s["x_set"], "k": s["k"], "limit": SHARED_UNITS, "offset": 0}
+
+
+def shared_units(s: dict[str, Any]) -> list[Any]:
+    params = shared_units_params(s)
+    page = context.client().overlap_units(s["run"], **params)
+    return shared_units_view(s, page)
+
+
+def shared_units_view(s: dict[str, Any], page: dict[str, Any]) -> list[Any]:
+    """The units two sets share, as links to their unit pages (also how a saved finding draws them)."""
+    text_lang, speech_lang = shared_cell(s["x_cell"])
     head = (f"{page['total']} units shared by the {s['x_set']}-{page.get('k')} sets of text {lang_label(text_lang)} "
             f"(concept {page.get('text_concept')}) and speech {lang_label(speech_lang)} (concept {page.get('speech_concept')})")
     if not page["units"]:
-        return [html.H3(head)]
+        return [html.H3(head, tabIndex="-1", className="result-heading")]
     items = [html.Li([ui.unit_link(s["run"], u, page.get("text_concept")),
                       html.Span(f" · rank {u.get('text_rank')} in text, {u.get('speech_rank')} in speech", className="muted")])
              for u in page["units"]]
     more = [html.P(f"showing the first {len(items)}", className="muted")] if page["total"] > len(items) else []
-    return [html.H3(head), html.Ul(items, className="unit-list"), *more]
+    return [html.H3(head, tabIndex="-1", className="result-heading"), html.Ul(items, className="unit-list"), *more]
 
 
 # ----------------------------------------------------------------------------------------------------- callbacks
@@ -310,16 +363,16 @@ def register_callbacks(app: Dash) -> None:
     @app.callback(Output("ov-state", "data"), Output(f"{PAGE}-url", "data"),
                   Input("ov-run", "value"), Input("ov-tab", "value"), Input("ov-step", "value"), Input("ov-k", "value"),
                   Input("ov-set", "value"), Input("ov-thr", "value"), Input("ov-kind", "value"), Input("ov-task", "value"),
-                  Input("ov-comp", "value"), Input("ov-mm-role", "value"), Input("ov-c-role", "value"),
+                  Input("ov-comp", "value"), Input("ov-scale", "value"), Input("ov-mm-role", "value"), Input("ov-c-role", "value"),
                   Input("ov-c-stack", "value"), Input("ov-c-metric", "value"), Input("ov-c-cell", "data"),
                   Input("ov-x-role", "value"), Input("ov-x-set", "value"), Input("ov-x-metric", "value"),
                   Input("ov-x-scope", "value"), Input("ov-x-layer", "value"), Input("ov-x-cell", "data"),
                   Input("ov-e-exp", "value"), Input("ov-e-task", "value"),
                   State("ov-state", "data"), prevent_initial_call=True)
-    def update_state(run_id, tab, step, k, set_kind, thr, kind, task, comp, mm_role, c_role, c_stack, c_metric,
+    def update_state(run_id, tab, step, k, set_kind, thr, kind, task, comp, scale, mm_role, c_role, c_stack, c_metric,
                      c_cell, x_role, x_set, x_metric, x_scope, x_layer, x_cell, e_exp, e_task, previous):
         new = {"run": run_id, "tab": tab, "step": step, "k": k, "set": set_kind, "thr": thr, "kind": kind,
-               "task": task, "comp": comp, "mm_role": mm_role, "c_role": c_role, "c_stack": c_stack,
+               "task": task, "comp": comp, "scale": scale, "mm_role": mm_role, "c_role": c_role, "c_stack": c_stack,
                "c_metric": c_metric, "c_cell": c_cell, "x_role": x_role, "x_set": x_set, "x_metric": x_metric,
                "x_scope": x_scope, "x_layer": x_layer, "x_cell": x_cell, "e_exp": e_exp, "e_task": e_task}
         if previous and new == previous:
@@ -336,22 +389,31 @@ def register_callbacks(app: Dash) -> None:
     sel_outputs = [Output(f"ov-{kind}-{stack}", "figure") for stack in STACKS for kind in ("heat", "bars")]
     sel_outputs += [Output(f"ov-row-{stack}", "hidden") for stack in STACKS]
 
-    @app.callback(*sel_outputs, Output("ov-heat-rows", "data"), Output("ov-sel-error", "children"), Input("ov-state", "data"))
+    @app.callback(*sel_outputs, Output("ov-heat-rows", "data"), Output("ov-sel-error", "children"),
+                  Output("ov-sel-columns", "children"), Input("ov-state", "data"))
     def selectivity(s):
-        n = len(sel_outputs) + 2
+        n = len(sel_outputs) + 3
         if not s or s["tab"] != "selectivity":
             return (no_update,) * n
         hidden = (True,) * len(STACKS)
         blank = (no_update,) * (2 * len(STACKS))
         if not s.get("run") or not s.get("task"):
-            return (*blank, *hidden, {}, "choose a run and a task")
+            return (*blank, *hidden, {}, "choose a run and a task", [])
         try:
             _, _, prov = context.run_and_provenance(s["run"])
-            figures, rows = selectivity_figures(s, prov)
+            figures, rows, notes = selectivity_figures(s, prov)
         except BackendError as exc:
-            return (*blank, *hidden, {}, exc.message)
+            return (*blank, *hidden, {}, exc.message, [])
         figs = [figures[stack][i] if stack in figures else no_update for stack in STACKS for i in (0, 1)]
-        return (*figs, *[stack not in figures for stack in STACKS], rows, "")
+        return (*figs, *[stack not in figures for stack in STACKS], rows, "", [html.Div(x) for x in notes])
+
+    @app.callback(*[Output(box, "hidden") for box in TOP_CONTROLS], Output("ov-x-layer-box", "hidden"),
+                  Input("ov-tab", "value"), Input("ov-set", "value"), Input("ov-x-scope", "value"),
+                  prevent_initial_call=True)
+    def show_acting_controls(tab, unit_set, scope):
+        """Only the controls the open tab (and its unit set) reads are shown."""
+        unused = hidden_controls(tab, unit_set)
+        return (*[box in unused for box in TOP_CONTROLS], scope != "text_decoder/layer")
 
     @app.callback(Output("nav", "href", allow_duplicate=True),
                   *[Input(f"ov-heat-{stack}", "clickData") for stack in STACKS], State("ov-state", "data"),
@@ -397,7 +459,7 @@ def register_callbacks(app: Dash) -> None:
                 return fg.message_figure("this run has no pooled modality concept for that role and step", prov), ""
             hm = context.client().heatmap(s["run"], "text_decoder", mode=s["set"], threshold=s["thr"], k=s["k"],
                                           concept_ids=[int(concept["concept_id"])], group="site")
-            return fg.modality_map(hm, prov), ""
+            return fg.modality_map(hm, prov, columns=fg.column_names(context.client().layers(s["run"]))), ""
         except BackendError as exc:
             return fg.message_figure("no figure: " + exc.message), exc.message
 
@@ -437,11 +499,6 @@ def register_callbacks(app: Dash) -> None:
         except (BackendError, ValueError) as exc:
             return [notice(ui.plain(exc) if isinstance(exc, BackendError) else f"c_cell: {s['c_cell']!r} is not "
                            "modality:language:layer", "error")]
-
-    @app.callback(Output("ov-thr", "disabled"), Input("ov-set", "value"))
-    def threshold_applies(unit_set):
-        """The AP threshold only selects units for the 'AP ≥ threshold' set; top/bottom/both use k."""
-        return unit_set != "ap"
 
     @app.callback(Output("ov-x-layer", "options"), Input("ov-run", "value"))
     def decoder_layers(run_id):
@@ -490,6 +547,11 @@ def register_callbacks(app: Dash) -> None:
             return no_update
         point = data["points"][0]
         return f"{point['y']}:{point['x']}"
+
+    for results in ("ov-c-drill", "ov-x-shared"):
+        app.clientside_callback(ClientsideFunction(namespace="a11y", function_name="reveal"),
+                                Output(f"{results}-sink", "children"), Input(results, "children"),
+                                State(results, "id"), prevent_initial_call=True)
 
     @app.callback(Output("ov-x-shared", "children"), Input("ov-state", "data"))
     def crossmodal_shared(s):

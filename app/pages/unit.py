@@ -14,6 +14,7 @@ from app.client import BackendError
 from app.components import figures as fg
 from app.components.audio import AudioDataError, audio_player, read_wav, spectrogram
 from app.components.common import STACK_NAMES, Provenance, concept_label, control, error_text, lang_label, loading, notice
+from app.components.search import search_hint
 
 PAGE = "unit"
 SPEECH_TASKS = ("asr", "s2tt", "en2x_s2tt")
@@ -84,8 +85,8 @@ def layout(**query: Any) -> html.Div:
     try:
         run, unit, more = resolve(s)
     except BackendError as exc:
-        return html.Div([html.H1(f"Unit {s['unit']}"), notice(exc.message, "error"), ui.url_sync(PAGE, st.href(PAGE, s))],
-                        className="page page-unit")
+        return html.Div([html.H1(f"Unit {s['unit']}"), notice(exc.message, "error"), search_hint(),
+                         ui.url_sync(PAGE, st.href(PAGE, s))], className="page page-unit")
     problems += more
     sent_opts = sentence_options(s["run"], s["lang"])
     if s["sent"] not in [o["value"] for o in sent_opts]:

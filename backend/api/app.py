@@ -14,7 +14,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.errors import install_error_handlers
-from backend.api.routers import attribution, audio, bridge, compare, concentration, data, export, findings, health, interventions, jobs, traces
+from backend.api.routers import (attribution, audio, bridge, compare, concentration, data, export, findings, health,
+                                 interventions, jobs, search, text_fit, traces)
 from backend.api.settings import Settings
 from backend.api.state import AtlasState
 from neuron_atlas.engine.model.loading import ModelBundle
@@ -35,6 +36,7 @@ TAGS = [
     {"name": "jobs", "description": "interventions submitted as pollable jobs"},
     {"name": "findings", "description": "saved findings (permalinks)"},
     {"name": "export", "description": "analysis tables as Parquet"},
+    {"name": "search", "description": "find units by id, site key or filters"},
     {"name": "compare", "description": "two runs side by side: common sites, per-layer counts, one concept's APs"},
     {"name": "bridge", "description": "which frames of a speech input each output token read (cross-attention)"},
 ]
@@ -134,7 +136,8 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
     )
     app.state.atlas = state
     install_error_handlers(app)
-    for module in (health, data, concentration, traces, audio, interventions, jobs, findings, export, compare, bridge, attribution):
+    for module in (health, data, concentration, traces, audio, interventions, jobs, findings, export, compare, search,
+                   text_fit, bridge, attribution):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

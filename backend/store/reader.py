@@ -4,6 +4,7 @@
 - `analysis`: heatmaps, stored selections, concentration, overlap, Spearman;
 - `units`: layers, units, activations from the work folder's arrays;
 - `examples`: examples and audio, batch interventions, Parquet exports;
+- `search`: units by id, site key or filters;
 - `stats`: `StoreStats`, the store-backed `UnitStatsSource` of live interventions;
 - `common` / `layout`: vocabularies, errors, JSON-safe records; a run's unit layout.
 """
@@ -21,6 +22,7 @@ from backend.store.common import (
 )
 from backend.store.examples import ExampleQueries
 from backend.store.layout import RunLayout
+from backend.store.search import SearchQueries
 from backend.store.stats import StoreStats
 from backend.store.units import UnitQueries
 
@@ -28,5 +30,5 @@ __all__ = ["EXPORT_TABLES", "SORT_COLUMNS", "STAT_COLUMNS", "NotFoundError", "Qu
            "StoreStats", "StoreUnavailable", "clean_record"]
 
 
-class StoreReader(AnalysisQueries, UnitQueries, ExampleQueries):
+class StoreReader(AnalysisQueries, UnitQueries, ExampleQueries, SearchQueries):
     """A read-only view of atlas.duckdb, safe to share between request threads (one DuckDB cursor per call)."""

@@ -94,6 +94,7 @@ def test_audio_proxy_and_static_guard(env):
     ("overview", {"tab": "modality", "set": "ap", "thr": "0.8"}),
     ("overview", {"tab": "concentration", "c_stack": "encoder"}),
     ("overview", {"tab": "crossmodal", "x_scope": "text_decoder/layer"}),
+    ("overview", {"tab": "crossmodal", "x_cell": "fra:deu"}),
     ("overview", {"tab": "interventions", "e_exp": "dose", "e_task": "en2x_t2tt"}),
     ("layer", {"stack": "text_decoder", "layer": "1", "concept": "3", "sort": "on_p50", "order": "asc"}),
     ("unit", {"unit": "3246"}),

@@ -118,7 +118,42 @@ def test_selectivity_heatmap_counts_labels_and_click_data():
     share = np.array(HEATMAP["counts"]) / np.array(HEATMAP["units_per_layer"])[None, :]
     assert trace.customdata[1][0][3] == f"{share[1, 0]:.1%}"
     assert "top-5" in fig.layout.title.text and "text decoder" in fig.layout.title.text
-    assert fig.layout.xaxis.title.text == "layer"
+    assert fig.layout.xaxis.title.text.startswith("layer")
+
+
+LAYERS = [
+    {"stack": "text_decoder", "layer": 0, "sites": ["text_decoder.layers.0.self_attn.q_proj", "text_decoder.layers.0.ffn.fc1"]},
+    {"stack": "text_decoder", "layer": 1, "sites": ["text_decoder.layers.1.self_attn.q_proj"]},
+    {"stack": "text_decoder", "layer": 2, "sites": ["text_decoder.layer_norm"]},
+    {"stack": "speech_encoder", "layer": 3, "sites": ["speech_encoder.encoder.layers.3.ffn1.intermediate_dense"]},
+    {"stack": "speech_encoder", "layer": 4, "sites": ["speech_encoder.encoder.layer_norm", "speech_encoder.intermediate_ffn.fc1"]},
+    {"stack": "speech_encoder", "layer": 5, "sites": ["speech_encoder.adapter.layers.0.ffn.fc1",
+                                                      "speech_encoder.adapter.layers.0.residual_layer_norm"]},
+    {"stack": "speech_encoder", "layer": 6, "sites": ["speech_encoder.inner_layer_norm"]},
+]
+
+
+def test_heatmap_columns_say_what_they_are_and_can_show_shares_of_the_column():
+    columns = fg.column_names(LAYERS)
+    assert columns[("text_decoder", 1)] == ("1", "layer 1")
+    assert columns[("text_decoder", 2)] == ("final norm", "final norm")
+    assert columns[("speech_encoder", 3)] == ("3", "layer 3")
+    assert columns[("speech_encoder", 4)][0] == "int. FFN" and "encoder final norm" in columns[("speech_encoder", 4)][1]
+    assert columns[("speech_encoder", 5)] == ("adapter", "adapter layer 0")
+    assert columns[("speech_encoder", 6)][0] == "final norm"
+    fig = fg.selectivity_heatmap(HEATMAP, PROV, columns=columns, scale="fraction")
+    (trace,) = fig.data
+    assert list(fig.layout.xaxis.tickvals) == ["0", "1", "2"] and list(fig.layout.xaxis.ticktext) == ["0", "1", "final norm"]
+    assert list(trace.x) == ["0", "1", "2"]
+    share = np.array(HEATMAP["counts"]) / np.array(HEATMAP["units_per_layer"])[None, :]
+    np.testing.assert_allclose(np.asarray(trace.z, dtype=float), share)
+    assert "share of each column's units" in fig.layout.title.text
+    assert trace.customdata[0][2][4] == "final norm (32 units)"
+    assert fg.after_layer_note(HEATMAP, columns) == ("text decoder: columns after the numbered layers: "
+                                                     "2 = final norm (32 units)")
+    assert fg.after_layer_note({**HEATMAP, "layers": [0, 1], "units_per_layer": [448, 448]}, columns) is None
+    with pytest.raises(fg.FigureDataError, match="scale"):
+        fg.selectivity_heatmap(HEATMAP, PROV, scale="log")
 
 
 def test_selectivity_heatmap_uses_full_labels_when_languages_repeat():

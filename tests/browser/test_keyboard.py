@@ -60,3 +60,15 @@ def test_controls_are_named_by_their_labels_and_toolbars_leave_the_tab_order(ser
     focusable = driver.execute_script(
         "return [...document.querySelectorAll('.modebar-btn')].filter(e => e.tabIndex >= 0).length")
     assert focusable == 0
+
+
+def test_enter_opens_a_layer_grid_row(servers, driver):
+    base, _, run_id = servers
+    open_page(driver, base, f"/layer?run={run_id}&stack=text_decoder&layer=1&sort=unit_id&order=asc", ".layer-grid .ag-row .ag-cell")
+    cell = wait_css(driver, ".layer-grid .ag-row[row-index='2'] .ag-cell[col-id='unit_id']")
+    unit_id = cell.text
+    driver.execute_script("arguments[0].focus()", cell)
+    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    wait_for(driver, lambda d: urlsplit(d.current_url).path == "/unit"
+             and parse_qs(urlsplit(d.current_url).query).get("unit") == [unit_id], what="Enter opening the row's unit")
+    assert not console_errors(driver)
