@@ -106,7 +106,7 @@ class AtlasState:
         hit = self.cached(prepared.key)
         if hit is not None:
             return hit
-        return await self.run_queued(prepared.key, lambda job: self.run_prepared(prepared, job))
+        return await self.run_queued(prepared.key, lambda job: self.run_prepared(prepared, job, execute))
 
     async def run_queued(self, key: str, work: Callable[[Job], Any]) -> Any:
         """Queue `work` under `key` and wait for its result (up to the request timeout), with the queue's 503/504s."""
