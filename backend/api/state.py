@@ -9,11 +9,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from backend.api.errors import ApiProblem, problem_of
 from backend.api.live import InterventionService, ModelHost, Prepared, result_size
 from backend.api.settings import Settings
+from backend.api.tracing import TraceService
 from backend.findings import FindingsStore
 from backend.queue import Job, JobFailed, QueueFull, ResultCache, TokenBuckets, WorkQueue
 from backend.store.reader import StoreReader, StoreUnavailable
@@ -39,6 +41,7 @@ class AtlasState:
         self.findings = FindingsStore(settings.findings_db)
         self.host = ModelHost(settings, bundle)
         self.service = InterventionService(settings, self.host, self.reader_or_none)
+        self.traces = TraceService(settings, self.host, self.reader_or_none, self.service.model_lock)
         self.queue = WorkQueue(settings.queue_size, ready=self.host.ready, error_of=self._job_error)
         self.cache = ResultCache(settings.cache_entries, settings.cache_bytes)
         self.buckets = TokenBuckets(settings.rate_burst, settings.rate_per_s)
@@ -101,8 +104,14 @@ class AtlasState:
         hit = self.cached(prepared.key)
         if hit is not None:
             return hit
+        return await self.run_job(prepared.key, lambda job: self.run_prepared(prepared, job),
+                                  "retry later or submit it to /jobs")
+
+    async def run_job(self, key: str, fn: Callable[[Job], Any], retry_hint: str = "retry later") -> Any:
+        """Queue `fn` under `key` (joining an identical job in flight) and wait for its result, up to the request
+        timeout; a job still queued then is dropped (504 with `retry_hint`), a running one is left to poll."""
         try:
-            job = self.submit(prepared)
+            job = self.queue.submit(key, fn)
         except QueueFull as exc:
             raise ApiProblem(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         loop = asyncio.get_running_loop()
@@ -119,7 +128,7 @@ class AtlasState:
             job.detach()
             if self.queue.cancel(job):
                 raise ApiProblem(504, f"the request waited {self.settings.request_timeout_s:g} s in the queue and was dropped; "
-                                      "retry later or submit it to /jobs", headers={"Retry-After": str(self.queue.retry_after())}) from None
+                                      f"{retry_hint}", headers={"Retry-After": str(self.queue.retry_after())}) from None
             job.persistent = True
             raise ApiProblem(504, f"the request is still running after {self.settings.request_timeout_s:g} s; poll "
                                   f"/jobs/{job.id} for its result") from None
