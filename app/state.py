@@ -94,6 +94,7 @@ PAGES: dict[str, PageSpec] = {
         Key("task", "str", None, TASKS),
         Key("sent", "str", None, max_len=200),
         Key("lang", "str", None, max_len=16),
+        Key("offset", "int", 0, lo=0, hi=2**31 - 1),
     )),
     "lab": PageSpec("lab", "/lab", (
         Key("run", "str"),
