@@ -95,6 +95,7 @@ PAGES: dict[str, PageSpec] = {
         Key("sent", "str", None, max_len=200),
         Key("lang", "str", None, max_len=16),
         Key("offset", "int", 0, lo=0, hi=2**31 - 1),
+        Key("per", "int", 20, lo=5, hi=50),
     )),
     "lab": PageSpec("lab", "/lab", (
         Key("run", "str"),
@@ -133,6 +134,7 @@ PAGES: dict[str, PageSpec] = {
     "findings": PageSpec("findings", "/findings", (
         Key("id", "str", None, max_len=64),
         Key("offset", "int", 0, lo=0, hi=2**31 - 1),
+        Key("per", "int", 20, lo=5, hi=50),
     )),
 }
 

@@ -6,6 +6,7 @@ words where it peaks (for screen readers and screenshots alike).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -60,22 +61,28 @@ def _peak_words(values: Sequence[float], where: Sequence[str]) -> str:
 def token_strip(tokens: Sequence[str], values: Sequence[float] | None, scale: float, *, window: int | None = None,
                 what: str = "tokens", strip_id: str | None = None) -> html.Div:
     """Tokens on a background coloured by the unit's activation; the first `window` are underlined (the positions
-    the stored value pools over). Tokens without a value (none was computed) are left uncoloured."""
+    the stored value pools over). Tokens without a value (none was computed) are left uncoloured.
+
+    The tokens travel as JSON in one element's `data-strip` attribute, drawn by assets/evidence.js: a Dash component
+    per token would be thousands per page of examples, which Dash's renderer takes minutes to mount."""
     values = list(values or [])
-    spans = []
+    shown, classes, tips, colours = [], [], [], []
     for i, tok in enumerate(tokens):
         v = values[i] if i < len(values) else None
-        cls = "tok" + (" tok-special" if _is_special(tok) else "") + (" tok-window" if window and i < window else "")
-        tip = f"{tok} · " + (f"{v:.4f}" if v is not None else "no value")
-        spans.append(html.Span(display_token(tok) if not _is_special(tok) else tok, title=tip, className=cls,
-                               style={"backgroundColor": colour(v, scale)}))
+        special = _is_special(tok)
+        shown.append(tok if special else display_token(tok))
+        classes.append("tok" + (" tok-special" if special else "") + (" tok-window" if window and i < window else ""))
+        tips.append(f"{tok} · " + (f"{v:.4f}" if v is not None else "no value"))
+        colours.append(colour(v, scale))
     where = [repr(display_token(t).strip() or t) for t in tokens[: len(values)]]
     summary = f"{what}: {_peak_words(values, where)}"
     if window:
         summary += f"; underlined: the first {window}, which the stored value averages"
+    data = json.dumps({"tokens": shown, "classes": classes, "tips": tips, "colours": colours}, ensure_ascii=False,
+                      separators=(",", ":"))
     extra = {"id": strip_id} if strip_id else {}
-    return html.Div([html.Div(spans, className="token-strip"), html.Div(summary, className="strip-caption")],
-                    className="evidence", **extra)
+    return html.Div([html.Div(className="token-strip", **{"data-strip": data}),
+                     html.Div(summary, className="strip-caption")], className="evidence", **extra)
 
 
 def _frame_stops(values: np.ndarray, scale: float) -> str:
@@ -118,12 +125,12 @@ def legend(scale: float) -> html.Div:
     ], className="strip-legend", id="unit-strip-legend")
 
 
-def trace_evidence(trace: Mapping[str, Any], scale: float, *, decoder: bool) -> list[Any]:
-    """The strips of one traced item: input tokens or frames for encoder units, output tokens for decoder units,
-    and the whole output text in every case."""
+def trace_evidence(trace: Mapping[str, Any], scale: float) -> list[Any]:
+    """The strip of one traced item over the positions its unit sees (input tokens or speech frames for encoder
+    units and cross-attention keys and values, output tokens for decoder positions), and the whole output text."""
     out: list[Any] = []
     kind = trace.get("positions")
-    if decoder:
+    if kind == "decoder":
         tokens = trace.get("output_tokens") or []
         values = trace.get("output_values") or trace.get("values") or []
         out.append(token_strip(tokens, values, scale, window=len(trace.get("values") or []), what="output tokens"))

@@ -403,7 +403,7 @@ def language_modality_distribution(acts: Mapping[str, Any], prov: Provenance, *,
     cum = np.cumsum(share, axis=1)
     medians = [float(np.interp(0.5, np.concatenate([[0.0], c]), edges)) for c in cum]
     fig = go.Figure(go.Heatmap(
-        x=centres, y=labels, z=share, colorscale=SEQUENTIAL, reversescale=True, zmin=0,
+        x=centres, y=labels, z=share, colorscale=[[0.0, "#ffffff"], [1.0, OKABE_ITO[0]]], zmin=0,
         customdata=np.repeat(totals, len(centres), axis=1),
         colorbar=dict(title=dict(text="share of items", side="right"), thickness=10),
         hovertemplate="%{y}<br>activation ≈ %{x:.4f}: %{z:.0%} of %{customdata:.0f} items<extra></extra>"))

@@ -2,7 +2,7 @@
 examples (paged, each with the unit's activation per token or speech frame as a colour strip, from one batched live
 trace), and the same sentence spoken and written side by side.
 
-URL state keys: run, unit, concept, step, task, sent, lang, offset.
+URL state keys: run, unit, concept, step, task, sent, lang, offset, per.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ SPEECH_TASKS = ("asr", "s2tt", "en2x_s2tt")
 TEXT_TASKS = ("t2tt", "en2x_t2tt")
 TRACE_ROUTE = "GET /runs/{run}/units/{unit}/trace?example_id=&modality=speech|text&task=&step="
 TRACES_ROUTE = "POST /runs/{run}/units/{unit}/traces"
-#: Examples per page at each end (top and bottom): one batched trace of 2 × this many items per page.
-EXAMPLES_PER_PAGE = 20
+#: Choices of examples per page at each end (top and bottom): one batched trace of 2 × that many items per page.
+PAGE_SIZES = (10, 20, 50)
 
 
 def audio_src(run_id: str, example_id: str) -> str:
@@ -140,11 +140,12 @@ def layout(**query: Any) -> html.Div:
         error_text("unit-error"),
         html.H2("Top and bottom examples"),
         html.Div([control("Task", ui.dropdown("unit-task", ui.options(tasks), s["task"]), "unit-task-error"),
+                  control("Per page", ui.dropdown("unit-per", ui.options(sorted({*PAGE_SIZES, s["per"]})), s["per"]),
+                          class_name="w-narrow"),
                   html.Div([
-                      html.Button(f"← Previous {EXAMPLES_PER_PAGE}", id="unit-ex-prev", className="button",
-                                  disabled=s["offset"] == 0),
+                      html.Button("← Previous", id="unit-ex-prev", className="button", disabled=s["offset"] == 0),
                       html.Span(id="unit-ex-range", className="muted", **{"aria-live": "polite"}),
-                      html.Button(f"Next {EXAMPLES_PER_PAGE} →", id="unit-ex-next", className="button"),
+                      html.Button("Next →", id="unit-ex-next", className="button"),
                   ], className="pager", role="navigation", **{"aria-label": "pages of examples"})],
                  className="controls"),
         loading(html.Div(id="unit-examples")),
@@ -171,12 +172,12 @@ def _example_cell(item: dict, stored_note: str) -> list[Any]:
                            className="output-text")]
 
 
-def examples_block(s: dict[str, Any], prov: Provenance, decoder: bool = False) -> tuple[list[Any], dict[str, Any]]:
+def examples_block(s: dict[str, Any], prov: Provenance) -> tuple[list[Any], dict[str, Any]]:
     """One page of top and bottom examples, each row with a slot for its token strip, and the items to trace
     (in slot order) with the page's range for the pager."""
     c = context.client()
-    offset = int(s.get("offset") or 0)
-    data = c.unit_examples(s["run"], int(s["unit"]), task=s["task"], step=s["step"], n=EXAMPLES_PER_PAGE, offset=offset)
+    offset, per = int(s.get("offset") or 0), int(s.get("per") or 20)
+    data = c.unit_examples(s["run"], int(s["unit"]), task=s["task"], step=s["step"], n=per, offset=offset)
     steps = c.run(s["run"]).get("steps") or []
     stored_note = f" (recorded to {max(steps) - 2} tokens)" if steps else ""
     out: list[Any] = []
@@ -212,14 +213,13 @@ def examples_block(s: dict[str, Any], prov: Provenance, decoder: bool = False) -
                 html.H3(f"{'Highest' if which == 'top' else 'Lowest'} activation · {group['task']}"
                         + (f" · step {group['step']}" if group.get("step") is not None else "")),
                 html.Table([html.Thead(html.Tr([html.Th("rank"), html.Th("activation"), html.Th("language"),
-                                                html.Th("input → output" + (" (strip: output tokens)" if decoder else
-                                                                            " (strip: input)")),
-                                                html.Th("audio")])), html.Tbody(rows)], className="table examples"),
+                                                html.Th("input → output"), html.Th("audio")])), html.Tbody(rows)],
+                           className="table examples"),
             ], className="half"))
         out.append(html.Div(cols, className="row"))
     out.append(html.P(prov.line(), className="provenance"))
-    page = {"run": s["run"], "unit": int(s["unit"]), "step": s["step"], "decoder": decoder, "items": items,
-            "offset": offset, "n": EXAMPLES_PER_PAGE, "total": total}
+    page = {"run": s["run"], "unit": int(s["unit"]), "step": s["step"], "items": items,
+            "offset": offset, "n": per, "total": total}
     return out, page
 
 
@@ -232,14 +232,15 @@ def evidence_cells(page: dict[str, Any]) -> tuple[list[list[Any]], list[Any]]:
     scale = ev.strip_scale(res["traces"])
     cells = []
     for item, tr in zip(items, res["traces"]):
-        head = [] if not page["decoder"] and item.get("modality") == "text" else [
+        head = [] if tr.get("positions") == "text_tokens" else [
             html.Div(item.get("text") or "", className="muted" if item.get("modality") == "speech" else None)]
-        cells.append(head + ev.trace_evidence(tr, scale, decoder=page["decoder"]))
+        cells.append(head + ev.trace_evidence(tr, scale))
+    decoder = any(tr.get("positions") == "decoder" for tr in res["traces"])
     took = "from the backend's cache" if res.get("cached") else f"in {res.get('seconds', 0):.1f} s"
     status = [ev.legend(scale), html.Div(
         f"{len(items)} items traced live in one batch {took}; outputs are the loaded model's whole greedy output "
         f"(at most {res.get('max_new_tokens')} new tokens)"
-        + ("; underlined tokens are the recorded window the stored value averages" if page["decoder"] else ""),
+        + ("; underlined tokens are the recorded window the stored value averages" if decoder else ""),
         className="muted")]
     return cells, status
 
@@ -352,18 +353,19 @@ def register_callbacks(app: Dash) -> None:
 
     @app.callback(Output("unit-state", "data"), Output(f"{PAGE}-url", "data"),
                   Input("unit-step", "value"), Input("unit-concept", "value"), Input("unit-task", "value"),
-                  Input("unit-lang", "value"), Input("unit-sent", "value"), Input("unit-ex-prev", "n_clicks"),
-                  Input("unit-ex-next", "n_clicks"), State("unit-state", "data"), State("unit-ex-items", "data"),
-                  prevent_initial_call=True)
-    def update(step, concept, task, lang, sent, _prev, _next, s, page):
-        offset = int(s.get("offset") or 0)
-        if ctx.triggered_id == "unit-ex-next" and page and offset + EXAMPLES_PER_PAGE < page.get("total", 0):
-            offset += EXAMPLES_PER_PAGE
+                  Input("unit-lang", "value"), Input("unit-sent", "value"), Input("unit-per", "value"),
+                  Input("unit-ex-prev", "n_clicks"), Input("unit-ex-next", "n_clicks"), State("unit-state", "data"),
+                  State("unit-ex-items", "data"), prevent_initial_call=True)
+    def update(step, concept, task, lang, sent, per, _prev, _next, s, page):
+        offset, per = int(s.get("offset") or 0), int(per or s["per"])
+        if ctx.triggered_id == "unit-ex-next" and page and offset + per < page.get("total", 0):
+            offset += per
         elif ctx.triggered_id == "unit-ex-prev":
-            offset = max(0, offset - EXAMPLES_PER_PAGE)
-        elif (task, step) != (s["task"], s["step"]):
+            offset = max(0, offset - per)
+        elif (task, step, per) != (s["task"], s["step"], s["per"]):
             offset = 0
-        new = {**s, "step": step, "concept": concept, "task": task, "lang": lang, "sent": sent, "offset": offset}
+        new = {**s, "step": step, "concept": concept, "task": task, "lang": lang, "sent": sent, "offset": offset,
+               "per": per}
         if new == s:
             return no_update, no_update
         return new, st.href(PAGE, new)
@@ -395,12 +397,11 @@ def register_callbacks(app: Dash) -> None:
             return [], "this unit's stack has no recorded task", None, "", True, True
         try:
             _, _, prov = context.run_and_provenance(s["run"])
-            decoder = context.client().unit(s["run"], int(s["unit"]))["stack"] == "text_decoder"
-            children, page = examples_block(s, prov, decoder)
+            children, page = examples_block(s, prov)
         except BackendError as exc:
             return [], exc.message, None, "", True, True
         first, total = page["offset"] + 1, page["total"]
-        last = min(page["offset"] + EXAMPLES_PER_PAGE, total)
+        last = min(page["offset"] + page["n"], total)
         shown = f"ranks {first}–{last} of {total} from each end" if first <= total else f"past the last of {total} items"
         return children, "", page, shown, page["offset"] == 0, last >= total
 

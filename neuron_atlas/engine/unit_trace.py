@@ -32,8 +32,8 @@ FRAME_CENTRE_S = 0.0175
 class UnitTrace:
     """Per-position values of one unit on one item, the pooled value (mean over valid positions), and where the
     positions are: `times_s` for speech frames, `tokens` for text or decoder positions. `output_tokens` is the
-    model's greedy output (</s>, language token, then up to `decode_to` tokens, or its end); for decoder units
-    `output_values` holds the unit's value at each of them (the decoder is causal: the first `len(values)` equal
+    model's greedy output (</s>, language token, then up to `decode_to` tokens, or its end); for units at decoder
+    positions `output_values` holds the unit's value at each of them (the decoder is causal: the first `len(values)` equal
     `values`)."""
 
     unit_id: int
@@ -143,7 +143,7 @@ def _trace_batch(bundle: ModelBundle, registry: SiteRegistry, site: UnitSite, un
     first = tracers[0]
     if first.values is None:
         raise ValueError(f"unit {unit_id} ({site.key}) did not run on a {items[0].task} item")
-    whole = tracers[1] if full is not None and site.stack == "text_decoder" else None
+    whole = tracers[1] if full is not None and site.domain == "decoder" else None
     kind = position_kind(site, items[0].modality)
     traces = []
     for b, item in enumerate(items):

@@ -2,6 +2,8 @@
 strips from one batched trace, the language × modality distribution, and the language a concept link implies."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -34,9 +36,12 @@ def test_strips_colour_by_one_scale_and_say_where_they_peak():
     assert ev.strip_scale([{"values": [0.1, -0.4]}, {"values": [0.2], "output_values": [0.3, float("nan")]}]) == 0.4
     assert ev.strip_scale([]) == 1.0
     assert ev.colour(0.0, 1.0) == "rgba(213,94,0,0.00)" and ev.colour(-2.0, 1.0) == "rgba(0,114,178,0.85)"
-    strip = str(ev.token_strip(["</s>", "__deu__", "▁Die", "▁Tür"], [0.1, 0.2, -0.9], 1.0, window=2, what="output tokens"))
-    assert strip.count("tok-window") == 2 and "peak -0.900 at 'Die'" in strip and "children=' Die'" in strip
-    assert "Tür · no value" in strip  # the last token was never fed back: no value, no colour
+    strip = ev.token_strip(["</s>", "__deu__", "▁Die", "▁T<b>", "▁Tür"], [0.1, 0.2, -0.9, 0.0], 1.0, window=2,
+                           what="output tokens")
+    data = json.loads(getattr(strip.children[0], "data-strip"))
+    assert [c.count("tok-window") for c in data["classes"]] == [1, 1, 0, 0, 0] and "peak -0.900 at 'Die'" in str(strip)
+    assert data["tokens"] == ["</s>", "__deu__", " Die", " T<b>", " Tür"]  # drawn as text by assets/evidence.js
+    assert data["tips"][-1] == "▁Tür · no value" and data["colours"][-1] == "transparent"  # never fed back: no value
     frames = ev.frame_strip([0.0175 + 0.02 * i for i in range(400)], np.sin(np.arange(400) / 20), 1.0)
     bar = frames.children[0].style["background"]
     assert bar.count("%") == 2 * ev.MAX_FRAME_STOPS and "0.02–8.00 s (400)" in str(frames)
@@ -48,11 +53,11 @@ def test_examples_page_through_and_strips_come_from_one_batched_trace(env, tiny_
     s, _ = st.parse("unit", {"run": run_id, "unit": str(uid), "task": "t2tt", "step": "7"})
     prov = Provenance(run_id)
     with dash_app.server.app_context():
-        first_children, first = unit.examples_block(s, prov, decoder=True)
-        _, second = unit.examples_block({**s, "offset": unit.EXAMPLES_PER_PAGE}, prov, decoder=True)
+        first_children, first = unit.examples_block(s, prov)
+        _, second = unit.examples_block({**s, "offset": 20}, prov)
         cells, status = unit.evidence_cells(first)
     assert first["total"] == 12 and len(first["items"]) == 24  # 12 t2tt items, all of them at each end
-    assert second["items"] == [] and second["offset"] == unit.EXAMPLES_PER_PAGE
+    assert second["items"] == [] and second["offset"] == 20
     assert "recorded to 5 tokens" in str(first_children)
     assert len(cells) == len(first["items"])
     text = str(cells) + str(status)
@@ -65,7 +70,7 @@ def test_encoder_strips_cover_the_input_and_show_the_whole_output(env, tiny_regi
     uid = _unit(tiny_registry, "text_encoder")
     s, _ = st.parse("unit", {"run": run_id, "unit": str(uid), "task": "t2tt"})
     with dash_app.server.app_context():
-        _, page = unit.examples_block(s, Provenance(run_id), decoder=False)
+        _, page = unit.examples_block(s, Provenance(run_id))
         page["items"] = page["items"][:3]
         cells, _ = unit.evidence_cells(page)
     text = str(cells)

@@ -46,6 +46,7 @@ def _post(client, run_id: str, unit: int, body, **kw):
     ("text_decoder", "decoder", "s2tt", 7),
     ("speech_encoder", "speech_frames", "asr", None),
     ("text_encoder", None, "t2tt", None),
+    ("text_decoder", "encoder_out", "s2tt", 2),
 ])
 def test_batched_traces_match_single_traces_and_the_store(client, run, atlas_store, tiny_registry, stack, domain, task,
                                                           step):
@@ -72,7 +73,7 @@ def test_batched_traces_match_single_traces_and_the_store(client, run, atlas_sto
         assert np.allclose(single["values"], values, rtol=1e-4, atol=1e-5)
         assert single["output_tokens"] == got["output_tokens"] and single["output_text"] == got["output_text"]
         assert len(got["output_tokens"]) <= MAX_NEW + 2
-        if stack == "text_decoder":
+        if domain == "decoder":
             whole = np.array(got["output_values"])
             # the decoder is causal: over the whole output, its first `step` positions are the recorded window
             assert len(whole) == len(got["output_tokens"]) and len(whole) >= len(values)
