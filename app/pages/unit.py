@@ -204,16 +204,15 @@ def examples_block(s: dict[str, Any], prov: Provenance) -> tuple[list[Any], dict
                 rows.append(html.Tr([
                     html.Td(str(rank), className="num"),
                     html.Td(f"{item['activation']:.4f}" if item.get("activation") is not None else "–", className="num"),
-                    html.Td(lang_label(item.get("label") or "")),
-                    html.Td(html.Div(_example_cell(item, stored_note), id={"type": "unit-ev", "index": slot},
-                                     className="evidence-cell")),
-                    html.Td(audio),
+                    html.Td(item.get("label") or "", title=lang_label(item.get("label") or "")),
+                    html.Td([audio, html.Div(_example_cell(item, stored_note), id={"type": "unit-ev", "index": slot},
+                                             className="evidence-cell")]),
                 ]))
             cols.append(html.Div([
                 html.H3(f"{'Highest' if which == 'top' else 'Lowest'} activation · {group['task']}"
                         + (f" · step {group['step']}" if group.get("step") is not None else "")),
-                html.Table([html.Thead(html.Tr([html.Th("rank"), html.Th("activation"), html.Th("language"),
-                                                html.Th("input → output"), html.Th("audio")])), html.Tbody(rows)],
+                html.Table([html.Thead(html.Tr([html.Th("rank"), html.Th("activation"), html.Th("lang"),
+                                                html.Th("input (audio) → output")])), html.Tbody(rows)],
                            className="table examples"),
             ], className="half"))
         out.append(html.Div(cols, className="row"))
