@@ -100,13 +100,16 @@ def _frame_stops(values: np.ndarray, scale: float) -> str:
 
 
 def frame_strip(times_s: Sequence[float], values: Sequence[float], scale: float, *, what: str = "speech frames",
-                strip_id: str | None = None) -> html.Div:
-    """A speech input's frames as one bar coloured left to right by the unit's activation, with its time span."""
+                strip_id: str | None = None, longest_s: float | None = None) -> html.Div:
+    """A speech input's frames as one bar coloured left to right by the unit's activation, with its time span; with
+    `longest_s` (the longest input shown alongside) the bar's width is proportional to its duration, so strips of
+    different rows share one time scale."""
     vals = np.asarray(values, dtype=np.float64)
     if not len(vals):
         return html.Div(f"{what}: no frames", className="strip-caption")
-    bar = html.Div(className="frame-strip", style={"background": f"linear-gradient(to right, {_frame_stops(vals, scale)})"},
-                   title=f"{len(vals)} {what}, {times_s[0]:.2f}–{times_s[-1]:.2f} s")
+    width = 100.0 if not longest_s else max(5.0, min(100.0, 100.0 * times_s[-1] / longest_s))
+    bar = html.Div(className="frame-strip", title=f"{len(vals)} {what}, {times_s[0]:.2f}–{times_s[-1]:.2f} s",
+                   style={"background": f"linear-gradient(to right, {_frame_stops(vals, scale)})", "width": f"{width:.1f}%"})
     where = [f"{t:.2f} s" for t in times_s]
     caption = f"{what} {times_s[0]:.2f}–{times_s[-1]:.2f} s ({len(vals)}): {_peak_words(list(vals), where)}"
     extra = {"id": strip_id} if strip_id else {}
@@ -125,7 +128,13 @@ def legend(scale: float) -> html.Div:
     ], className="strip-legend", id="unit-strip-legend")
 
 
-def trace_evidence(trace: Mapping[str, Any], scale: float) -> list[Any]:
+def longest_input_s(traces: Iterable[Mapping[str, Any]]) -> float | None:
+    """The latest frame time over the traces that have frames (None when none has)."""
+    ends = [float(tr["times_s"][-1]) for tr in traces if tr.get("times_s")]
+    return max(ends) if ends else None
+
+
+def trace_evidence(trace: Mapping[str, Any], scale: float, longest_s: float | None = None) -> list[Any]:
     """The strip of one traced item over the positions its unit sees (input tokens or speech frames for encoder
     units and cross-attention keys and values, output tokens for decoder positions), and the whole output text."""
     out: list[Any] = []
@@ -137,7 +146,8 @@ def trace_evidence(trace: Mapping[str, Any], scale: float) -> list[Any]:
         return out
     if kind in ("speech_frames", "speech_adapter"):
         label = "speech frames" if kind == "speech_frames" else "length-adapter frames"
-        out.append(frame_strip(trace.get("times_s") or [], trace.get("values") or [], scale, what=label))
+        out.append(frame_strip(trace.get("times_s") or [], trace.get("values") or [], scale, what=label,
+                               longest_s=longest_s))
     else:
         out.append(token_strip(trace.get("tokens") or [], trace.get("values") or [], scale, what="input tokens"))
     out.append(html.Div(f"→ {trace.get('output_text') or ''}", className="output-text"))

@@ -228,12 +228,12 @@ def evidence_cells(page: dict[str, Any]) -> tuple[list[list[Any]], list[Any]]:
     items = page["items"]
     res = c.unit_traces(page["run"], page["unit"], [{"example_id": i["example_id"], "task": i["task"],
                                                      "tgt_lang": i.get("tgt_lang")} for i in items], step=page["step"])
-    scale = ev.strip_scale(res["traces"])
+    scale, longest = ev.strip_scale(res["traces"]), ev.longest_input_s(res["traces"])
     cells = []
     for item, tr in zip(items, res["traces"]):
         head = [] if tr.get("positions") == "text_tokens" else [
             html.Div(item.get("text") or "", className="muted" if item.get("modality") == "speech" else None)]
-        cells.append(head + ev.trace_evidence(tr, scale))
+        cells.append(head + ev.trace_evidence(tr, scale, longest))
     decoder = any(tr.get("positions") == "decoder" for tr in res["traces"])
     took = "from the backend's cache" if res.get("cached") else f"in {res.get('seconds', 0):.1f} s"
     status = [ev.legend(scale), html.Div(

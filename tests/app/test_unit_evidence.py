@@ -45,6 +45,8 @@ def test_strips_colour_by_one_scale_and_say_where_they_peak():
     frames = ev.frame_strip([0.0175 + 0.02 * i for i in range(400)], np.sin(np.arange(400) / 20), 1.0)
     bar = frames.children[0].style["background"]
     assert bar.count("%") == 2 * ev.MAX_FRAME_STOPS and "0.02–8.00 s (400)" in str(frames)
+    half = ev.frame_strip([0.0175 + 0.02 * i for i in range(200)], np.ones(200), 1.0, longest_s=8.0)
+    assert half.children[0].style["width"] == "50.0%"  # one time scale for the rows of a page
 
 
 def test_examples_page_through_and_strips_come_from_one_batched_trace(env, tiny_registry):
