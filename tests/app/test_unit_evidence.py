@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from app import context, state as st
+from app import state as st
 from app.client import AtlasClient
 from app.components import evidence as ev, figures as fg
 from app.components.common import Provenance
