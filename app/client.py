@@ -427,8 +427,10 @@ class AtlasClient:
         return self._run_get(run_id, f"/units/{int(unit_id)}/activations", {"step": step, "bins": bins})
 
     def unit_examples(self, run_id: str, unit_id: int, *, task: str | None = None, step: int | None = None,
-                      n: int = 5) -> dict[str, Any]:
-        return self._run_get(run_id, f"/units/{int(unit_id)}/examples", {"task": task, "step": step, "n": n})
+                      n: int = 5, offset: int = 0) -> dict[str, Any]:
+        """Ranks offset..offset+n-1 from each end of the unit's pooled activation, per (task, step)."""
+        return self._run_get(run_id, f"/units/{int(unit_id)}/examples", {"task": task, "step": step, "n": n,
+                                                                         "offset": offset})
 
     def unit_trace(self, run_id: str, unit_id: int, *, example_id: str, modality: str, task: str | None = None,
                    step: int | None = None) -> dict[str, Any]:
@@ -444,6 +446,23 @@ class AtlasClient:
         except BackendError as exc:
             if exc.missing_route:
                 self._missing["trace"] = exc
+            raise
+
+    def unit_traces(self, run_id: str, unit_id: int, items: Sequence[Mapping[str, Any]], *,
+                    step: int | None = None) -> dict[str, Any]:
+        """The trace of several items (`example_id`, `task`, optional `tgt_lang`) in one request and one model job.
+
+        A backend without this route is remembered (until `clear_cache`), as for `unit_trace`.
+        """
+        if "traces" in self._missing:
+            raise self._missing["traces"]
+        path = f"/runs/{_seg(run_id)}/units/{int(unit_id)}/traces"
+        try:
+            return self.post(path, {"items": [dict(i) for i in items], "step": step},
+                             timeout=self.intervention_timeout_s)
+        except BackendError as exc:
+            if exc.missing_route or exc.status == 405:
+                self._missing["traces"] = exc
             raise
 
     # --------------------------------------------------------------------------------------------------- compare

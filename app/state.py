@@ -95,6 +95,8 @@ PAGES: dict[str, PageSpec] = {
         Key("task", "str", None, TASKS),
         Key("sent", "str", None, max_len=200),
         Key("lang", "str", None, max_len=16),
+        Key("offset", "int", 0, lo=0, hi=2**31 - 1),
+        Key("per", "int", 20, lo=5, hi=50),
     )),
     "lab": PageSpec("lab", "/lab", (
         Key("run", "str"),
@@ -150,6 +152,7 @@ PAGES: dict[str, PageSpec] = {
     "findings": PageSpec("findings", "/findings", (
         Key("id", "str", None, max_len=64),
         Key("offset", "int", 0, lo=0, hi=2**31 - 1),
+        Key("per", "int", 20, lo=5, hi=50),
     )),
 }
 

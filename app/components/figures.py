@@ -461,6 +461,43 @@ def activation_distribution(acts: Mapping[str, Any], prov: Provenance, *, step: 
                    y_title="pooled activation", narrow=True)
 
 
+def language_modality_distribution(acts: Mapping[str, Any], prov: Provenance, *, step: int | None = None) -> go.Figure:
+    """A unit's pooled activation per language × input modality: each row the share of that group's items in each
+    bin (histograms of the route's groups summed over tasks of one modality), with the group's median marked.
+    Falls back to the per-task box plots when the answer has no histograms."""
+    _require(acts, "groups", "unit_id", what="activations")
+    groups = [g for g in acts["groups"] if step is None or g.get("step") in (None, step)]
+    edges = np.asarray(acts.get("bin_edges") or [], dtype=np.float64)
+    usable = [g for g in groups if len(g.get("histogram") or []) == len(edges) - 1 > 0]
+    if not usable:
+        return activation_distribution(acts, prov, step=step)
+    merged: dict[tuple[str, str], np.ndarray] = {}
+    for g in usable:
+        key = (str(g.get("language")), str(g.get("modality")))
+        merged[key] = merged.get(key, 0) + np.asarray(g["histogram"], dtype=np.float64)
+    keys = sorted(merged)
+    centres = (edges[:-1] + edges[1:]) / 2
+    labels = [f"{lang} · {mod}" for lang, mod in keys]
+    counts = np.array([merged[k] for k in keys])
+    totals = counts.sum(1, keepdims=True).clip(min=1)
+    share = counts / totals
+    cum = np.cumsum(share, axis=1)
+    medians = [float(np.interp(0.5, np.concatenate([[0.0], c]), edges)) for c in cum]
+    fig = go.Figure(go.Heatmap(
+        x=centres, y=labels, z=share, colorscale=[[0.0, "#ffffff"], [1.0, OKABE_ITO[0]]], zmin=0,
+        customdata=np.repeat(totals, len(centres), axis=1),
+        colorbar=dict(title=dict(text="share of items", side="right"), thickness=10),
+        hovertemplate="%{y}<br>activation ≈ %{x:.4f}: %{z:.0%} of %{customdata:.0f} items<extra></extra>"))
+    fig.add_trace(go.Scatter(x=medians, y=labels, mode="markers", name="median",
+                             marker=dict(symbol="line-ns-open", size=14, line=dict(width=3, color=OKABE_ITO[5])),
+                             hovertemplate="%{y}: median %{x:.4f}<extra></extra>"))
+    fig.update_yaxes(type="category", autorange="reversed")
+    title = f"Unit {acts['unit_id']}: pooled activation by language × input modality" + (
+        f" · step {step}" if step is not None else "")
+    return _finish(fig, title, prov, height=max(300, 120 + 26 * len(labels)), x_title="pooled activation",
+                   y_title="language · input", legend=True, narrow=True)
+
+
 # ---------------------------------------------------------------------------------------------- spoken vs written
 
 

@@ -1,17 +1,18 @@
-"""Unit: one unit's AP across concepts, its activation distribution, its top and bottom examples with audio, and the
-same sentence spoken and written side by side.
+"""Unit: one unit's AP across concepts, its activation distribution by language × input modality, its top and bottom
+examples (paged, each with the unit's activation per token or speech frame as a colour strip, from one batched live
+trace), and the same sentence spoken and written side by side.
 
-URL state keys: run, unit, concept, step, task, sent, lang.
+URL state keys: run, unit, concept, step, task, sent, lang, offset, per.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from app import context, state as st, ui
 from app.client import BackendError
-from app.components import figures as fg
+from app.components import evidence as ev, figures as fg
 from app.components.audio import AudioDataError, audio_player, read_wav, spectrogram
 from app.components.common import STACK_NAMES, Provenance, concept_label, control, error_text, lang_label, loading, notice
 from app.components.search import search_hint
@@ -20,6 +21,9 @@ PAGE = "unit"
 SPEECH_TASKS = ("asr", "s2tt", "en2x_s2tt")
 TEXT_TASKS = ("t2tt", "en2x_t2tt")
 TRACE_ROUTE = "GET /runs/{run}/units/{unit}/trace?example_id=&modality=speech|text&task=&step="
+TRACES_ROUTE = "POST /runs/{run}/units/{unit}/traces"
+#: Choices of examples per page at each end (top and bottom): one batched trace of 2 × that many items per page.
+PAGE_SIZES = (10, 20, 50)
 
 
 def audio_src(run_id: str, example_id: str) -> str:
@@ -68,7 +72,9 @@ def resolve(s: dict[str, Any]) -> tuple[dict, dict, list[str]]:
         s["task"] = chosen if chosen in tasks else (tasks[0] if tasks else None)
     langs = run.get("languages") or []
     if s["lang"] not in langs:
-        s["lang"] = next((l for l in langs if l != "eng"), langs[0] if langs else None)
+        concept_lang = next((x.get("language") for x in unit["stats"] if x["concept_id"] == s["concept"]), None)
+        s["lang"] = concept_lang if concept_lang in langs else next((l for l in langs if l != "eng"),
+                                                                    langs[0] if langs else None)
     return run, unit, problems
 
 
@@ -80,12 +86,23 @@ def sentence_options(run_id: str, lang: str | None) -> list[dict[str, str]]:
     return [{"label": f"{e['sentence_id']} · {e['text'][:60]}", "value": e["sentence_id"]} for e in page["examples"]]
 
 
+def unit_picker(s: dict[str, Any]) -> html.Div:
+    """Where a unit could not be shown: open another by id, or find one from a layer."""
+    return html.Div([
+        control("Open unit id", dcc.Input(id="unit-pick-id", type="number", min=0, step=1, debounce=True,
+                                          placeholder="a unit id, e.g. 0"), class_name="w-narrow"),
+        html.Button("Open", id="unit-pick-go", className="button"),
+        dcc.Link("or find one on a layer page", href=ui.href("layer", run=s["run"]), className="button-link"),
+        dcc.Store(id="unit-pick-run", data=s["run"]),
+    ], className="controls")
+
+
 def layout(**query: Any) -> html.Div:
     s, problems = st.parse(PAGE, query)
     try:
         run, unit, more = resolve(s)
     except BackendError as exc:
-        return html.Div([html.H1(f"Unit {s['unit']}"), notice(exc.message, "error"), search_hint(),
+        return html.Div([html.H1(f"Unit {s['unit']}"), notice(exc.message, "error"), unit_picker(s), search_hint(),
                          ui.url_sync(PAGE, st.href(PAGE, s))], className="page page-unit")
     problems += more
     sent_opts = sentence_options(s["run"], s["lang"])
@@ -126,9 +143,17 @@ def layout(**query: Any) -> html.Div:
                   html.Div(loading(ui.graph("unit-dist")), className="half")], className="row"),
         error_text("unit-error"),
         html.H2("Top and bottom examples"),
-        html.Div([control("Task", ui.dropdown("unit-task", ui.options(tasks), s["task"]), "unit-task-error")],
+        html.Div([control("Task", ui.dropdown("unit-task", ui.options(tasks), s["task"]), "unit-task-error"),
+                  control("Per page", ui.dropdown("unit-per", ui.options(sorted({*PAGE_SIZES, s["per"]})), s["per"]),
+                          class_name="w-narrow"),
+                  html.Div([
+                      html.Button("← Previous", id="unit-ex-prev", className="button", disabled=s["offset"] == 0),
+                      html.Span(id="unit-ex-range", className="muted", **{"aria-live": "polite"}),
+                      html.Button("Next →", id="unit-ex-next", className="button"),
+                  ], className="pager", role="navigation", **{"aria-label": "pages of examples"})],
                  className="controls"),
         loading(html.Div(id="unit-examples")),
+        dcc.Store(id="unit-ex-items"),
         html.H2("The same sentence, spoken and written"),
         html.Div([
             control("Language", ui.dropdown("unit-lang", ui.options(run.get("languages") or [], {l: lang_label(l) for l in run.get("languages") or []}), s["lang"])),
@@ -143,39 +168,84 @@ def layout(**query: Any) -> html.Div:
     ], className="page page-unit")
 
 
-def examples_block(s: dict[str, Any], prov: Provenance) -> list[Any]:
+def _example_cell(item: dict, stored_note: str) -> list[Any]:
+    """Input and output of one example as recorded (the strips replace it once the live trace arrives)."""
+    speech = item.get("modality") == "speech"
+    text = html.Div(item.get("text") or "", className="muted" if speech else None)
+    return [text, html.Div([f"→ {item.get('output_text') or ''}", html.Span(stored_note, className="muted")],
+                           className="output-text")]
+
+
+def examples_block(s: dict[str, Any], prov: Provenance) -> tuple[list[Any], dict[str, Any]]:
+    """One page of top and bottom examples, each row with a slot for its token strip, and the items to trace
+    (in slot order) with the page's range for the pager."""
     c = context.client()
-    data = c.unit_examples(s["run"], int(s["unit"]), task=s["task"], step=s["step"], n=5)
-    out = []
+    offset, per = int(s.get("offset") or 0), int(s.get("per") or 20)
+    data = c.unit_examples(s["run"], int(s["unit"]), task=s["task"], step=s["step"], n=per, offset=offset)
+    steps = c.run(s["run"]).get("steps") or []
+    stored_note = f" (recorded to {max(steps) - 2} tokens)" if steps else ""
+    out: list[Any] = []
+    if steps:
+        out.append(html.P(f"Outputs are what recording decoded: greedy, up to the run's largest recorded step, "
+                          f"{max(steps)}, i.e. at most {max(steps) - 2} output tokens after the prompt's </s> and "
+                          "language token, so they can stop mid-word. Once the live trace arrives each row shows the "
+                          "whole output instead (decoded by the loaded model).", className="muted", id="unit-output-note"))
+    out.append(html.Div("Per-token activations: asking the live model…", id="unit-ev-status", className="muted"))
+    items: list[dict[str, Any]] = []
+    total = 0
     for group in data["sets"]:
+        total = max(total, int(group.get("total") or 0))
         cols = []
         for which in ("top", "bottom"):
             rows = []
-            for item in group[which]:
+            for rank, item in enumerate(group[which], start=offset + 1):
                 audio = None
                 if item.get("modality") == "speech" and item.get("example_id"):
                     audio = audio_player(audio_src(s["run"], item["example_id"]), "", source="corpus", preload="none")
+                slot = len(items)
+                items.append({"example_id": item["example_id"], "task": group["task"], "tgt_lang": item.get("tgt_lang"),
+                              "text": item.get("text") or "", "modality": item.get("modality")})
                 rows.append(html.Tr([
+                    html.Td(str(rank), className="num"),
                     html.Td(f"{item['activation']:.4f}" if item.get("activation") is not None else "–", className="num"),
-                    html.Td(item.get("label")),
-                    html.Td([html.Div(item.get("text") or ""), html.Div(f"→ {item.get('output_text') or ''}", className="muted")]),
-                    html.Td(audio),
+                    html.Td(item.get("label") or "", title=lang_label(item.get("label") or "")),
+                    html.Td([audio, html.Div(_example_cell(item, stored_note), id={"type": "unit-ev", "index": slot},
+                                             className="evidence-cell")]),
                 ]))
             cols.append(html.Div([
                 html.H3(f"{'Highest' if which == 'top' else 'Lowest'} activation · {group['task']}"
                         + (f" · step {group['step']}" if group.get("step") is not None else "")),
-                html.Table([html.Thead(html.Tr([html.Th("activation"), html.Th("lang"), html.Th("input → output"),
-                                                html.Th("audio")])), html.Tbody(rows)], className="table"),
+                html.Table([html.Thead(html.Tr([html.Th("rank"), html.Th("activation"), html.Th("lang"),
+                                                html.Th("input (audio) → output")])), html.Tbody(rows)],
+                           className="table examples"),
             ], className="half"))
         out.append(html.Div(cols, className="row"))
-    steps = c.run(s["run"]).get("steps") or []
-    if steps:
-        out.append(html.P(f"Outputs are what recording decoded: greedy, up to the run's largest recorded step, "
-                          f"{max(steps)}, i.e. at most {max(steps) - 2} output tokens after the prompt's </s> and "
-                          "language token, so they can stop mid-word. The lab decodes whole sentences.",
-                          className="muted", id="unit-output-note"))
     out.append(html.P(prov.line(), className="provenance"))
-    return out
+    page = {"run": s["run"], "unit": int(s["unit"]), "step": s["step"], "items": items,
+            "offset": offset, "n": per, "total": total}
+    return out, page
+
+
+def evidence_cells(page: dict[str, Any]) -> tuple[list[list[Any]], list[Any]]:
+    """Each slot's strips from one batched trace of the page's items, and the page's legend and timing line."""
+    c = context.client()
+    items = page["items"]
+    res = c.unit_traces(page["run"], page["unit"], [{"example_id": i["example_id"], "task": i["task"],
+                                                     "tgt_lang": i.get("tgt_lang")} for i in items], step=page["step"])
+    scale, longest = ev.strip_scale(res["traces"]), ev.longest_input_s(res["traces"])
+    cells = []
+    for item, tr in zip(items, res["traces"]):
+        head = [] if tr.get("positions") == "text_tokens" else [
+            html.Div(item.get("text") or "", className="muted" if item.get("modality") == "speech" else None)]
+        cells.append(head + ev.trace_evidence(tr, scale, longest))
+    decoder = any(tr.get("positions") == "decoder" for tr in res["traces"])
+    took = "from the backend's cache" if res.get("cached") else f"in {res.get('seconds', 0):.1f} s"
+    status = [ev.legend(scale), html.Div(
+        f"{len(items)} items traced live in one batch {took}; outputs are the loaded model's whole greedy output "
+        f"(at most {res.get('max_new_tokens')} new tokens)"
+        + ("; underlined tokens are the recorded window the stored value averages" if decoder else ""),
+        className="muted")]
+    return cells, status
 
 
 def _modality_ap(unit: dict, lang: str, step: int | None) -> list[dict[str, Any]]:
@@ -240,6 +310,8 @@ def side_by_side(s: dict[str, Any], example: dict, unit: dict, prov: Provenance)
             over = traces["speech"] if traces["speech"] is not None and traces["speech"].get("times_s") else None
             fig = fg.spectrogram_figure(times, freqs, db, prov, title=f"Spectrogram · {example['example_id']}",
                                         trace=over)
+            if over is not None:
+                fig = ev.add_frame_strip(fig, over, ev.strip_scale([over]))
             speech_col += [audio_player(audio_src(s["run"], example["example_id"]), "play the sentence", source="corpus",
                                         playhead_for="unit-spec"), ui.graph("unit-spec", fig)]
         except (BackendError, AudioDataError) as exc:
@@ -250,7 +322,11 @@ def side_by_side(s: dict[str, Any], example: dict, unit: dict, prov: Provenance)
         speech_col += trace_details(traces["speech"], prov, "unit-tokens-speech")
     text_col: list[Any] = [html.H3(f"Written · {lang_label(example['lang'])}"), html.P(example.get("text") or "", className="sentence")]
     if traces["text"] is not None:
-        text_col += trace_details(traces["text"], prov, "unit-tokens")
+        tr = traces["text"]
+        text_col.append(ev.token_strip(tr.get("tokens") or [], tr.get("values") or [], ev.strip_scale([tr]),
+                                       what="input tokens" if tr.get("positions") != "decoder" else "output tokens",
+                                       strip_id="unit-sbs-strip"))
+        text_col += trace_details(tr, prov, "unit-tokens")
     ap_items = _modality_ap(unit, example["lang"], s["step"])
     if ap_items:
         text_col.append(ui.graph("unit-modality-ap", fg.modality_ap_bars(
@@ -271,12 +347,28 @@ def register_callbacks(app: Dash) -> None:
             return no_update
         return ui.href(PAGE, run=run_id, unit=int(unit_id), step=s["step"], lang=s["lang"])
 
+    @app.callback(Output("nav", "href", allow_duplicate=True), Input("unit-pick-go", "n_clicks"),
+                  Input("unit-pick-id", "value"), State("unit-pick-run", "data"), prevent_initial_call=True)
+    def pick(_, unit_id, run_id):
+        if unit_id is None:
+            return no_update
+        return ui.href(PAGE, run=run_id, unit=int(unit_id))
+
     @app.callback(Output("unit-state", "data"), Output(f"{PAGE}-url", "data"),
                   Input("unit-step", "value"), Input("unit-concept", "value"), Input("unit-task", "value"),
-                  Input("unit-lang", "value"), Input("unit-sent", "value"), State("unit-state", "data"),
-                  prevent_initial_call=True)
-    def update(step, concept, task, lang, sent, s):
-        new = {**s, "step": step, "concept": concept, "task": task, "lang": lang, "sent": sent}
+                  Input("unit-lang", "value"), Input("unit-sent", "value"), Input("unit-per", "value"),
+                  Input("unit-ex-prev", "n_clicks"), Input("unit-ex-next", "n_clicks"), State("unit-state", "data"),
+                  State("unit-ex-items", "data"), prevent_initial_call=True)
+    def update(step, concept, task, lang, sent, per, _prev, _next, s, page):
+        offset, per = int(s.get("offset") or 0), int(per or s["per"])
+        if ctx.triggered_id == "unit-ex-next" and page and offset + per < page.get("total", 0):
+            offset += per
+        elif ctx.triggered_id == "unit-ex-prev":
+            offset = max(0, offset - per)
+        elif (task, step, per) != (s["task"], s["step"], s["per"]):
+            offset = 0
+        new = {**s, "step": step, "concept": concept, "task": task, "lang": lang, "sent": sent, "offset": offset,
+               "per": per}
         if new == s:
             return no_update, no_update
         return new, st.href(PAGE, new)
@@ -292,7 +384,7 @@ def register_callbacks(app: Dash) -> None:
         except BackendError as exc:
             return fg.message_figure(exc.message), fg.message_figure(""), exc.message
         try:
-            dist = fg.activation_distribution(c.unit_activations(s["run"], int(s["unit"]),
+            dist = fg.language_modality_distribution(c.unit_activations(s["run"], int(s["unit"]),
                                                                  step=s["step"] if unit["stack"] == "text_decoder" else None),
                                               prov, step=s["step"] if unit["stack"] == "text_decoder" else None)
             err = ""
@@ -300,15 +392,37 @@ def register_callbacks(app: Dash) -> None:
             dist, err = fg.message_figure("no activation distribution: " + exc.message, prov), exc.message
         return ap, dist, err
 
-    @app.callback(Output("unit-examples", "children"), Output("unit-task-error", "children"), Input("unit-state", "data"))
+    @app.callback(Output("unit-examples", "children"), Output("unit-task-error", "children"),
+                  Output("unit-ex-items", "data"), Output("unit-ex-range", "children"),
+                  Output("unit-ex-prev", "disabled"), Output("unit-ex-next", "disabled"), Input("unit-state", "data"))
     def examples(s):
         if not s.get("task"):
-            return [], "this unit's stack has no recorded task"
+            return [], "this unit's stack has no recorded task", None, "", True, True
         try:
             _, _, prov = context.run_and_provenance(s["run"])
-            return examples_block(s, prov), ""
+            children, page = examples_block(s, prov)
         except BackendError as exc:
-            return [], exc.message
+            return [], exc.message, None, "", True, True
+        first, total = page["offset"] + 1, page["total"]
+        last = min(page["offset"] + page["n"], total)
+        shown = f"ranks {first}–{last} of {total} from each end" if first <= total else f"past the last of {total} items"
+        return children, "", page, shown, page["offset"] == 0, last >= total
+
+    @app.callback(Output({"type": "unit-ev", "index": ALL}, "children"), Output("unit-ev-status", "children"),
+                  Input("unit-ex-items", "data"), State({"type": "unit-ev", "index": ALL}, "id"),
+                  prevent_initial_call=True)
+    def strips(page, ids):
+        if not page or not page.get("items") or len(ids) != len(page["items"]):
+            return [no_update] * len(ids), no_update
+        try:
+            cells, status = evidence_cells(page)
+        except BackendError as exc:
+            why = (f"this backend has no batched trace route ({TRACES_ROUTE})" if exc.missing_route or exc.status == 405
+                   else exc.message)
+            return [no_update] * len(ids), notice(f"no per-token activations: {why}; the examples show what recording "
+                                                  "stored", "info")
+        by_slot = {i: cell for i, cell in enumerate(cells)}
+        return [by_slot.get(x["index"], no_update) for x in ids], status
 
     @app.callback(Output("unit-sent", "options"), Output("unit-sent", "value"), Input("unit-lang", "value"),
                   State("unit-state", "data"), State("unit-sent", "value"), prevent_initial_call=True)

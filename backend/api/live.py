@@ -14,7 +14,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +29,7 @@ from neuron_atlas.engine.model.loading import ModelBundle, ModelLoadError, confi
 from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from backend.queue import Job
 from backend.store.reader import NotFoundError, StoreReader, StoreStats
-from neuron_atlas.engine.unit_trace import stored_item, trace_item
 from neuron_atlas.engine.versions import ENGINE_VERSION
-from neuron_atlas.engine.record import encoder_stack
 from neuron_atlas.engine.example import CorpusError
 from neuron_atlas.engine.metrics import LangIdIdentifier, MetricsError, make_identifier
 from neuron_atlas.engine.tts import VOICES, synthesize
@@ -183,7 +180,7 @@ class InterventionService:
 
     @property
     def model_lock(self) -> threading.Lock:
-        """Held while anything hooks or runs the shared model (generation, traces, attribution, the bridge)."""
+        """Held by whatever runs the shared model (hooks live on it): generation, unit traces, attribution, the bridge."""
         return self._model_lock
 
     # ----------------------------------------------------------------------------------------------- prepare
@@ -279,46 +276,6 @@ class InterventionService:
         if rate != SAMPLE_RATE:
             raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {SAMPLE_RATE}", "example_id")
         return prepare_inputs(bundle, audio=np.asarray(wave, dtype=np.float32)), desc
-
-    def trace(self, run_id: str, unit_id: int, example_id: str, task: str, step: int | None,
-              tgt_lang: str | None, modality: str | None, charge: Callable[[], None] | None = None) -> dict[str, Any]:
-        """A unit's per-position activation on one recorded item (live forward pass), with its pooled value and the
-        value stored for that item, which it must equal. `charge` (the client's rate limit) is spent only once every
-        check has passed, so a refused request costs nothing."""
-        bundle, registry = self.host.require()
-        reader = self._reader()
-        run = reader.run(run_id)
-        require_same_model(run, bundle, "a live trace would not describe the stored unit")
-        reader.layout(run_id).check_unit(unit_id)
-        site, _ = registry.site_of_unit(unit_id)
-        row = reader.item_of(run_id, task, example_id, tgt_lang)
-        if modality is not None and modality != row["modality"]:
-            raise ApiProblem(422, f"modality: task {task} takes {row['modality']} input, not {modality}", "modality")
-        decoder = site.stack == "text_decoder"
-        if not decoder and site.stack != encoder_stack(task):
-            raise ApiProblem(422, f"task: unit {unit_id} is in the {site.stack}, which task {task} ({row['modality']} input) "
-                                  f"does not run; trace it on a task with {site.stack.split('_')[0]} input", "task")
-        if step is None:
-            step = min(run["steps"])
-        reader.check_step(run_id, step)
-        example = reader.example(run_id, example_id)
-        audio = None
-        if row["modality"] == "speech":
-            wave, rate = reader.example_audio(run_id, example_id)
-            if rate != SAMPLE_RATE:
-                raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {SAMPLE_RATE}", "example_id")
-            audio = {example_id: np.asarray(wave, dtype=np.float32)}
-        if charge is not None:
-            charge()
-        t0 = time.perf_counter()
-        with self._model_lock:
-            traced = trace_item(bundle, registry, unit_id, stored_item(row, example), step, run["mode"], audio)
-        seconds = time.perf_counter() - t0
-        stored = reader.unit_value(run_id, unit_id, task, step if decoder else None, int(row["item"]))
-        return {"run_id": run_id, "example_id": example_id, "task": task, "item": int(row["item"]),
-                "modality": row["modality"], "src_lang": row["src_lang"], "tgt_lang": row["tgt_lang"],
-                "step": step if decoder else None, "mode": run["mode"], **traced.to_dict(), "stored": stored,
-                "model": {"spec": bundle.spec, "checksum": bundle.checksum}, "seconds": round(seconds, 4)}
 
     # --------------------------------------------------------------------------------------------------- run
 

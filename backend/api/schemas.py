@@ -138,6 +138,32 @@ class BridgeResult(_Open):
     argmax_matches: bool
 
 
+# ---------------------------------------------------------------------------------------------------- traces
+
+
+class TraceItem(BaseModel):
+    """One recorded item to trace: the example feeding it, its task, and (en->X tasks) which target language."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    example_id: str = Field(description="the item's input example (see GET /runs/{run}/examples)", min_length=1, max_length=500)
+    task: str = Field(description="the task the item belongs to (asr, s2tt, t2tt, en2x_s2tt, en2x_t2tt)", min_length=1, max_length=64)
+    tgt_lang: str | None = Field(None, description="en->X tasks: which target of the English example", max_length=16)
+    modality: Literal["speech", "text"] | None = Field(None, description="checked against the task's input modality")
+
+
+class TraceBatchRequest(BaseModel):
+    """Several items of one unit traced in one queued job (the unit page's top and bottom examples)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "items": [{"example_id": "builtin:s000:fra:fra-m1", "task": "s2tt"},
+                  {"example_id": "builtin:s001:deu:deu-f1", "task": "s2tt"}], "step": 2}]})
+
+    items: list[TraceItem] = Field(description="the items, answered in this order (at most 100)")
+    step: int | None = Field(None, ge=0, le=4096, description="decoder units: the prefix length (default: the run's first step)")
+    max_new_tokens: int | None = Field(None, ge=1, description="decode each output to this many new tokens (default and maximum: the server's max_new_tokens)")
+
+
 class AudioOut(BaseModel):
     """Audio of one output: WAV bytes (base64), where it came from (`model` speech output or `tts` of the text)."""
 

@@ -15,6 +15,7 @@ from typing import Any
 from backend.api.errors import ApiProblem, problem_of
 from backend.api.live import InterventionService, ModelHost, Prepared, result_size
 from backend.api.settings import Settings
+from backend.api.tracing import TraceService
 from backend.findings import FindingsStore
 from backend.queue import Job, JobFailed, QueueFull, ResultCache, TokenBuckets, WorkQueue
 from backend.store.reader import StoreReader, StoreUnavailable
@@ -43,6 +44,7 @@ class AtlasState:
         self.findings = FindingsStore(settings.findings_db)
         self.host = ModelHost(settings, bundle)
         self.service = InterventionService(settings, self.host, self.reader_or_none)
+        self.traces = TraceService(settings, self.host, self.reader_or_none, self.service.model_lock)
         self.queue = WorkQueue(settings.queue_size, ready=self.host.ready, error_of=self._job_error)
         self.cache = ResultCache(settings.cache_entries, settings.cache_bytes)
         self.buckets = TokenBuckets(settings.rate_burst, settings.rate_per_s)
@@ -106,10 +108,12 @@ class AtlasState:
         hit = self.cached(prepared.key)
         if hit is not None:
             return hit
-        return await self.run_queued(prepared.key, lambda job: self.run_prepared(prepared, job, execute))
+        return await self.run_queued(prepared.key, lambda job: self.run_prepared(prepared, job, execute),
+                                     "retry later or submit it to /jobs")
 
-    async def run_queued(self, key: str, work: Callable[[Job], Any]) -> Any:
-        """Queue `work` under `key` and wait for its result (up to the request timeout), with the queue's 503/504s."""
+    async def run_queued(self, key: str, work: Callable[[Job], Any], retry_hint: str = "retry later") -> Any:
+        """Queue `work` under `key` (joining an identical job in flight) and wait for its result, up to the request
+        timeout; a job still queued then is dropped (504 with `retry_hint`), a running one is left to poll."""
         try:
             job = self.queue.submit(key, work)
         except QueueFull as exc:
@@ -128,7 +132,7 @@ class AtlasState:
             job.detach()
             if self.queue.cancel(job):
                 raise ApiProblem(504, f"the request waited {self.settings.request_timeout_s:g} s in the queue and was dropped; "
-                                      "retry later or submit it to /jobs", headers={"Retry-After": str(self.queue.retry_after())}) from None
+                                      f"{retry_hint}", headers={"Retry-After": str(self.queue.retry_after())}) from None
             job.persistent = True
             raise ApiProblem(504, f"the request is still running after {self.settings.request_timeout_s:g} s; poll "
                                   f"/jobs/{job.id} for its result") from None

@@ -176,8 +176,10 @@ class UnitQueries(StoreBase):
                 })
         return {"run_id": run_id, "unit_id": unit_id, "bin_edges": edges.tolist(), "groups": groups}
 
-    def unit_examples(self, run_id: str, unit_id: int, task: str | None = None, step: int | None = None, n: int = 5) -> dict:
-        """Items with the highest and lowest pooled activation of the unit, per (task, step)."""
+    def unit_examples(self, run_id: str, unit_id: int, task: str | None = None, step: int | None = None, n: int = 5,
+                      offset: int = 0) -> dict:
+        """Items with the highest and lowest pooled activation of the unit, per (task, step): ranks offset..offset+n-1
+        of each end, with the number of ranked items (`total`)."""
         rows = self._unit_rows(run_id, unit_id, step, task)
         out = []
         for t, s, vals in rows:
@@ -186,12 +188,13 @@ class UnitQueries(StoreBase):
             bottom = np.argsort(np.nan_to_num(vals, nan=np.inf), kind="stable")
 
             def pick(idx: np.ndarray) -> list[dict]:
-                sub = items.iloc[idx[:n]].copy()
-                sub["activation"] = vals[idx[:n]]
+                page = idx[offset: offset + n]
+                sub = items.iloc[page].copy()
+                sub["activation"] = vals[page]
                 return [clean_record(r) for r in sub.to_dict("records")]
 
-            out.append({"task": t, "step": s, "top": pick(order), "bottom": pick(bottom)})
-        return {"run_id": run_id, "unit_id": unit_id, "n": n, "sets": out}
+            out.append({"task": t, "step": s, "total": int(len(vals)), "top": pick(order), "bottom": pick(bottom)})
+        return {"run_id": run_id, "unit_id": unit_id, "n": n, "offset": offset, "sets": out}
 
     def interventions(self, run_id: str, experiment: str | None = None, input_task: str | None = None,
                       language: str | None = None, step: int | None = None) -> dict:

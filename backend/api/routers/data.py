@@ -265,10 +265,12 @@ def unit_examples(
     unit_id: int = UnitId,
     task: str | None = Query(None, max_length=64),
     step: int | None = Query(None, ge=0, le=4096),
-    n: int = Query(5, ge=1, le=100),
+    n: int = Query(5, ge=1, le=100, description="items per end (top and bottom) and page"),
+    offset: int = Query(0, ge=0, le=INT_MAX, description="rank of the first item of the page at each end"),
     reader: StoreReader = Depends(get_reader),
 ) -> dict[str, Any]:
-    return reader.unit_examples(run_id, unit_id, task, step, n)
+    """Ranks offset..offset+n-1 from each end, per (task, step); `total` is the number of ranked items."""
+    return reader.unit_examples(run_id, unit_id, task, step, n, offset)
 
 
 @router.get("/runs/{run_id}/interventions", summary="Batch intervention conditions of the run with their mean metrics")
