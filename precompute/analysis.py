@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from neuron_atlas.engine.model.unit_sites import SiteRegistry
-from precompute.store_writer import insert_frame
+from precompute.store_writer import ingest_unit_summaries, insert_frame
+from precompute.unit_summaries import write_unit_summaries
 from precompute.activation_store import decoder_name, load_acts
 from neuron_atlas.engine.concentration import group_concentration, mean_abs_activation
 from precompute.crossmodal import overlap_matrix, spearman_matrix
@@ -168,6 +169,7 @@ class AnalysisResult:
         insert_frame(con, "concentration", self.concentration)
         insert_frame(con, "overlap", self.overlap)
         insert_frame(con, "spearman", self.spearman)
+        ingest_unit_summaries(con, run_id, self.stats_dir / "units")
 
 
 def _write_stats(path: Path, concept_id: int, unit_ids: np.ndarray, stats) -> None:
@@ -299,6 +301,7 @@ def analyse_run(root: Path, registry: SiteRegistry, items: dict[str, Sequence[Ta
                 }))
     selections = pd.concat(sel_frames, ignore_index=True) if sel_frames else pd.DataFrame()
     concentration = compute_concentration(root, registry, items, cfg.steps, run_id)
+    write_unit_summaries(root, registry, items, cfg.steps, stats_dir / "units")
     overlap, spearman = compute_crossmodal(concepts, ap_dec, selections, registry, run_id)
     concept_frame = pd.DataFrame([c.row(run_id) for c in concepts])
     return AnalysisResult(stats_dir, concept_frame, selections, concentration, overlap, spearman)
