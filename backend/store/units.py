@@ -252,12 +252,21 @@ class UnitQueries(StoreBase):
         return clean_record(rows.iloc[0].to_dict())
 
     def unit_value(self, run_id: str, unit_id: int, task: str, step: int | None, item: int) -> float | None:
-        """The stored pooled activation of a unit on one item (decoder units at `step`); None when not recorded."""
+        """The stored pooled activation of a unit on one item (decoder units at `step`), from the unit's stored highest
+        and lowest items (`unit_examples`); None when the item is not among them or was not recorded."""
         layout = self.layout(run_id)
         layout.check_unit(unit_id)
         decoder = layout.unit_info(np.array([unit_id]))["stack"].iloc[0] == "text_decoder"
-        rows = self._unit_rows(run_id, unit_id, step if decoder else None, task)
-        for _, s, values in rows:
-            if (not decoder or s == step) and 0 <= item < len(values) and np.isfinite(values[item]):
-                return float(values[item])
+        if not decoder:
+            step = None
+        try:
+            _, df = self._unit_summary("unit_examples", run_id, unit_id, task, step,
+                                       "task, step, top_items, top_values, bottom_items, bottom_values")
+        except NotFoundError:
+            return None
+        for r in df.to_dict("records"):
+            for ids, values in ((r["top_items"], r["top_values"]), (r["bottom_items"], r["bottom_values"])):
+                hit = np.flatnonzero(np.asarray(ids) == item)
+                if hit.size and np.isfinite(values[hit[0]]):
+                    return float(values[hit[0]])
         return None
