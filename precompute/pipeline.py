@@ -30,6 +30,7 @@ from neuron_atlas.engine.record import LengthFilter, encoder_stack, reference_le
 from neuron_atlas.engine.tasks import TASKS, TaskItem, task_items
 from neuron_atlas.engine.store_schema import StoreVersionError, check_version
 from precompute.analysis import analyse_run
+from precompute.plan import check_resources, make_plan
 from precompute.evaluate import run_experiments
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,7 @@ def run_precompute(
     root = Path(cfg.work_dir) / run_id
     if reuse and stored_run(Path(cfg.store), run_id):
         return RunResult(run_id, Path(cfg.store), root, {}, time.perf_counter() - t0, reused=True)
+    check_resources(make_plan(cfg, bundle, registry, examples, flops=False), cfg, root)
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     all_items: dict[str, list[TaskItem]] = {}

@@ -29,12 +29,18 @@ FLEURS_SPLIT_SENTENCES = {"train": 1509, "validation": 150, "test": 350}
 #: Typical input sizes when the corpus is not at hand (FLEURS utterances average about 10 s; sentences ~40 tokens).
 DEFAULT_SECONDS = 10.0
 DEFAULT_TOKENS = 40
-#: Bytes per row of the store's per-unit tables as DuckDB writes them (measured, docs/performance.md).
-STORE_BYTES_PER_ROW = {"unit_stats": 24.0, "selections": 6.0, "unit_distributions": 40.0, "unit_examples": 520.0}
+#: Bytes per row of the store's per-unit tables as DuckDB writes them (measured, docs/performance.md), and of the
+#: statistics' Parquet files before ingestion; a `unit_examples` row costs a few bytes plus, per kept item and end,
+#: its bit-packed item number and a 4-byte value.
+STORE_BYTES_PER_ROW = {"unit_stats": 26.0, "selections": 6.0, "unit_distributions": 50.0}
+PARQUET_BYTES_PER_ROW = {"unit_stats": 30.0, "unit_distributions": 57.0}
+EXAMPLE_ROW_BYTES = 24.0
+#: DuckDB allocates a table's storage in blocks of this size.
+BLOCK_BYTES = 256 * 1024
 #: FLAC of 16-bit 16 kHz speech, bytes per second of audio (measured on the built-in corpus).
-FLAC_BYTES_PER_S = 20_000.0
-#: Fixed bytes of a store (catalog, the small tables, DuckDB's first blocks).
-STORE_BASE_BYTES = 3 * 1024 * 1024
+FLAC_BYTES_PER_S = 21_700.0
+#: Bytes of a store's other tables (catalog, runs, items, examples, concepts, the analysis tables: a block or so each).
+STORE_BASE_BYTES = 12 * BLOCK_BYTES
 #: Host RAM while loading a model, as a multiple of its weights (13.2 GB peak RSS for the 9.2 GB full-random model,
 #: issue 18).
 LOAD_RAM_FACTOR = 1.4
@@ -208,10 +214,17 @@ def measure_sort_rate(seconds: float = 0.3) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def _store_tables(cfg: RunConfig, registry, items: dict, concepts, examples: Sequence, seconds: float) -> dict[str, int]:
-    """Estimated bytes per store table (the per-unit tables, audio, and a fixed base)."""
+def _blocks(n: float) -> int:
+    return int(math.ceil(n / BLOCK_BYTES) * BLOCK_BYTES)
+
+
+def _store_tables(cfg: RunConfig, registry, items: dict, concepts, examples: Sequence,
+                  seconds: float) -> tuple[dict[str, int], int]:
+    """Estimated bytes per store table (the per-unit tables, audio, and the rest), and of the statistics' Parquet
+    files in the work folder."""
     from precompute.analysis import DECODER, decoder_scopes
     from neuron_atlas.engine.record import encoder_stack
+    from neuron_atlas.engine.store_schema import TOP_EXAMPLES
     from neuron_atlas.engine.tasks import TASKS
 
     width = {s: len(r) for s, r in registry.stack_ranges.items()}
@@ -222,22 +235,28 @@ def _store_tables(cfg: RunConfig, registry, items: dict, concepts, examples: Seq
             for mask in decoder_scopes(registry, s).values():
                 for k in cfg.analysis.ks:
                     sel_rows += 6 * min(k, int(mask.sum()) // 2)  # top k, bottom k, both 2k, random k and 2k
-    dist_rows = ex_rows = 0
+    dist_rows = 0
+    example_bytes = 0.0
     for task, rows in items.items():
         langs = len({it.label for it in rows})
         arrays = width[encoder_stack(task)] + len(cfg.steps) * width[DECODER]
         dist_rows += arrays * langs
-        ex_rows += arrays
-    keep = min(50, max((len(r) for r in items.values()), default=0))
-    speech = sum(1 for e in examples if any(TASKS[t].modality == "speech" for t in cfg.tasks))
-    return {
-        "unit_stats": int(stats_rows * STORE_BYTES_PER_ROW["unit_stats"]),
-        "selections": int(sel_rows * STORE_BYTES_PER_ROW["selections"]),
-        "unit_distributions": int(dist_rows * STORE_BYTES_PER_ROW["unit_distributions"]),
-        "unit_examples": int(ex_rows * STORE_BYTES_PER_ROW["unit_examples"] * keep / 50),
-        "example_audio": int(speech * seconds * FLAC_BYTES_PER_S),
+        keep = min(TOP_EXAMPLES, len(rows))
+        item_bytes = max(math.ceil(math.log2(max(len(rows), 2))), 1) / 8
+        example_bytes += arrays * (EXAMPLE_ROW_BYTES + 2 * keep * (item_bytes + 4))
+    speech = sum(1 for e in examples if e.audio_path is not None) if any(
+        TASKS[t].modality == "speech" for t in cfg.tasks) else 0
+    tables = {
+        "unit_stats": _blocks(stats_rows * STORE_BYTES_PER_ROW["unit_stats"]),
+        "selections": _blocks(sel_rows * STORE_BYTES_PER_ROW["selections"]),
+        "unit_distributions": _blocks(dist_rows * STORE_BYTES_PER_ROW["unit_distributions"]),
+        "unit_examples": _blocks(example_bytes),
+        "example_audio": _blocks(speech * seconds * FLAC_BYTES_PER_S),
         "other tables": STORE_BASE_BYTES,
     }
+    parquet = (stats_rows * PARQUET_BYTES_PER_ROW["unit_stats"]
+               + dist_rows * PARQUET_BYTES_PER_ROW["unit_distributions"] + example_bytes)
+    return tables, int(parquet)
 
 
 def make_plan(cfg: RunConfig, bundle=None, registry=None, examples: Sequence | None = None, flops: bool = True,
@@ -269,9 +288,8 @@ def make_plan(cfg: RunConfig, bundle=None, registry=None, examples: Sequence | N
             arrays.append(ArrayBytes(task, DECODER, s, len(rows), width[DECODER], len(rows) * width[DECODER] * nbytes))
     concepts = define_concepts(items, cfg.steps)
     seconds, tokens = _input_sizes(bundle, examples) if source == "from the corpus" else (DEFAULT_SECONDS, DEFAULT_TOKENS)
-    tables = _store_tables(cfg, registry, items, concepts, examples, seconds)
+    tables, stats_bytes = _store_tables(cfg, registry, items, concepts, examples, seconds)
     store_bytes = sum(tables.values())
-    stats_bytes = tables["unit_stats"] + tables["unit_distributions"] + tables["unit_examples"]
     activation_bytes = sum(a.bytes for a in arrays)
     existing = Path(cfg.store).stat().st_size if Path(cfg.store).is_file() else 0
     params = sum(p.numel() for p in bundle.model.parameters())
