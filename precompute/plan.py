@@ -229,12 +229,9 @@ def _store_tables(cfg: RunConfig, registry, items: dict, concepts, examples: Seq
 
     width = {s: len(r) for s, r in registry.stack_ranges.items()}
     stats_rows = sum(width[s] for c in concepts for s in c.stacks)
-    sel_rows = 0
-    for c in concepts:
-        for s in c.stacks:
-            for mask in decoder_scopes(registry, s).values():
-                for k in cfg.analysis.ks:
-                    sel_rows += 6 * min(k, int(mask.sum()) // 2)  # top k, bottom k, both 2k, random k and 2k
+    scope_sizes = {s: [int(m.sum()) for m in decoder_scopes(registry, s).values()] for s in width}
+    # per scope and k: top k, bottom k, both 2k, random k and 2k
+    sel_rows = sum(6 * min(k, n // 2) for c in concepts for s in c.stacks for n in scope_sizes[s] for k in cfg.analysis.ks)
     dist_rows = 0
     example_bytes = 0.0
     for task, rows in items.items():
