@@ -262,10 +262,19 @@ def _write_unit_summaries(con: duckdb.DuckDBPyConnection, registry: SiteRegistry
                 "ORDER BY l.lang, i", [RUN_ID, task, step, per_lang, langs, r.start, stop])
             con.execute(
                 "INSERT INTO unit_examples SELECT ?, ?, ?, i::INTEGER, "
-                "list_transform(range(?), lambda x: (random() * ?)::INTEGER), list_transform(range(?), lambda x: (random() * 4)::REAL), "
-                "list_transform(range(?), lambda x: (random() * ?)::INTEGER), list_transform(range(?), lambda x: (random() * -4)::REAL) "
+                "list_transform(range(?), lambda x: floor(random() * ?)::INTEGER), list_transform(range(?), lambda x: (random() * 4)::REAL), "
+                "list_transform(range(?), lambda x: floor(random() * ?)::INTEGER), list_transform(range(?), lambda x: (random() * -4)::REAL) "
                 "FROM range(?, ?) t(i) ORDER BY i", [RUN_ID, task, step, keep, n_task, keep, keep, n_task, keep, r.start, stop])
+    sort_by_unit(con)
     return time.perf_counter() - t0
+
+
+def sort_by_unit(con: duckdb.DuckDBPyConnection) -> None:
+    """Reorder the unit page tables by unit, as precompute's ingestion writes them."""
+    for table, order in (("unit_distributions", "unit_id, task, step, language"), ("unit_examples", "unit_id, task, step")):
+        con.execute(f"CREATE TABLE _sorted AS SELECT * FROM {table} ORDER BY {order}")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE _sorted RENAME TO {table}")
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -332,8 +341,16 @@ def measure(client: httpx.Client, requests: list[tuple[str, dict]], warmup: int 
     return {"n": len(samples), "p50_ms": p50, "p95_ms": p95, "max_ms": max(samples)}
 
 
-def data_latencies(base: str, repeats: int, seed: int = 0) -> dict[str, dict]:
-    """p50/p95 of the heatmap, layer and unit endpoints over varied concepts, layers and units."""
+def summarised_units(quick: bool) -> dict[str, np.ndarray]:
+    """Unit ids per stack the synthetic store has unit page rows for: every unit, or the first tenth of each stack
+    (`--quick`)."""
+    registry = full_registry()
+    return {s: np.arange(r.start, r.start + (len(r) // 10 if quick else len(r))) for s, r in registry.stack_ranges.items()}
+
+
+def data_latencies(base: str, repeats: int, seed: int = 0, units: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
+    """p50/p95 of the heatmap, layer and unit endpoints over varied concepts, layers and units (the unit page's
+    distribution and examples over `units`, default every unit)."""
     rng = np.random.default_rng(seed)
     with httpx.Client(base_url=base, timeout=120) as c:
         run = c.get("/runs").json()["runs"][0]["run_id"]
@@ -366,10 +383,14 @@ def data_latencies(base: str, repeats: int, seed: int = 0) -> dict[str, dict]:
         n_units = sum(x["n_units"] for x in layers)
         out["unit: stats across all concepts"] = measure(c, [
             (f"/runs/{run}/units/{int(u)}", {}) for u in rng.integers(0, n_units, repeats)])
+        pool = np.arange(n_units) if units is None else np.concatenate(list(units.values()))
+        decoder = pool if units is None else units["text_decoder"]
         out["unit: activation distribution"] = measure(c, [
-            (f"/runs/{run}/units/{int(u)}/activations", {}) for u in rng.integers(0, n_units, repeats)])
+            (f"/runs/{run}/units/{int(u)}/activations", {}) for u in rng.choice(pool, repeats)])
         out["unit: top/bottom examples"] = measure(c, [
-            (f"/runs/{run}/units/{int(u)}/examples", {"n": 5}) for u in rng.integers(0, n_units, repeats)])
+            (f"/runs/{run}/units/{int(u)}/examples", {"n": 5}) for u in rng.choice(pool, repeats)])
+        out["unit: top/bottom examples, one task x step, n 20"] = measure(c, [
+            (f"/runs/{run}/units/{int(u)}/examples", {"n": 20, "task": "s2tt", "step": 7}) for u in rng.choice(decoder, repeats)])
     return out
 
 
@@ -427,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_ready(base, proc)
         rss_warm = _rss_mib(proc.pid)
-        results = data_latencies(base, repeats)
+        results = data_latencies(base, repeats, units=summarised_units(args.quick))
         results.update(intervention_latency(base, repeats))
         print(f"server RSS: {rss_warm:.0f} MiB after the store warm-up, {_rss_mib(proc.pid):.0f} MiB at the end")
     finally:

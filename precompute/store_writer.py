@@ -60,11 +60,13 @@ def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
 
 def ingest_unit_summaries(con: duckdb.DuckDBPyConnection, run_id: str, folder: Path) -> None:
     """Insert the `dist-*` and `examples-*` Parquet files of `precompute.unit_summaries` into `unit_distributions` and
-    `unit_examples`, in file order (task, array, unit chunk): each table's rows for one (task, step) lie together,
-    sorted by unit, so DuckDB's zone maps find a unit's rows in a few row groups."""
-    for table, pattern in (("unit_distributions", "dist-*.parquet"), ("unit_examples", "examples-*.parquet")):
+    `unit_examples`, sorted by unit: one unit's rows then lie in one row group, which DuckDB's zone maps find
+    without scanning the others (the unit page reads them all at once)."""
+    for table, pattern, order in (("unit_distributions", "dist-*.parquet", "unit_id, task, step, language"),
+                                  ("unit_examples", "examples-*.parquet", "unit_id, task, step")):
         files = sorted(Path(folder).glob(pattern))
         if not files:
             continue
         cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0] != "run_id"]
-        con.execute(f"INSERT INTO {table} SELECT ?, {', '.join(cols)} FROM read_parquet(?)", [run_id, [str(f) for f in files]])
+        con.execute(f"INSERT INTO {table} SELECT ?, {', '.join(cols)} FROM read_parquet(?) ORDER BY {order}",
+                    [run_id, [str(f) for f in files]])

@@ -40,6 +40,7 @@ class _RunCache:
     layout: RunLayout
     concepts: pd.DataFrame
     items: dict[str, pd.DataFrame] = field(default_factory=dict)
+    item_records: dict[str, list[dict]] = field(default_factory=dict)
     has_summaries: bool | None = None
 
 

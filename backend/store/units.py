@@ -107,9 +107,10 @@ class UnitQueries(StoreBase):
         return df
 
     def _unit_summary(self, table: str, run_id: str, unit_id: int, task: str | None, step: int | None,
-                      columns: str) -> tuple[str, pd.DataFrame]:
-        """A unit's rows of a summary table (`unit_distributions` or `unit_examples`), filtered by task and step (an
-        encoder's rows have no step and match every step), in the run's task order; raises when there are none."""
+                      columns: str) -> list[dict]:
+        """A unit's rows of a summary table (`unit_distributions` or `unit_examples`) as records, filtered by task and
+        step (an encoder's rows have no step and match every step), in the run's task order, then step; raises when
+        there are none."""
         layout = self.layout(run_id)
         layout.check_unit(unit_id)
         run = self.run(run_id)
@@ -117,7 +118,6 @@ class UnitQueries(StoreBase):
             self.check_task(run_id, task)
         if step is not None:
             self.check_step(run_id, step)
-        stack = str(layout.unit_info(np.array([unit_id]))["stack"].iloc[0])
         conds, params = ["run_id = ?", "unit_id = ?"], [run_id, unit_id]
         if task is not None:
             conds.append("task = ?")
@@ -125,37 +125,53 @@ class UnitQueries(StoreBase):
         if step is not None:
             conds.append("(step IS NULL OR step = ?)")
             params.append(step)
-        df = self._query(f"SELECT {columns} FROM {table} WHERE {' AND '.join(conds)}", params)
-        if df.empty:
+        cur = self.cursor()
+        try:
+            cur.execute(f"SELECT {columns} FROM {table} WHERE {' AND '.join(conds)}", params)
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        finally:
+            cur.close()
+        if not rows:
             self._check_summaries(run_id)
+            stack = str(layout.unit_info(np.array([unit_id]))["stack"].iloc[0])
             raise NotFoundError(f"run {run_id} recorded no {stack} activations of unit {unit_id} for "
                                 + (f"task {task}" if task else "any task") + (f" at step {step}" if step else ""))
         order = {t: i for i, t in enumerate(run["tasks"])}
-        df["_task"] = df["task"].map(order)
-        df["_step"] = df["step"].fillna(-1)
-        return stack, df.sort_values(["_task", "_step"], kind="stable").drop(columns=["_task", "_step"])
+        return sorted(rows, key=lambda r: (order.get(r["task"], len(order)), -1 if r["step"] is None else r["step"]))
 
     def unit_activations(self, run_id: str, unit_id: int, step: int | None = None) -> dict:
         """Distribution of a unit's pooled activation per (task, step, language, modality): count, mean, std and
         quantiles, as stored by precompute (`unit_distributions`)."""
         names = [name for name, _ in QUANTILES]
-        _, df = self._unit_summary("unit_distributions", run_id, unit_id, None, step,
-                                   f"task, step, language, n, mean, std, {', '.join(names)}")
-        groups = []
-        for task, g in df.groupby("task", sort=False):
-            rank = {lang: i for i, lang in enumerate(self._languages_of(run_id, task))}
-            g = g.assign(_lang=g["language"].map(rank)).sort_values(["step", "_lang"], kind="stable", na_position="first")
-            for r in g.to_dict("records"):
-                groups.append({
-                    "task": task, "step": None if pd.isna(r["step"]) else int(r["step"]), "language": r["language"],
-                    "modality": TASKS[task].modality, "n": int(r["n"]), "mean": finite(r["mean"]), "std": finite(r["std"]),
-                    "quantiles": {name: finite(r[name]) for name in names},
-                })
+        rows = self._unit_summary("unit_distributions", run_id, unit_id, None, step,
+                                  f"task, step, language, n, mean, std, {', '.join(names)}")
+        rank = {t: {lang: i for i, lang in enumerate(self._languages_of(run_id, t))} for t in {r["task"] for r in rows}}
+        order = {t: i for i, t in enumerate(self.run(run_id)["tasks"])}
+        rows.sort(key=lambda r: (order.get(r["task"], len(order)), -1 if r["step"] is None else r["step"],
+                                 rank[r["task"]].get(r["language"], len(rank[r["task"]]))))
+        groups = [{"task": r["task"], "step": r["step"], "language": r["language"], "modality": TASKS[r["task"]].modality,
+                   "n": int(r["n"]), "mean": finite(r["mean"]), "std": finite(r["std"]),
+                   "quantiles": {name: finite(r[name]) for name in names}} for r in rows]
         return {"run_id": run_id, "unit_id": unit_id, "groups": groups}
 
     def _languages_of(self, run_id: str, task: str) -> list[str]:
         """A task's label languages in item order (the order the distribution groups are listed in)."""
         return list(dict.fromkeys(self._items(run_id, task)["label"]))
+
+    def _item_records(self, run_id: str, task: str) -> list[dict]:
+        """A task's items as JSON-ready records, position = item number (cached with the run)."""
+        cache = self._run_cache(run_id)
+        with self._lock:
+            records = cache.item_records.get(task)
+        if records is None:
+            items = self._items(run_id, task)
+            records = [None] * (int(items["item"].max()) + 1 if len(items) else 0)
+            for rec in items.to_dict("records"):
+                records[int(rec["item"])] = clean_record(rec)
+            with self._lock:
+                cache.item_records[task] = records
+        return records
 
     def unit_examples(self, run_id: str, unit_id: int, task: str | None = None, step: int | None = None, n: int = 5,
                       offset: int = 0) -> dict:
@@ -166,21 +182,18 @@ class UnitQueries(StoreBase):
         if n + offset > TOP_EXAMPLES:
             raise QueryError(f"n + offset: the store keeps the {TOP_EXAMPLES} highest and lowest items of each unit, "
                              f"so n + offset must be at most {TOP_EXAMPLES}, not {n + offset}")
-        _, df = self._unit_summary("unit_examples", run_id, unit_id, task, step,
-                                   "task, step, top_items, top_values, bottom_items, bottom_values")
+        rows = self._unit_summary("unit_examples", run_id, unit_id, task, step,
+                                  "task, step, top_items, top_values, bottom_items, bottom_values")
         out = []
-        for r in df.to_dict("records"):
-            items = self._items(run_id, r["task"]).set_index("item", drop=False)
+        for r in rows:
+            records = self._item_records(run_id, r["task"])
 
-            def pick(ids, values) -> list[dict]:
-                ids, values = np.asarray(ids)[offset:offset + n], np.asarray(values, np.float64)[offset:offset + n]
-                sub = items.loc[ids].copy()
-                sub["activation"] = values
-                return [clean_record(rec) for rec in sub.to_dict("records")]
+            def pick(ids: list, values: list) -> list[dict]:
+                return [{**records[int(i)], "activation": finite(v)}
+                        for i, v in zip(ids[offset:offset + n], values[offset:offset + n])]
 
-            out.append({"task": r["task"], "step": None if pd.isna(r["step"]) else int(r["step"]),
-                        "stored": len(r["top_items"]), "top": pick(r["top_items"], r["top_values"]),
-                        "bottom": pick(r["bottom_items"], r["bottom_values"])})
+            out.append({"task": r["task"], "step": r["step"], "stored": len(r["top_items"]),
+                        "top": pick(r["top_items"], r["top_values"]), "bottom": pick(r["bottom_items"], r["bottom_values"])})
         return {"run_id": run_id, "unit_id": unit_id, "n": n, "offset": offset, "sets": out}
 
     def interventions(self, run_id: str, experiment: str | None = None, input_task: str | None = None,
@@ -260,11 +273,11 @@ class UnitQueries(StoreBase):
         if not decoder:
             step = None
         try:
-            _, df = self._unit_summary("unit_examples", run_id, unit_id, task, step,
-                                       "task, step, top_items, top_values, bottom_items, bottom_values")
+            rows = self._unit_summary("unit_examples", run_id, unit_id, task, step,
+                                      "task, step, top_items, top_values, bottom_items, bottom_values")
         except NotFoundError:
             return None
-        for r in df.to_dict("records"):
+        for r in rows:
             for ids, values in ((r["top_items"], r["top_values"]), (r["bottom_items"], r["bottom_values"])):
                 hit = np.flatnonzero(np.asarray(ids) == item)
                 if hit.size and np.isfinite(values[hit[0]]):
