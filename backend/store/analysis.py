@@ -200,12 +200,12 @@ class AnalysisQueries(StoreBase):
         encoder = "speech_encoder" if modality == "speech" else "text_encoder"
         if stack not in (encoder, "text_decoder"):
             raise QueryError(f"stack: task {task} runs the {encoder} and the text_decoder, not the {stack}")
+        self._check_summaries(run_id)
         df = self._numpy(
             "SELECT unit_id, mean_abs FROM unit_distributions WHERE run_id = ? AND task = ? AND language = ? AND "
             f"{'step = ?' if stack == 'text_decoder' else 'step IS NULL'} AND {range_sql(layout.ranges(stack, layer))} "
             "ORDER BY unit_id", [run_id, task, language] + ([step] if stack == "text_decoder" else []))
         if not len(df["unit_id"]):
-            self._check_summaries(run_id)
             raise NotFoundError(f"run {run_id} recorded no {stack} layer {layer} activations for task {task}")
         ids, magnitude = df["unit_id"].astype(np.int64), df["mean_abs"].astype(np.float64)
         total = float(magnitude.sum())

@@ -315,7 +315,8 @@ class StoreBase:
         """NotFoundError saying why a run has no unit summaries at all (an older store, or no analysis)."""
         cache = self._run_cache(run_id)
         if cache.has_summaries is None:
-            cache.has_summaries = bool(self._numpy(
+            tables = set(self._query("SELECT table_name FROM information_schema.tables")["table_name"])
+            cache.has_summaries = {"unit_distributions", "unit_examples"} <= tables and bool(self._numpy(
                 "SELECT count(*) AS n FROM (SELECT 1 FROM unit_examples WHERE run_id = ? LIMIT 1)", [run_id])["n"][0])
         if cache.has_summaries:
             return

@@ -118,6 +118,7 @@ class UnitQueries(StoreBase):
             self.check_task(run_id, task)
         if step is not None:
             self.check_step(run_id, step)
+        self._check_summaries(run_id)
         conds, params = ["run_id = ?", "unit_id = ?"], [run_id, unit_id]
         if task is not None:
             conds.append("task = ?")
@@ -133,7 +134,6 @@ class UnitQueries(StoreBase):
         finally:
             cur.close()
         if not rows:
-            self._check_summaries(run_id)
             stack = str(layout.unit_info(np.array([unit_id]))["stack"].iloc[0])
             raise NotFoundError(f"run {run_id} recorded no {stack} activations of unit {unit_id} for "
                                 + (f"task {task}" if task else "any task") + (f" at step {step}" if step else ""))

@@ -141,14 +141,15 @@ def test_bad_paging_and_old_stores_get_clear_errors(client, store_only, tiny_bun
     old = tmp_path / "old.duckdb"
     shutil.copyfile(store, old)
     con = duckdb.connect(str(old))
-    con.execute("DELETE FROM unit_distributions")
-    con.execute("DELETE FROM unit_examples")
+    con.execute("DROP TABLE unit_distributions")  # as a store written before schema 1.3
+    con.execute("DROP TABLE unit_examples")
     con.execute("UPDATE meta SET value = '1.2' WHERE key = 'store_version'")
     con.close()
     with client_for(make_settings(old, tmp_path), tiny_bundle) as c:
         for url in (f"/runs/{run}/units/5/activations", f"/runs/{run}/units/5/examples"):
             r = c.get(url)
             assert r.status_code == 404 and "before store schema 1.3" in r.text and "re-run" in r.text
+        assert c.get(f"/runs/{run}/units/5").status_code == 200  # the rest of the store still serves
         r = c.get(f"/runs/{run}/concentration/units",
                   params={"stack": "text_decoder", "layer": 1, "task": "t2tt", "language": "deu", "step": 7})
         assert r.status_code == 404 and "before store schema 1.3" in r.text
