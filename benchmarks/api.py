@@ -5,7 +5,9 @@ The store is built straight in DuckDB (generate_series / range and random(), nev
 large model's real unit layout (1,502,208 units from `full-random` on the meta device) and the concept structure
 of a full run: 5 tasks x 3 steps x 6 languages = 144 concepts, whose unit_stats cover each concept's stacks
 (encoder + decoder for language concepts, decoder for the multimodal and modality ones): about 110 M rows.
-Activation arrays for the unit endpoint are written under the run's work folder with a modest item count.
+The unit page's tables (`unit_distributions`, `unit_examples`: 50 items per end) are written at a FLEURS-6 run's size
+(350 sentences: 2,100 asr items, 1,750 per other task); the run has no work folder, as a server mounting only the
+store sees it.
 
 Targets (issue 6): heatmap < 200 ms and unit < 100 ms at p95; (issue 19) unit search < 200 ms at p95.
 
@@ -91,7 +93,7 @@ def _scopes(registry: SiteRegistry, stack: str) -> dict[str, str]:
     return out
 
 
-def build_store(path: Path, work_dir: Path, quick: bool = False, n_items: int = 48, log=print) -> dict:
+def build_store(path: Path, work_dir: Path, quick: bool = False, n_items: int = 2100, log=print) -> dict:
     """Write a synthetic store with the large model's layout; returns build timings and sizes."""
     t0 = time.perf_counter()
     registry = full_registry()
@@ -114,7 +116,7 @@ def build_store(path: Path, work_dir: Path, quick: bool = False, n_items: int = 
     con.register("_sites", sites)
     con.execute(
         "INSERT INTO sites SELECT ?, site, module, call, stack, layer, component, kind, width, channel_axis, domain, "
-        "unit_offset FROM _sites", [RUN_ID])
+        "unit_offset, TRUE FROM _sites", [RUN_ID])
     con.unregister("_sites")
     con.execute(
         "INSERT INTO units SELECT run_id, (unit_offset + i)::INTEGER, site, i::INTEGER, stack, layer, component, kind "
@@ -190,36 +192,43 @@ def build_store(path: Path, work_dir: Path, quick: bool = False, n_items: int = 
                                          ("text_decoder/ffn", -1)] + [("text_decoder/layer", y) for y in layers["text_decoder"]]:
                         con.execute("INSERT INTO spearman VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, random(), 1000)",
                                     [RUN_ID, role, step, scope, layer, tl, sl, a, b])
-    _write_examples_and_acts(con, registry, run_dir, n_items, quick)
+    _write_examples_and_items(con, n_items)
+    con.execute("CHECKPOINT")
+    before = path.stat().st_size
+    summaries_s = _write_unit_summaries(con, registry, n_items, quick)
     con.execute("CHECKPOINT")
     n_stats = con.execute("SELECT count(*) FROM unit_stats").fetchone()[0]
+    n_dist = con.execute("SELECT count(*) FROM unit_distributions").fetchone()[0]
+    n_ex = con.execute("SELECT count(*) FROM unit_examples").fetchone()[0]
     con.close()
     out = {"build_s": time.perf_counter() - t0, "unit_stats_s": stats_s, "selections_s": sel_s, "unit_stats_rows": n_stats,
-           "concepts": len(concepts), "store_bytes": path.stat().st_size}
-    log(f"built {path} in {out['build_s']:.0f} s: {n_stats:,} unit_stats rows, {len(concepts)} concepts, "
+           "concepts": len(concepts), "store_bytes": path.stat().st_size, "summaries_s": summaries_s,
+           "unit_distributions_rows": n_dist, "unit_examples_rows": n_ex, "summaries_bytes": path.stat().st_size - before}
+    log(f"built {path} in {out['build_s']:.0f} s: {n_stats:,} unit_stats rows, {n_dist:,} unit_distributions rows, "
+        f"{n_ex:,} unit_examples rows ({out['summaries_bytes'] / 1e9:.2f} GB, {summaries_s:.0f} s), {len(concepts)} concepts, "
         f"{out['store_bytes'] / 1e9:.2f} GB")
     return out
 
 
-def _write_examples_and_acts(con: duckdb.DuckDBPyConnection, registry: SiteRegistry, run_dir: Path, n_items: int, quick: bool) -> None:
-    """Examples (with short FLAC audio), items per task, and unit-major activation arrays for the unit endpoint."""
+def _write_examples_and_items(con: duckdb.DuckDBPyConnection, n_items: int) -> None:
+    """Examples (with short FLAC audio) and the items of every task: FLEURS-sized, `n_items // 6` sentences."""
     import io
 
+    import pandas as pd
     import soundfile as sf
 
     per_lang = n_items // len(LANGS)
-    rng = np.random.default_rng(0)
     buf = io.BytesIO()
     sf.write(buf, (0.3 * np.sin(np.arange(16000) * 2 * np.pi * 220 / 16000)).astype(np.float32), 16000, format="FLAC")
-    flac = buf.getvalue()
-    for lang in LANGS:
-        for s in range(per_lang):
-            ex = f"bench:s{s:03d}:{lang}"
-            con.execute("INSERT INTO examples VALUES (?, ?, ?, ?, ?, ?, NULL, 1.0, TRUE)",
-                        [RUN_ID, ex, f"s{s:03d}", lang, f"sentence {s} in {lang}", f"sentence {s}"])
-            con.execute("INSERT INTO example_audio VALUES (?, ?, ?)", [RUN_ID, ex, flac])
-    acts_root = run_dir / "acts"
-    for task, (enc, modality, _) in TASKS.items():
+    examples = pd.DataFrame([{"run_id": RUN_ID, "example_id": f"bench:s{s:03d}:{lang}", "sentence_id": f"s{s:03d}",
+                              "lang": lang, "text": f"sentence {s} in {lang}", "reference": f"sentence {s}", "voice": None,
+                              "duration_s": 1.0, "has_audio": True} for lang in LANGS for s in range(per_lang)])
+    con.register("_ex", examples)
+    con.execute("INSERT INTO examples SELECT * FROM _ex")
+    con.execute("INSERT INTO example_audio SELECT run_id, example_id, ? FROM _ex", [buf.getvalue()])
+    con.unregister("_ex")
+    rows = []
+    for task, (_, modality, _) in TASKS.items():
         item = 0
         for lang in LANGS:
             if task != "asr" and lang == "eng":
@@ -227,23 +236,45 @@ def _write_examples_and_acts(con: duckdb.DuckDBPyConnection, registry: SiteRegis
             for s in range(per_lang):
                 src = lang if not task.startswith("en2x") else "eng"
                 tgt = "eng" if task in ("s2tt", "t2tt") else lang
-                con.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [3, 4, 5], 'out', [2, 7, 12])",
-                            [RUN_ID, task, item, f"bench:s{s:03d}:{src}", f"s{s:03d}", lang, src, tgt, modality, "ref"])
+                rows.append((RUN_ID, task, item, f"bench:s{s:03d}:{src}", f"s{s:03d}", lang, src, tgt, modality, "ref"))
                 item += 1
-        folder = acts_root / task
-        folder.mkdir(parents=True, exist_ok=True)
-        names = [enc] + [f"text_decoder.step{s}" for s in STEPS]
-        for name in names:
-            width = registry.stack_width(name.split(".")[0])
-            arr = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=np.float32, shape=(width, item))
-            step = 65536
-            for a in range(0, width, step):
-                b = min(a + step, width)
-                arr[a:b] = rng.standard_normal((b - a, item), dtype=np.float32)
-                if quick:
-                    break
-            arr.flush()
-            del arr
+    con.executemany("INSERT INTO items (run_id, task, item, example_id, sentence_id, label, src_lang, tgt_lang, modality, "
+                    "reference, output_ids, output_text, prefix_lengths) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [3, 4, 5], "
+                    "'out', [2, 7, 12])", rows)
+
+
+def _write_unit_summaries(con: duckdb.DuckDBPyConnection, registry: SiteRegistry, n_items: int, quick: bool) -> float:
+    """`unit_distributions` (one row per unit x task x step x language) and `unit_examples` (one row per unit x task
+    x step, 50 items and values per end) at the full run's size, in precompute's row order; returns seconds."""
+    t0 = time.perf_counter()
+    per_lang = n_items // len(LANGS)
+    keep = 50
+    for task, (enc, _, _) in TASKS.items():
+        langs = [lang for lang in LANGS if task == "asr" or lang != "eng"]
+        n_task = per_lang * len(langs)
+        for stack, step in [(enc, None)] + [("text_decoder", s) for s in STEPS]:
+            r = registry.stack_ranges[stack]
+            stop = r.start + (len(r) // 10 if quick else len(r))
+            con.execute(
+                "INSERT INTO unit_distributions SELECT ?, ?, ?, l.lang, i::INTEGER, ?, m, m * 0.5 + 0.1, abs(m) + 0.2, "
+                "m - 2, m - 1.5, m - 0.5, m, m + 0.5, m + 1.5, m + 2 "
+                "FROM (SELECT unnest(?) AS lang) l, (SELECT i, (random() * 4 - 2)::REAL AS m FROM range(?, ?) t(i)) u "
+                "ORDER BY l.lang, i", [RUN_ID, task, step, per_lang, langs, r.start, stop])
+            con.execute(
+                "INSERT INTO unit_examples SELECT ?, ?, ?, i::INTEGER, "
+                "list_transform(range(?), lambda x: floor(random() * ?)::INTEGER), list_transform(range(?), lambda x: (random() * 4)::REAL), "
+                "list_transform(range(?), lambda x: floor(random() * ?)::INTEGER), list_transform(range(?), lambda x: (random() * -4)::REAL) "
+                "FROM range(?, ?) t(i) ORDER BY i", [RUN_ID, task, step, keep, n_task, keep, keep, n_task, keep, r.start, stop])
+    sort_by_unit(con)
+    return time.perf_counter() - t0
+
+
+def sort_by_unit(con: duckdb.DuckDBPyConnection) -> None:
+    """Reorder the unit page tables by unit, as precompute's ingestion writes them."""
+    for table, order in (("unit_distributions", "unit_id, task, step, language"), ("unit_examples", "unit_id, task, step")):
+        con.execute(f"CREATE TABLE _sorted AS SELECT * FROM {table} ORDER BY {order}")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE _sorted RENAME TO {table}")
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -310,8 +341,16 @@ def measure(client: httpx.Client, requests: list[tuple[str, dict]], warmup: int 
     return {"n": len(samples), "p50_ms": p50, "p95_ms": p95, "max_ms": max(samples)}
 
 
-def data_latencies(base: str, repeats: int, seed: int = 0) -> dict[str, dict]:
-    """p50/p95 of the heatmap, layer and unit endpoints over varied concepts, layers and units."""
+def summarised_units(quick: bool) -> dict[str, np.ndarray]:
+    """Unit ids per stack the synthetic store has unit page rows for: every unit, or the first tenth of each stack
+    (`--quick`)."""
+    registry = full_registry()
+    return {s: np.arange(r.start, r.start + (len(r) // 10 if quick else len(r))) for s, r in registry.stack_ranges.items()}
+
+
+def data_latencies(base: str, repeats: int, seed: int = 0, units: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
+    """p50/p95 of the heatmap, layer and unit endpoints over varied concepts, layers and units (the unit page's
+    distribution and examples over `units`, default every unit)."""
     rng = np.random.default_rng(seed)
     with httpx.Client(base_url=base, timeout=120) as c:
         run = c.get("/runs").json()["runs"][0]["run_id"]
@@ -344,10 +383,14 @@ def data_latencies(base: str, repeats: int, seed: int = 0) -> dict[str, dict]:
         n_units = sum(x["n_units"] for x in layers)
         out["unit: stats across all concepts"] = measure(c, [
             (f"/runs/{run}/units/{int(u)}", {}) for u in rng.integers(0, n_units, repeats)])
+        pool = np.arange(n_units) if units is None else np.concatenate(list(units.values()))
+        decoder = pool if units is None else units["text_decoder"]
         out["unit: activation distribution"] = measure(c, [
-            (f"/runs/{run}/units/{int(u)}/activations", {}) for u in rng.integers(0, n_units, repeats)])
+            (f"/runs/{run}/units/{int(u)}/activations", {}) for u in rng.choice(pool, repeats)])
         out["unit: top/bottom examples"] = measure(c, [
-            (f"/runs/{run}/units/{int(u)}/examples", {"n": 5}) for u in rng.integers(0, n_units, repeats)])
+            (f"/runs/{run}/units/{int(u)}/examples", {"n": 5}) for u in rng.choice(pool, repeats)])
+        out["unit: top/bottom examples, one task x step, n 20"] = measure(c, [
+            (f"/runs/{run}/units/{int(u)}/examples", {"n": 20, "task": "s2tt", "step": 7}) for u in rng.choice(decoder, repeats)])
     return out
 
 
@@ -438,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_ready(base, proc)
         rss_warm = _rss_mib(proc.pid)
-        results = data_latencies(base, repeats)
+        results = data_latencies(base, repeats, units=summarised_units(args.quick))
         results.update(search_latencies(base, repeats))
         results.update(intervention_latency(base, repeats))
         print(f"server RSS: {rss_warm:.0f} MiB after the store warm-up, {_rss_mib(proc.pid):.0f} MiB at the end")
@@ -448,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
         if tmp_ctx:
             tmp_ctx.cleanup()
     print(f"\nstore: {build['unit_stats_rows']:,} unit_stats rows, {build['concepts']} concepts, "
-          f"{build['store_bytes'] / 1e9:.2f} GB (built in {build['build_s']:.0f} s)")
+          f"{build['unit_distributions_rows']:,} unit_distributions and {build['unit_examples_rows']:,} unit_examples rows "
+          f"({build['summaries_bytes'] / 1e9:.2f} GB), {build['store_bytes'] / 1e9:.2f} GB (built in {build['build_s']:.0f} s)")
     print(f"{'endpoint':58} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target")
     ok = True
     for label, r in results.items():

@@ -1,4 +1,4 @@
-"""`neuron-atlas` command line: precompute | sites | serve | app | demo | compare."""
+"""`neuron-atlas` command line: precompute | plan | sites | serve | app | demo | compare."""
 from __future__ import annotations
 
 import argparse
@@ -44,7 +44,8 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
 
 #: Packages that add their own subcommands: each module has `register(subparsers)`.
 COMMAND_MODULES: tuple[str, ...] = ("backend.api.commands", "app.commands", "neuron_atlas.demo",
-                                     "neuron_atlas.demo_trainer.commands", "backend.store.compare_commands")
+                                     "neuron_atlas.demo_trainer.commands", "backend.store.compare_commands",
+                                     "precompute.plan")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from neuron_atlas.engine.model.unit_sites import SiteRegistry
-from precompute.store_writer import insert_frame
+from precompute.store_writer import ingest_unit_summaries, insert_frame
+from precompute.unit_summaries import summarise_chunk
 from precompute.activation_store import TaskActivations, WorkDir, decoder_name
 from neuron_atlas.engine.concentration import group_concentration, mean_abs_activation
 from precompute.crossmodal import overlap_matrix, spearman_matrix
@@ -190,6 +191,7 @@ class AnalysisResult:
         insert_frame(con, "concentration", self.concentration)
         insert_frame(con, "overlap", self.overlap)
         insert_frame(con, "spearman", self.spearman)
+        ingest_unit_summaries(con, run_id, self.stats_dir)
 
 
 def _write_stats(path: Path, concept_id: int, unit_ids: np.ndarray, stats) -> None:
@@ -219,14 +221,20 @@ class ChunkJob:
     blanked: dict[str, np.ndarray]
     groups: list[tuple[list[tuple[str, np.ndarray]], np.ndarray]]
     magnitudes: list[tuple[str, np.ndarray, np.ndarray]]
+    #: (task, step or None, item indices, their labels) per task: what the store's unit tables summarise
+    summaries: list[tuple[str, int | None, np.ndarray, np.ndarray]] = field(default_factory=list)
+    #: unit id of the array's first unit (the chunk's units are unit_offset + start ... unit_offset + stop - 1)
+    unit_offset: int = 0
 
 
 @dataclass
 class ChunkResult:
-    """Per group: recorded-unit mask and UnitStats of the recorded units; per task: mask and mean |a| per language."""
+    """Per group: recorded-unit mask and UnitStats of the recorded units; per task: mask and mean |a| per language;
+    per summarised task: its `unit_distributions` and `unit_examples` rows (precompute/unit_summaries.py)."""
 
     groups: list[tuple[np.ndarray, UnitStats]]
     magnitudes: list[tuple[np.ndarray, np.ndarray]]
+    summaries: list[tuple[str, pa.Table, pa.Table]] = field(default_factory=list)
 
 
 def analyse_chunk(job: ChunkJob) -> ChunkResult:
@@ -249,7 +257,10 @@ def analyse_chunk(job: ChunkJob) -> ChunkResult:
         kept = values[recorded] if not recorded.all() else values
         mags = np.stack([mean_abs_activation(kept, c) for c in chosen]) if kept.shape[0] else np.empty((len(chosen), 0))
         magnitudes.append((recorded, mags))
-    return ChunkResult(groups, magnitudes)
+    unit_ids = np.arange(job.unit_offset + job.start, job.unit_offset + job.stop, dtype=np.int64)
+    summaries = [(task, *summarise_chunk(chunks[task][:, index], unit_ids, index, labels, task, step))
+                 for task, step, index, labels in job.summaries]
+    return ChunkResult(groups, magnitudes, summaries)
 
 
 def chunk_units(cfg, n_items: int, width: int) -> int:
@@ -314,6 +325,20 @@ def compute_crossmodal(concepts: list[ConceptDef], ap_dec: dict[int, np.ndarray]
     return overlap, spearman
 
 
+def plan_phases(tasks: Sequence[str], mode: str) -> list[list[str]]:
+    """Tasks recorded and analysed together: a text task and the speech task it pairs with (their multimodal concepts
+    read both), every other task alone; a faithful run is one phase (its length filter decides which concepts exist)."""
+    if mode == "faithful":
+        return [list(tasks)]
+    phases: list[list[str]] = []
+    for task in tasks:
+        if any(task in p for p in phases):
+            continue
+        partners = {t for pair in PAIRS.values() if task in pair for t in pair}
+        phases.append([t for t in tasks if t == task or t in partners])
+    return phases
+
+
 def phase_name(tasks: Sequence[str]) -> str:
     return "+".join(tasks)
 
@@ -361,6 +386,9 @@ def analyse_phase(work: WorkDir, stats_dir: Path, registry: SiteRegistry, concep
             for i, lang in enumerate(langs):
                 chosen[i, index[labels == lang]] = True
             mag_specs.append((task, index, chosen, langs))
+        step = int(name.removeprefix(f"{DECODER}.step")) if stack == DECODER else None
+        summary_specs = [(task, step, index, np.array([it.label for it in items[task]]))
+                         for task, index, _, _ in mag_specs]
         width = registry.stack_width(stack)
         n_cols = max([acts[t].n_items for t in readers] + [sum(len(c) for _, c in cols) for cols, _ in group_specs])
         size = chunk_units(cfg, n_cols, width)
@@ -369,11 +397,16 @@ def analyse_phase(work: WorkDir, stats_dir: Path, registry: SiteRegistry, concep
             jobs.append(ChunkJob(name, start, min(start + size, width), readers,
                                  {t: blanked[t] for t in readers if t in blanked and stack != DECODER},
                                  [(cols, uniq) for cols, (uniq, _) in group_specs],
-                                 [(t, index, chosen) for t, index, chosen, _ in mag_specs]))
+                                 [(t, index, chosen) for t, index, chosen, _ in mag_specs],
+                                 summary_specs, registry.stack_ranges[stack].start))
         plans.append((name, name_groups, group_specs, mag_specs, first, len(jobs)))
     results = iter(tqdm(executor.map_chunks(analyse_chunk, jobs), total=len(jobs), disable=not progress, unit="chunk",
                         desc=f"statistics {phase} (AP per unit, concentration; unit chunks from the shards)"))
     scopes_by_stack = {s: decoder_scopes(registry, s) for s in registry.stack_ranges}
+    out = stats_dir / f"phase-{phase}"
+    tmp = stats_dir / f".phase-{phase}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "units").mkdir(parents=True)
     sel_frames = []
     conc_frames: dict[tuple[str, str, int], list[pd.DataFrame]] = {}
     ap_dec: dict[int, np.ndarray] = {}
@@ -382,6 +415,11 @@ def analyse_phase(work: WorkDir, stats_dir: Path, registry: SiteRegistry, concep
         rng = registry.stack_ranges[stack]
         all_ids = np.arange(rng.start, rng.stop, dtype=np.int64)
         part = [next(results) for _ in range(first, last)]
+        for job, result in zip(jobs[first:last], part):
+            for task, dist, examples in result.summaries:
+                stem = f"{task}-{name}-{job.start:09d}"
+                pq.write_table(dist, tmp / "units" / f"dist-{stem}.parquet")
+                pq.write_table(examples, tmp / "units" / f"examples-{stem}.parquet")
         for g, ((_, members), (_, (_, row_of))) in enumerate(zip(name_groups, group_specs)):
             recorded = np.concatenate([r.groups[g][0] for r in part])
             stats = _concat_stats([r.groups[g][1] for r in part])
@@ -416,10 +454,6 @@ def analyse_phase(work: WorkDir, stats_dir: Path, registry: SiteRegistry, concep
                for f in conc_frames.get((task, stack, step), [])]
     concentration = pd.concat(ordered, ignore_index=True) if ordered else pd.DataFrame()
     overlap, spearman = compute_crossmodal(mine, ap_dec, selections, registry, run_id)
-    out = stats_dir / f"phase-{phase}"
-    tmp = stats_dir / f".phase-{phase}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     for table, frame in zip(PHASE_TABLES, (selections, concentration, overlap, spearman)):
         if not frame.empty:
             frame.to_parquet(tmp / f"{table}.parquet", index=False)

@@ -32,7 +32,8 @@ from precompute.executors import make_executor
 from neuron_atlas.engine.record import LengthFilter, encoder_stack, reference_length_filter
 from neuron_atlas.engine.tasks import TASKS, TaskItem, task_items
 from neuron_atlas.engine.store_schema import StoreVersionError, check_version
-from precompute.analysis import PAIRS, AnalysisResult, analyse_phase, collect_analysis, define_concepts, phase_name
+from precompute.analysis import AnalysisResult, analyse_phase, collect_analysis, define_concepts, phase_name, plan_phases
+from precompute.plan import check_resources, make_plan
 from precompute.evaluate import run_experiments
 
 log = logging.getLogger(__name__)
@@ -132,20 +133,6 @@ def _items_frame(run_id: str, bundle: ModelBundle, task: str, items: Sequence[Ta
     return pd.DataFrame(rows)
 
 
-def plan_phases(tasks: Sequence[str], mode: str) -> list[list[str]]:
-    """Tasks recorded and analysed together: a text task and the speech task it pairs with (their multimodal concepts
-    read both), every other task alone; a faithful run is one phase (its length filter decides which concepts exist)."""
-    if mode == "faithful":
-        return [list(tasks)]
-    phases: list[list[str]] = []
-    for task in tasks:
-        if any(task in p for p in phases):
-            continue
-        partners = {t for pair in PAIRS.values() if task in pair for t in pair}
-        phases.append([t for t in tasks if t == task or t in partners])
-    return phases
-
-
 def apply_length_filter(work: WorkDir, task: str, shards: Sequence[ShardKey], registry: SiteRegistry, n_items: int) -> tuple[LengthFilter, np.ndarray | None]:
     """Faithful mode: replay the reference reader's length filter on a recorded task (from the shards' meta).
 
@@ -212,6 +199,7 @@ def run_precompute(
     work = WorkDir(cfg.work_dir).child(run_id)
     if reuse and stored_run(Path(cfg.store), run_id):
         return RunResult(run_id, Path(cfg.store), work.url, {}, time.perf_counter() - t0, reused=True)
+    check_resources(make_plan(cfg, bundle, registry, examples, flops=False), cfg, work.local)
     work.fs.makedirs(work.path, exist_ok=True)
     work.fs.pipe_file(work.join("config.json"), json.dumps(cfg.model_dump(mode="json"), indent=2).encode())
     all_items: dict[str, list[TaskItem]] = {}

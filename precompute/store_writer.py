@@ -56,3 +56,18 @@ def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame
         con.execute(f"INSERT INTO {table} SELECT * FROM _frame")
     finally:
         con.unregister("_frame")
+
+
+def ingest_unit_summaries(con: duckdb.DuckDBPyConnection, run_id: str, stats_dir: Path) -> None:
+    """Insert every phase's `units/dist-*` and `units/examples-*` Parquet files (rows of `precompute.unit_summaries`,
+    written by `precompute.analysis.analyse_phase`) into `unit_distributions` and
+    `unit_examples`, sorted by unit: one unit's rows then lie in one row group, which DuckDB's zone maps find
+    without scanning the others (the unit page reads them all at once)."""
+    for table, pattern, order in (("unit_distributions", "dist-*.parquet", "unit_id, task, step, language"),
+                                  ("unit_examples", "examples-*.parquet", "unit_id, task, step")):
+        files = sorted(Path(stats_dir).glob(f"phase-*/units/{pattern}"))
+        if not files:
+            continue
+        cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall() if r[0] != "run_id"]
+        con.execute(f"INSERT INTO {table} SELECT ?, {', '.join(cols)} FROM read_parquet(?) ORDER BY {order}",
+                    [run_id, [str(f) for f in files]])

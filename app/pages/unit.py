@@ -24,6 +24,8 @@ TRACE_ROUTE = "GET /runs/{run}/units/{unit}/trace?example_id=&modality=speech|te
 TRACES_ROUTE = "POST /runs/{run}/units/{unit}/traces"
 #: Choices of examples per page at each end (top and bottom): one batched trace of 2 × that many items per page.
 PAGE_SIZES = (10, 20, 50)
+#: Items the store keeps per end of each unit (table `unit_examples`, docs/store.md): the pager's reach.
+STORED_PER_END = 50
 
 
 def audio_src(run_id: str, example_id: str) -> str:
@@ -181,7 +183,9 @@ def examples_block(s: dict[str, Any], prov: Provenance) -> tuple[list[Any], dict
     (in slot order) with the page's range for the pager."""
     c = context.client()
     offset, per = int(s.get("offset") or 0), int(s.get("per") or 20)
-    data = c.unit_examples(s["run"], int(s["unit"]), task=s["task"], step=s["step"], n=per, offset=offset)
+    offset = min(offset, STORED_PER_END - 1)
+    data = c.unit_examples(s["run"], int(s["unit"]), task=s["task"], step=s["step"], n=min(per, STORED_PER_END - offset),
+                           offset=offset)
     steps = c.run(s["run"]).get("steps") or []
     stored_note = f" (recorded to {max(steps) - 2} tokens)" if steps else ""
     out: list[Any] = []

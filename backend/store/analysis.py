@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -22,7 +21,8 @@ from backend.store.common import (
     finite,
     known,
 )
-from neuron_atlas.engine.concentration import gini, mean_abs_activation
+from backend.store.layout import range_sql
+from neuron_atlas.engine.concentration import gini
 from neuron_atlas.engine.model.unit_sites import COMPONENTS
 
 
@@ -184,7 +184,7 @@ class AnalysisQueries(StoreBase):
         """The units of one concentration cell ranked by mean |pooled activation| over the (task, language) items,
         each with its share of the layer's total: the measure the Gini coefficient of that cell is computed on."""
         layout = self.layout(run_id)
-        stack_start, _ = layout.check_stack(stack)
+        layout.check_stack(stack)
         if layer not in layout.layers(stack):
             raise QueryError(f"layer: stack {stack} of run {run_id} has layers {known(layout.layers(stack))}, not {layer}")
         run = self.run(run_id)
@@ -200,12 +200,14 @@ class AnalysisQueries(StoreBase):
         encoder = "speech_encoder" if modality == "speech" else "text_encoder"
         if stack not in (encoder, "text_decoder"):
             raise QueryError(f"stack: task {task} runs the {encoder} and the text_decoder, not the {stack}")
-        name = f"text_decoder.step{step}" if stack == "text_decoder" else stack
-        arr = self._array(Path(run["work_dir"]) / "acts" / task / f"{name}.npy", run_id)
-        if arr is None:
-            raise NotFoundError(f"the activation arrays of run {run_id} ({task}/{name}) are not available on this server")
-        ids = np.concatenate([np.arange(a, b) for a, b in layout.ranges(stack, layer)])
-        magnitude = mean_abs_activation(np.asarray(arr[ids - stack_start]), labels == language)
+        self._check_summaries(run_id)
+        df = self._numpy(
+            "SELECT unit_id, mean_abs FROM unit_distributions WHERE run_id = ? AND task = ? AND language = ? AND "
+            f"{'step = ?' if stack == 'text_decoder' else 'step IS NULL'} AND {range_sql(layout.ranges(stack, layer))} "
+            "ORDER BY unit_id", [run_id, task, language] + ([step] if stack == "text_decoder" else []))
+        if not len(df["unit_id"]):
+            raise NotFoundError(f"run {run_id} recorded no {stack} layer {layer} activations for task {task}")
+        ids, magnitude = df["unit_id"].astype(np.int64), df["mean_abs"].astype(np.float64)
         total = float(magnitude.sum())
         order = np.argsort(-magnitude, kind="stable")
         share = magnitude[order] / total if total > 0 else np.full(len(order), 1.0 / len(order))

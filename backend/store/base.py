@@ -40,13 +40,15 @@ class _RunCache:
     layout: RunLayout
     concepts: pd.DataFrame
     items: dict[str, pd.DataFrame] = field(default_factory=dict)
+    item_records: dict[str, list[dict]] = field(default_factory=dict)
+    has_summaries: bool | None = None
 
 
 class StoreBase:
     """A read-only view of atlas.duckdb, safe to share between request threads (one DuckDB cursor per call): the
     connection (reopened when the file is replaced), runs and concepts; the query families extend it."""
 
-    def __init__(self, path: Path, max_open_arrays: int = 64, warm: bool = False):
+    def __init__(self, path: Path, warm: bool = False):
         self.path = Path(path)
         self.warm_on_open = warm
         self.warm_state = "off"
@@ -56,7 +58,6 @@ class StoreBase:
         self._retired: list[tuple[float, duckdb.DuckDBPyConnection]] = []
         self._stamp: tuple | None = None
         self._runs: dict[str, _RunCache] = {}
-        self._arrays: LRUCache[tuple, np.ndarray] = LRUCache(maxsize=max(max_open_arrays, 1))
         self._selection_sets: LRUCache[tuple, dict[int, np.ndarray]] = LRUCache(maxsize=MAX_SELECTION_SETS)
         self.version: str | None = None
         self.engine_version: str | None = None
@@ -91,7 +92,6 @@ class StoreBase:
         old, self._con = self._con, con
         self._stamp, self.version, self.engine_version = stamp, version, row[0] if row else None
         self._runs.clear()
-        self._arrays.clear()
         self._selection_sets.clear()
         now = time.monotonic()
         for _, retired in [r for r in self._retired if now - r[0] > RETIRE_AFTER_S]:
@@ -148,8 +148,7 @@ class StoreBase:
                 self._con.close()
                 self._con = None
             self._runs.clear()
-            self._arrays.clear()
-
+    
     def _query(self, sql: str, params: Sequence = ()) -> pd.DataFrame:
         cur = self.cursor()
         try:
@@ -311,6 +310,22 @@ class StoreBase:
         df = self._query("SELECT task, item, example_id, site, reason FROM dropped WHERE run_id = ? "
                          "ORDER BY task, item NULLS LAST, site", [run_id])
         return [clean_record(r) for r in df.to_dict("records")]
+
+    def _check_summaries(self, run_id: str) -> None:
+        """NotFoundError saying why a run has no unit summaries at all (an older store, or no analysis)."""
+        cache = self._run_cache(run_id)
+        if cache.has_summaries is None:
+            tables = set(self._query("SELECT table_name FROM information_schema.tables")["table_name"])
+            cache.has_summaries = {"unit_distributions", "unit_examples"} <= tables and bool(self._numpy(
+                "SELECT count(*) AS n FROM (SELECT 1 FROM unit_examples WHERE run_id = ? LIMIT 1)", [run_id])["n"][0])
+        if cache.has_summaries:
+            return
+        analysis = ((cache.run.get("config") or {}).get("analysis") or {}).get("enabled", True)
+        if not analysis:
+            raise NotFoundError(f"run {run_id} was computed without its analysis (analysis.enabled: false), so the "
+                                "store has no activation summaries of its units")
+        raise NotFoundError(f"run {run_id} has no activation summaries in this store: it was written before store "
+                            "schema 1.3 kept them; re-run `neuron-atlas precompute` for it")
 
     # ------------------------------------------------------------------------------------------------ concepts
 

@@ -1,8 +1,7 @@
-"""Layer and unit queries: unit listings, one unit's statistics, activations from the work folder's arrays, examples."""
+"""Layer and unit queries: unit listings, one unit's statistics, its stored activation distribution and examples."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,9 @@ from backend.store.base import StoreBase
 from backend.store.common import SORT_COLUMNS, STAT_COLUMNS, NotFoundError, QueryError, clean_record, finite, known
 from backend.store.layout import range_sql
 from neuron_atlas.engine.model.unit_sites import COMPONENTS, STACKS
+from neuron_atlas.engine.tasks import TASKS
+from neuron_atlas.engine.store_schema import TOP_EXAMPLES
+from neuron_atlas.engine.store_schema import UNIT_QUANTILES as QUANTILES
 
 
 class UnitQueries(StoreBase):
@@ -104,96 +106,95 @@ class UnitQueries(StoreBase):
                 cache.items[task] = df
         return df
 
-    def _unit_rows(self, run_id: str, unit_id: int, step: int | None, task: str | None) -> list[tuple[str, int | None, np.ndarray]]:
-        """(task, step, values over the task's items) for each recorded array holding this unit."""
+    def _unit_summary(self, table: str, run_id: str, unit_id: int, task: str | None, step: int | None,
+                      columns: str) -> list[dict]:
+        """A unit's rows of a summary table (`unit_distributions` or `unit_examples`) as records, filtered by task and
+        step (an encoder's rows have no step and match every step), in the run's task order, then step; raises when
+        there are none."""
         layout = self.layout(run_id)
         layout.check_unit(unit_id)
         run = self.run(run_id)
-        stack = layout.unit_info(np.array([unit_id]))["stack"].iloc[0]
-        start = layout.stack_ranges[stack][0]
-        tasks = run["tasks"] if task is None else [task]
         if task is not None:
             self.check_task(run_id, task)
         if step is not None:
             self.check_step(run_id, step)
-        work = Path(run["work_dir"]) / "acts"
-        out = []
-        for t in tasks:
-            if stack == "text_decoder":
-                names = [(f"text_decoder.step{s}", s) for s in (run["steps"] if step is None else [step])]
-            else:
-                names = [(stack, None)]
-            for name, s in names:
-                arr = self._array(work / t / f"{name}.npy", run_id)
-                if arr is None:
-                    continue
-                out.append((t, s, np.asarray(arr[unit_id - start], dtype=np.float64)))
-        if not out:
-            if not work.is_dir():
-                raise NotFoundError(f"the activation arrays of run {run_id} are not available on this server")
-            raise NotFoundError(f"run {run_id} recorded no {stack} activations for "
+        self._check_summaries(run_id)
+        conds, params = ["run_id = ?", "unit_id = ?"], [run_id, unit_id]
+        if task is not None:
+            conds.append("task = ?")
+            params.append(task)
+        if step is not None:
+            conds.append("(step IS NULL OR step = ?)")
+            params.append(step)
+        cur = self.cursor()
+        try:
+            cur.execute(f"SELECT {columns} FROM {table} WHERE {' AND '.join(conds)}", params)
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        finally:
+            cur.close()
+        if not rows:
+            stack = str(layout.unit_info(np.array([unit_id]))["stack"].iloc[0])
+            raise NotFoundError(f"run {run_id} recorded no {stack} activations of unit {unit_id} for "
                                 + (f"task {task}" if task else "any task") + (f" at step {step}" if step else ""))
-        return out
+        order = {t: i for i, t in enumerate(run["tasks"])}
+        return sorted(rows, key=lambda r: (order.get(r["task"], len(order)), -1 if r["step"] is None else r["step"]))
 
-    def _array(self, path: Path, run_id: str) -> np.ndarray | None:
-        key = (run_id, str(path))
-        with self._lock:
-            arr = self._arrays.get(key)
-            if arr is not None:
-                return arr
-        if not path.is_file():
-            return None
-        arr = np.load(path, mmap_mode="r")
-        with self._lock:
-            self._arrays[key] = arr
-        return arr
+    def unit_activations(self, run_id: str, unit_id: int, step: int | None = None) -> dict:
+        """Distribution of a unit's pooled activation per (task, step, language, modality): count, mean, std and
+        quantiles, as stored by precompute (`unit_distributions`)."""
+        names = [name for name, _ in QUANTILES]
+        rows = self._unit_summary("unit_distributions", run_id, unit_id, None, step,
+                                  f"task, step, language, n, mean, std, {', '.join(names)}")
+        rank = {t: {lang: i for i, lang in enumerate(self._languages_of(run_id, t))} for t in {r["task"] for r in rows}}
+        order = {t: i for i, t in enumerate(self.run(run_id)["tasks"])}
+        rows.sort(key=lambda r: (order.get(r["task"], len(order)), -1 if r["step"] is None else r["step"],
+                                 rank[r["task"]].get(r["language"], len(rank[r["task"]]))))
+        groups = [{"task": r["task"], "step": r["step"], "language": r["language"], "modality": TASKS[r["task"]].modality,
+                   "n": int(r["n"]), "mean": finite(r["mean"]), "std": finite(r["std"]),
+                   "quantiles": {name: finite(r[name]) for name in names}} for r in rows]
+        return {"run_id": run_id, "unit_id": unit_id, "groups": groups}
 
-    def unit_activations(self, run_id: str, unit_id: int, step: int | None = None, bins: int = 30) -> dict:
-        """Distribution of a unit's pooled activation per (task, step, language, modality): quantiles and a histogram."""
-        rows = self._unit_rows(run_id, unit_id, step, None)
-        values = np.concatenate([v for _, _, v in rows])
-        finite = values[np.isfinite(values)]
-        lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-        if hi <= lo:
-            hi = lo + 1.0
-        edges = np.linspace(lo, hi, bins + 1)
-        groups = []
-        for task, s, vals in rows:
+    def _languages_of(self, run_id: str, task: str) -> list[str]:
+        """A task's label languages in item order (the order the distribution groups are listed in)."""
+        return list(dict.fromkeys(self._items(run_id, task)["label"]))
+
+    def _item_records(self, run_id: str, task: str) -> list[dict]:
+        """A task's items as JSON-ready records, position = item number (cached with the run)."""
+        cache = self._run_cache(run_id)
+        with self._lock:
+            records = cache.item_records.get(task)
+        if records is None:
             items = self._items(run_id, task)
-            labels = items["label"].to_numpy()
-            modality = str(items["modality"].iloc[0]) if len(items) else None
-            for lang in dict.fromkeys(labels):
-                v = vals[labels == lang]
-                v = v[np.isfinite(v)]
-                if not len(v):
-                    continue
-                q = np.quantile(v, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
-                groups.append({
-                    "task": task, "step": s, "language": lang, "modality": modality, "n": int(len(v)),
-                    "mean": float(v.mean()), "std": float(v.std()),
-                    "quantiles": {"min": q[0], "p05": q[1], "p25": q[2], "p50": q[3], "p75": q[4], "p95": q[5], "max": q[6]},
-                    "histogram": np.histogram(v, bins=edges)[0].tolist(),
-                })
-        return {"run_id": run_id, "unit_id": unit_id, "bin_edges": edges.tolist(), "groups": groups}
+            records = [None] * (int(items["item"].max()) + 1 if len(items) else 0)
+            for rec in items.to_dict("records"):
+                records[int(rec["item"])] = clean_record(rec)
+            with self._lock:
+                cache.item_records[task] = records
+        return records
 
     def unit_examples(self, run_id: str, unit_id: int, task: str | None = None, step: int | None = None, n: int = 5,
                       offset: int = 0) -> dict:
-        """Items with the highest and lowest pooled activation of the unit, per (task, step): ranks offset..offset+n-1
-        of each end, with the number of ranked items (`total`)."""
-        rows = self._unit_rows(run_id, unit_id, step, task)
+        """Items with the highest and lowest pooled activation of the unit, per (task, step): ranks offset+1 to
+        offset+n of the `TOP_EXAMPLES` the store keeps per end (`unit_examples`); `total` = how many it keeps
+        for that (task, step), what a pager can reach."""
+        if n < 1 or offset < 0:
+            raise QueryError(f"n must be at least 1 and offset at least 0, not n={n}, offset={offset}")
+        if n + offset > TOP_EXAMPLES:
+            raise QueryError(f"n + offset: the store keeps the {TOP_EXAMPLES} highest and lowest items of each unit, "
+                             f"so n + offset must be at most {TOP_EXAMPLES}, not {n + offset}")
+        rows = self._unit_summary("unit_examples", run_id, unit_id, task, step,
+                                  "task, step, top_items, top_values, bottom_items, bottom_values")
         out = []
-        for t, s, vals in rows:
-            items = self._items(run_id, t)
-            order = np.argsort(-np.nan_to_num(vals, nan=-np.inf), kind="stable")
-            bottom = np.argsort(np.nan_to_num(vals, nan=np.inf), kind="stable")
+        for r in rows:
+            records = self._item_records(run_id, r["task"])
 
-            def pick(idx: np.ndarray) -> list[dict]:
-                page = idx[offset: offset + n]
-                sub = items.iloc[page].copy()
-                sub["activation"] = vals[page]
-                return [clean_record(r) for r in sub.to_dict("records")]
+            def pick(ids: list, values: list) -> list[dict]:
+                return [{**records[int(i)], "activation": finite(v)}
+                        for i, v in zip(ids[offset:offset + n], values[offset:offset + n])]
 
-            out.append({"task": t, "step": s, "total": int(len(vals)), "top": pick(order), "bottom": pick(bottom)})
+            out.append({"task": r["task"], "step": r["step"], "total": len(r["top_items"]), "stored": len(r["top_items"]),
+                        "top": pick(r["top_items"], r["top_values"]), "bottom": pick(r["bottom_items"], r["bottom_values"])})
         return {"run_id": run_id, "unit_id": unit_id, "n": n, "offset": offset, "sets": out}
 
     def interventions(self, run_id: str, experiment: str | None = None, input_task: str | None = None,
@@ -265,12 +266,21 @@ class UnitQueries(StoreBase):
         return clean_record(rows.iloc[0].to_dict())
 
     def unit_value(self, run_id: str, unit_id: int, task: str, step: int | None, item: int) -> float | None:
-        """The stored pooled activation of a unit on one item (decoder units at `step`); None when not recorded."""
+        """The stored pooled activation of a unit on one item (decoder units at `step`), from the unit's stored highest
+        and lowest items (`unit_examples`); None when the item is not among them or was not recorded."""
         layout = self.layout(run_id)
         layout.check_unit(unit_id)
         decoder = layout.unit_info(np.array([unit_id]))["stack"].iloc[0] == "text_decoder"
-        rows = self._unit_rows(run_id, unit_id, step if decoder else None, task)
-        for _, s, values in rows:
-            if (not decoder or s == step) and 0 <= item < len(values) and np.isfinite(values[item]):
-                return float(values[item])
+        if not decoder:
+            step = None
+        try:
+            rows = self._unit_summary("unit_examples", run_id, unit_id, task, step,
+                                      "task, step, top_items, top_values, bottom_items, bottom_values")
+        except NotFoundError:
+            return None
+        for r in rows:
+            for ids, values in ((r["top_items"], r["top_values"]), (r["bottom_items"], r["bottom_values"])):
+                hit = np.flatnonzero(np.asarray(ids) == item)
+                if hit.size and np.isfinite(values[hit[0]]):
+                    return float(values[hit[0]])
         return None

@@ -58,6 +58,14 @@ CREATE TABLE IF NOT EXISTS spearman (
     run_id VARCHAR, role VARCHAR, step INTEGER, scope VARCHAR, layer SMALLINT, text_lang VARCHAR, speech_lang VARCHAR,
     text_concept INTEGER, speech_concept INTEGER, rho DOUBLE, n_units INTEGER
 );
+CREATE TABLE IF NOT EXISTS unit_distributions (
+    run_id VARCHAR, task VARCHAR, step INTEGER, language VARCHAR, unit_id INTEGER, n INTEGER, mean REAL, std REAL,
+    mean_abs DOUBLE, min REAL, p05 REAL, p25 REAL, p50 REAL, p75 REAL, p95 REAL, max REAL
+);
+CREATE TABLE IF NOT EXISTS unit_examples (
+    run_id VARCHAR, task VARCHAR, step INTEGER, unit_id INTEGER, top_items INTEGER[], top_values REAL[],
+    bottom_items INTEGER[], bottom_values REAL[]
+);
 CREATE TABLE IF NOT EXISTS interventions (
     run_id VARCHAR, experiment_id INTEGER, experiment VARCHAR, input_task VARCHAR, step INTEGER, concept_id INTEGER,
     concept_task VARCHAR, language VARCHAR, unit_source VARCHAR, set_kind VARCHAR, k INTEGER, n_units INTEGER,
@@ -72,10 +80,17 @@ CREATE TABLE IF NOT EXISTS intervention_outputs (
 );
 """
 
+#: Quantile levels of `unit_distributions`, with their column names.
+UNIT_QUANTILES: tuple[tuple[str, float], ...] = (
+    ("min", 0.0), ("p05", 0.05), ("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p95", 0.95), ("max", 1.0))
+#: Highest and lowest items `unit_examples` keeps per (unit, task, step).
+TOP_EXAMPLES = 50
+
 #: Tables whose rows belong to one run (deleted and rewritten when that run is written again).
 RUN_TABLES = (
     "runs", "sites", "units", "examples", "example_audio", "items", "dropped", "concepts", "unit_stats", "selections",
-    "concentration", "overlap", "spearman", "interventions", "intervention_outputs",
+    "concentration", "overlap", "spearman", "interventions", "intervention_outputs", "unit_distributions",
+    "unit_examples",
 )
 
 
@@ -85,7 +100,9 @@ class StoreVersionError(RuntimeError):
 
 #: Columns added by minor schema versions, added to an older store of the same major version when a run is written
 #: into it (its older runs read NULL there): 1.1 stores corpus-level translation scores per condition; 1.2 the text
-#: token ids fed to the model and which sites the reference code records (and adds the `dropped` table).
+#: token ids fed to the model and which sites the reference code records (and adds the `dropped` table); 1.3 adds the
+#: tables `unit_distributions` and `unit_examples` (created empty in an older store: its older runs have no rows there,
+#: and the unit page says to re-run them).
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("interventions", "corpus_bleu", "DOUBLE"),
     ("interventions", "corpus_chrfpp", "DOUBLE"),

@@ -9,7 +9,7 @@ except PackageNotFoundError:
     ENGINE_VERSION = "0.1.0"
 
 #: Schema version of atlas.duckdb: a reader accepts a store with the same major version.
-STORE_VERSION = "1.2"
+STORE_VERSION = "1.3"
 
 
 def store_compatible(found: str, expected: str = STORE_VERSION) -> bool:

@@ -251,7 +251,7 @@ def test_unit_stats_activations_and_examples(client, db, atlas_store):
     dist = client.get(f"/runs/{run_id}/units/{unit_id}/activations", params={"step": 7}).json()
     group = next(g for g in dist["groups"] if g["task"] == "t2tt" and g["language"] == "fra")
     assert group["quantiles"]["p50"] == pytest.approx(np.median(acts[labels == "fra"]))
-    assert group["n"] == int((labels == "fra").sum()) and sum(group["histogram"]) == group["n"]
+    assert group["n"] == int((labels == "fra").sum()) and group["quantiles"]["max"] == pytest.approx(acts[labels == "fra"].max())
     assert {g["step"] for g in dist["groups"]} == {7}
     ex = client.get(f"/runs/{run_id}/units/{unit_id}/examples", params={"task": "t2tt", "step": 7, "n": 3}).json()
     top = ex["sets"][0]["top"]

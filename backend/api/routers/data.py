@@ -253,10 +253,9 @@ def unit_activations(
     run_id: str = Depends(run_path),
     unit_id: int = UnitId,
     step: int | None = Query(None, ge=0, le=4096, description="decoder units: one step (default: every step)"),
-    bins: int = Query(30, ge=2, le=200),
     reader: StoreReader = Depends(get_reader),
 ) -> dict[str, Any]:
-    return reader.unit_activations(run_id, unit_id, step, bins)
+    return reader.unit_activations(run_id, unit_id, step)
 
 
 @router.get("/runs/{run_id}/units/{unit_id}/examples", summary="Items with the highest and lowest activation of a unit")

@@ -1,0 +1,99 @@
+"""The capacity plan: its byte figures match a real small run, FLEURS is planned from its split sizes when not local,
+and precompute stops before writing anything when the disk or memory cannot hold the run."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from precompute import plan as plan_mod
+from precompute.config import load_run_config
+from precompute.plan import ResourceError, make_plan
+
+
+def _config(root: Path, **over) -> Path:
+    cfg = {"name": "plancheck", "model": "tiny-random", "device": "cpu", "tasks": ["asr", "s2tt", "t2tt", "en2x_t2tt"],
+           "steps": [2, 7], "corpus": {"source": "builtin", "languages": ["eng", "deu", "fra"], "max_sentences": 4},
+           "shard_size": 8, "batch_size": 8, "store": str(root / "atlas.duckdb"), "work_dir": str(root / "work"),
+           "analysis": {"ks": [5, 10], "seed": 0}, "evaluate": {"enabled": False}, **over}
+    (root / "run.yaml").write_text(json.dumps(cfg))
+    return root / "run.yaml"
+
+
+@pytest.mark.slow
+def test_plan_bytes_match_a_real_run(tmp_path, tiny_bundle):
+    from precompute.pipeline import run_precompute
+
+    cfg = load_run_config(_config(tmp_path))
+    plan = make_plan(cfg, bundle=tiny_bundle, flops=False)
+    result = run_precompute(cfg, progress=False, bundle=tiny_bundle)
+    shards = defaultdict(int)
+    for f in (result.work_dir / "shards").rglob("*.npy"):
+        shards[(f.relative_to(result.work_dir / "shards").parts[0], f.stem)] += f.stat().st_size
+    for a in plan.arrays:
+        name = a.stack if a.step is None else f"text_decoder.step{a.step}"
+        assert a.bytes == pytest.approx(shards[(a.task, name)], rel=0.10), (a.task, name)
+    assert len(plan.arrays) == len(shards)
+    recorded = sum(f.stat().st_size for f in (result.work_dir / "shards").rglob("*") if f.is_file())
+    stats = sum(f.stat().st_size for f in (result.work_dir / "stats").rglob("*") if f.is_file())
+    assert plan.activation_bytes == pytest.approx(recorded, rel=0.10)
+    assert plan.stats_bytes == pytest.approx(stats, rel=0.10)
+    # lean layout: the shards and the statistics' files (this branch's unit-major acts/ copy is what lean-store removes)
+    assert plan.peak_work_bytes == pytest.approx(recorded + stats, rel=0.10)
+    assert plan.store_bytes == pytest.approx(result.store.stat().st_size, rel=0.10)
+    con = duckdb.connect(str(result.store), read_only=True)
+    try:
+        counts = dict(con.execute("SELECT task, count(*) FROM items GROUP BY task").fetchall())
+    finally:
+        con.close()
+    assert plan.items == counts
+
+
+def test_fleurs_not_local_is_planned_from_its_split_size(tmp_path, tiny_bundle):
+    cfg = load_run_config(_config(tmp_path, tasks=["asr", "s2tt", "t2tt", "en2x_s2tt", "en2x_t2tt"], steps=[2, 7, 12],
+                                  corpus={"source": "fleurs", "fleurs_dataset": "google/fleurs", "fleurs_split": "test",
+                                          "languages": ["eng", "deu", "spa", "fra", "jpn", "cmn"]}))
+    plan = make_plan(cfg, bundle=tiny_bundle, flops=False)
+    assert plan.items == {"asr": 350 * 6, "s2tt": 350 * 5, "t2tt": 350 * 5, "en2x_s2tt": 350 * 5, "en2x_t2tt": 350 * 5}
+    assert "FLEURS test split size" in plan.items_source
+    dec = next(a for a in plan.arrays if a.task == "s2tt" and a.step == 12)
+    assert dec.bytes == 1750 * dec.units * 4
+    text = "\n".join(plan.lines())
+    assert "peak working disk" in text and "final store" in text and "GPU memory" in text
+
+
+def test_flops_are_counted_on_the_model(tmp_path, tiny_bundle):
+    cfg = load_run_config(_config(tmp_path, tasks=["s2tt", "t2tt"]))
+    plan = make_plan(cfg, bundle=tiny_bundle, flops=True)
+    assert plan.flops_per_item["s2tt"] > plan.flops_per_item["t2tt"] > 0
+    assert plan.gpu_seconds == pytest.approx(
+        sum(plan.flops_per_item[t] * n for t, n in plan.items.items()) / (989e12 * plan.utilisation))
+
+
+def test_precompute_stops_before_writing_when_the_disk_is_short(tmp_path, tiny_bundle, monkeypatch):
+    from precompute.pipeline import run_precompute
+
+    cfg = load_run_config(_config(tmp_path))
+    usage = plan_mod.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(plan_mod.shutil, "disk_usage", lambda p: usage._replace(free=1_000_000))
+    with pytest.raises(ResourceError) as err:
+        run_precompute(cfg, progress=False, bundle=tiny_bundle)
+    message = str(err.value)
+    assert "not enough disk" in message and "1.00 MB is free" in message and "activation_dtype" in message
+    assert not (tmp_path / "work").exists() and not (tmp_path / "atlas.duckdb").exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(plan_mod, "_available_ram", lambda: 1_000_000)
+    with pytest.raises(ResourceError, match="not enough memory.*1.00 MB is available"):
+        run_precompute(cfg, progress=False, bundle=tiny_bundle)
+    assert not (tmp_path / "work").exists()
+
+
+def test_plan_command_prints_the_plan(capsys):
+    from neuron_atlas.cli import main
+
+    assert main(["plan", "--config", "tiny", "--no-flops"]) == 0
+    out = capsys.readouterr().out
+    assert "items per task" in out and "asr" in out and "this machine:" in out
