@@ -9,6 +9,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from backend.api.errors import ApiProblem, problem_of
@@ -101,8 +102,13 @@ class AtlasState:
         hit = self.cached(prepared.key)
         if hit is not None:
             return hit
+        return await self.run_work(prepared.key, lambda job: self.run_prepared(prepared, job))
+
+    async def run_work(self, key: str, fn: Callable[[Job], Any], kind: str = "intervention") -> Any:
+        """Queue `fn(job)` under `key` (identical work in flight shares one job) and wait for it, up to the request
+        timeout: a job still waiting then is dropped (504), one already running keeps running and the 504 names it."""
         try:
-            job = self.submit(prepared)
+            job = self.queue.submit(key, fn, kind)
         except QueueFull as exc:
             raise ApiProblem(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         loop = asyncio.get_running_loop()

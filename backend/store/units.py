@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,28 @@ class UnitQueries(StoreBase):
         with self._lock:
             self._arrays[key] = arr
         return arr
+
+    def activation_moments(self, run_id: str, task: str, stack: str, step: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-unit mean and standard deviation of one stack's pooled activations over a task's items (the decoder at
+        prefix length `step`), from the run's unit-major arrays; None when the arrays are not on this server. Kept in
+        the open-array cache, as an array is."""
+        run = self.run(run_id)
+        name = f"text_decoder.step{step}" if stack == "text_decoder" else stack
+        key = (run_id, "moments", task, name)
+        with self._lock:
+            hit = self._arrays.get(key)
+        if hit is not None:
+            return hit
+        arr = self._array(Path(run["work_dir"]) / "acts" / task / f"{name}.npy", run_id)
+        if arr is None:
+            return None
+        values = np.asarray(arr, dtype=np.float64)
+        with warnings.catch_warnings():  # units a faithful run left NaN on every item get NaN moments, silently
+            warnings.simplefilter("ignore", RuntimeWarning)
+            moments = (np.nanmean(values, axis=1), np.nanstd(values, axis=1))
+        with self._lock:
+            self._arrays[key] = moments
+        return moments
 
     def unit_activations(self, run_id: str, unit_id: int, step: int | None = None, bins: int = 30) -> dict:
         """Distribution of a unit's pooled activation per (task, step, language, modality): quantiles and a histogram."""
