@@ -76,14 +76,15 @@ class ResolvedIntervention:
         return scope.positions != "all" or scope.decode_steps != "all"
 
     def describe(self) -> dict:
-        """JSON-able summary: digest, unit count, units per stack and per component, mode."""
+        """JSON-able summary: digest, unit count, units per stack and per component, mode, and the strength where it is
+        not 1 (so summaries of undialled interventions stay what they were)."""
         frame = pd.DataFrame({"stack": [w.site.stack for w in self.sites.values()], "component": [w.site.component for w in self.sites.values()], "n": [len(w.channels) for w in self.sites.values()]})
         return {
             "digest": self.spec.digest(),
             "n_units": int(len(self.unit_ids)),
             "n_sites": len(self.sites),
             "mode": self.mode,
-            "strength": self.strength,
+            **({"strength": self.strength} if self.strength != 1.0 else {}),
             "by_stack": {k: int(v) for k, v in frame.groupby("stack")["n"].sum().items()} if len(frame) else {},
             "by_component": {k: int(v) for k, v in frame.groupby("component")["n"].sum().items()} if len(frame) else {},
         }
