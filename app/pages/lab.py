@@ -2,8 +2,13 @@
 
 URL state keys: run, in (example | text | upload | mic), ex, mod, text, src, tgt, us (concept | basket), role, umod
 (units found on speech | text | multimodal), ulang, step, set, k, stack, value, units (basket unit ids), max_new,
-go (1 = run on open), sweep (1 = k sweep on open). Uploaded and recorded audio cannot travel in a link; the link keeps
-every other setting.
+go (1 = run on open), sweep (1 = k sweep on open); the dial: strength, factor (value scale), pos (all | last | range),
+pos_from, pos_to, decode_steps (all, or e.g. 0,2-4), probe (a token charted per step); fires (1 = what fires on open),
+rank (z | activation | magnitude); the sweep's sweep_inputs and seeds. Uploaded and recorded audio cannot travel in a
+link; the link keeps every other setting.
+
+Sections are functions (`_input_card`, `_units_card`, `_dial_card`, `_results`, `_fires_card`), so a panel is one
+call added to `layout`.
 
 The composer picks the concept whose units are forced: a language concept of role × modality (representation:
 s2tt / t2tt; control: en2x_s2tt / en2x_t2tt; multimodal: both). Units found on one modality applied to an input of the
@@ -532,10 +537,14 @@ def register_callbacks(app: Dash) -> None:
                             ("lab-fires-out", "lab-fires-heading")):
         app.clientside_callback(
             f"""function (children) {{
-                var h = document.getElementById("{heading}");
-                if (!h) {{ return window.dash_clientside.no_update; }}
-                h.scrollIntoView({{block: "start", behavior: "smooth"}});
-                h.focus({{preventScroll: true}});
+                var tries = 0;
+                function attempt() {{
+                    var h = document.getElementById("{heading}");
+                    if (!h) {{ if (tries++ < 60) {{ setTimeout(attempt, 50); }} return; }}
+                    h.scrollIntoView({{block: "start"}});
+                    h.focus({{preventScroll: true}});
+                }}
+                setTimeout(attempt, 60);
                 return window.dash_clientside.no_update;
             }}""",
             Output(f"{target}-scrolled", "data"), Input(target, "children"), prevent_initial_call=True)
