@@ -26,7 +26,7 @@ from backend.api.settings import Settings
 from neuron_atlas.engine.audio import decode_audio, encode_wav
 from neuron_atlas.engine.constants import SAMPLE_RATE
 from neuron_atlas.engine.interventions import InterventionSpec, ResolvedIntervention, generate_with, prepare_inputs, resolve
-from neuron_atlas.engine.interventions.generate import chosen_token_probabilities
+from neuron_atlas.engine.interventions.generate import chosen_token_probabilities, teacher_forced_scores
 from neuron_atlas.engine.model.loading import ModelBundle, ModelLoadError, configure_cpu_threads, load_model
 from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from backend.queue import Job
@@ -362,6 +362,8 @@ class InterventionService:
                 if out is None:
                     out = generate_with(bundle, registry, resolved, prepared.inputs, prepared.tgt_lang,
                                         max_new_tokens=prepared.max_new_tokens, speech=False)
+                if out.scores is None and out.token_ids[0]:
+                    out.scores = teacher_forced_scores(bundle, registry, resolved, prepared.inputs, out.sequences)
                 outs[name] = out
                 timing[name] = round(time.perf_counter() - t0, 4)
         t0 = time.perf_counter()
@@ -409,7 +411,7 @@ class InterventionService:
         identifier's probabilities of the text up to and including it (where the output turns into which language)."""
         ids = out.token_ids[0]
         chosen = probe_probs = None
-        if out.scores is not None:
+        if out.scores is not None and ids:
             chosen_rows, probe_rows = chosen_token_probabilities(out.scores, out.token_ids, None if probe is None else probe[0])
             chosen = [round(p, 6) for p in chosen_rows[0]]
             probe_probs = None if probe_rows is None else [round(p, 6) for p in probe_rows[0]]

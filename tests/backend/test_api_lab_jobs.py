@@ -64,6 +64,16 @@ def test_per_token_probabilities_and_prefix_languages_match_the_engine(client, t
             assert got["prefix_language_probabilities"][-1] == pytest.approx(got["language_probabilities"], abs=1e-5)
 
 
+def test_token_probabilities_come_with_the_models_own_speech_too(client):
+    """The speech path returns no scores; a teacher-forced pass under the same intervention gives the same numbers."""
+    req = {"text": TEXT, "src_lang": "fra", "tgt_lang": "eng", "spec": SPEC, "max_new_tokens": 6}
+    text = client.post("/interventions", json=req).json()
+    speech = client.post("/interventions", json={**req, "return_speech": True}).json()
+    for side in ("baseline", "intervened"):
+        assert speech[side]["token_ids"] == text[side]["token_ids"]
+        assert speech[side]["token_probabilities"] == pytest.approx(text[side]["token_probabilities"], abs=1e-4)
+
+
 def test_a_probe_of_several_tokens_is_refused_naming_them(client):
     r = client.post("/interventions", json={"text": TEXT, "src_lang": "fra", "tgt_lang": "eng", "probe_token": "hospitalisation"})
     assert_error(r, 422, "probe_token", "tokens of this model")

@@ -65,11 +65,11 @@ def test_the_dial_travels_in_the_url_and_strength_zero_is_the_baseline(servers, 
     set_input(driver, "lab-pos-from", "2")
     set_input(driver, "lab-pos-to", "5")
     set_input(driver, "lab-decode-steps", "0-3")
-    set_input(driver, "lab-probe", "▁die")
+    set_input(driver, "lab-probe", "▁the")
     wait_for(driver, lambda d: query_of(d.current_url).get("decode_steps") == "0-3" and query_of(d.current_url).get("pos_to") == "5",
              what="the dial's settings in the URL")
     q = query_of(driver.current_url)
-    assert (q["pos"], q["pos_from"], q["strength"], q["probe"]) == ("range", "2", "0", "▁die")
+    assert (q["pos"], q["pos_from"], q["strength"], q["probe"]) == ("range", "2", "0", "▁the")
     line = wait_css(driver, "#lab-dial-line").text
     assert "decoder positions 2–4" in line and "decoding steps 0, 1, 2, 3" in line
 
@@ -81,7 +81,7 @@ def test_the_dial_travels_in_the_url_and_strength_zero_is_the_baseline(servers, 
     wait_plots(driver, "#lab-token-probs", 1, timeout=30)
     names = driver.execute_script("return document.querySelector('#lab-token-probs .js-plotly-plot').data.map(t => t.name)")
     assert "baseline: chosen token" in names and "intervened: chosen token" in names
-    assert any(n.startswith("intervened: p(deu)") for n in names) and any("p(▁die)" in n for n in names), names
+    assert any(n.startswith("intervened: p(deu)") for n in names) and any("p(▁the)" in n for n in names), names
     wait_for(driver, lambda d: in_view_and_focused(d, "lab-result-heading"), timeout=10, what="the new result focused")
     shoot(driver, shots, "lab-dial")
     driver.execute_script("document.getElementById('lab-dial').scrollIntoView()")
