@@ -18,6 +18,10 @@ from app.components.diff import diff_view
 from app.lab_logic import crossmodal_note, chart_concept_lang, dial_line, intervention_line
 
 
+#: Room above a heading scrolled into view, so the sticky top bar (two lines at 1024 px) does not cover it.
+SCROLL_MARGIN = {"scrollMarginTop": "110px"}
+
+
 def _output_audio(out: Mapping[str, Any], label: str) -> html.Div:
     audio = out.get("audio") or {}
     if audio.get("wav_base64"):
@@ -44,7 +48,7 @@ def result_view(result: Mapping[str, Any], s: Mapping[str, Any], prov: Provenanc
              else html.Span("unchanged", className="badge"))
     what = intervention_line(result.get("intervention"))
     return [
-        html.Div([html.H2("Result", id="lab-result-heading", tabIndex="-1"), badge,
+        html.Div([html.H2("Result", id="lab-result-heading", tabIndex="-1", style=SCROLL_MARGIN), badge,
                   html.Span(" cached" if result.get("cached") else "", className="muted")], className="result-head"),
         html.P(f"input ({inp.get('kind')}{', ' + inp.get('lang') if inp.get('lang') else ''}): {inp_text}", className="muted"),
         html.P(f"{crossmodal_note(s)} · {what}", className="muted"),
@@ -75,11 +79,12 @@ SIDE_COLOURS = {"baseline": OKABE_ITO[7], "intervened": OKABE_ITO[5]}
 
 
 def _layout(fig: go.Figure, title: str, prov: Provenance, height: int) -> go.Figure:
-    fig.update_layout(template=fg.TEMPLATE, font=fg.FONT, height=height, margin=dict(l=70, r=24, t=84, b=56),
+    """Title with the provenance line, and the legend under the plot (many entries: above it they overlapped)."""
+    fig.update_layout(template=fg.TEMPLATE, font=fg.FONT, height=height, margin=dict(l=70, r=24, t=84, b=120),
                       title=dict(text=title, subtitle=dict(text=prov.line(), font=dict(size=11, color="#52606d")),
                                  x=0.0, xanchor="left", xref="container", y=1.0, yref="container", yanchor="top",
                                  pad=dict(t=10, l=8), font=dict(size=14)),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+                      legend=dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0.0),
                       meta={"provenance": prov.as_dict()})
     return fig
 
@@ -116,7 +121,7 @@ def token_figure(result: Mapping[str, Any], prov: Provenance, *, concept_lang: s
     fig.update_xaxes(title_text="output token", row=2, col=1)
     fig.update_layout(barmode="group")
     title = "Per output token: baseline vs intervened" + ("" if any_token else " (token probabilities need text output)")
-    return _layout(fig, title, prov, height=460)
+    return _layout(fig, title, prov, height=520)
 
 
 # -------------------------------------------------------------------------------------------------------- sweep
@@ -166,11 +171,11 @@ def sweep_figure(result: Mapping[str, Any], prov: Provenance) -> go.Figure:
     fig.update_yaxes(range=[0, 1.02], title_text="output-language probability")
     title = (f"Dose–response: {chosen}-k units of {concept} vs random units (target {tgt}; "
              f"{result.get('n_inputs')} inputs, {len(result.get('seeds') or [])} random seeds)")
-    return _layout(fig, title, prov, height=360)
+    return _layout(fig, title, prov, height=420)
 
 
 def sweep_view(result: Mapping[str, Any], prov: Provenance) -> list[Any]:
-    return [html.H2("k sweep", id="lab-sweep-heading", tabIndex="-1"),
+    return [html.H2("k sweep", id="lab-sweep-heading", tabIndex="-1", style=SCROLL_MARGIN),
             html.P(f"{len(result.get('outputs') or [])} generations in {result.get('seconds', 0):.1f} s on "
                    f"{result.get('n_inputs')} inputs: " + "; ".join(
                        (i.get("text") or i.get("example_id") or "?")[:40] for i in result.get("inputs") or []),
@@ -182,6 +187,10 @@ def sweep_view(result: Mapping[str, Any], prov: Provenance) -> list[Any]:
 
 RANK_WORDS = {"z": "|z| against the run's corpus (per-unit mean and sd over the matching task's items)",
               "activation": "activation", "magnitude": "|activation|"}
+
+
+#: One layer's units on one wrapped line (a bullet list per layer ran a screen and a half at 1024×700).
+CHIP_ROW = {"display": "flex", "flexWrap": "wrap", "gap": "4px 18px", "listStyle": "none", "margin": 0, "padding": 0}
 
 
 def _unit_chip(run_id: str, u: Mapping[str, Any], stack: str) -> html.Li:
@@ -200,7 +209,7 @@ def fires_view(result: Mapping[str, Any], run_id: str) -> list[Any]:
     """Per stack, one row per layer with its top units: a link to each unit's page and a button into the basket."""
     inp = result.get("input") or {}
     parts: list[Any] = [
-        html.H2("What fires on this input", id="lab-fires-heading", tabIndex="-1"),
+        html.H2("What fires on this input", id="lab-fires-heading", tabIndex="-1", style=SCROLL_MARGIN),
         html.P(f"input: {inp.get('text') or inp.get('example_id')} · decoder at step {result.get('step')} · ranked by "
                f"{RANK_WORDS.get(result.get('rank_by'), result.get('rank_by'))} · corpus: {result.get('statistics_task')} · "
                f"top {result.get('n')} per layer", className="muted"),
@@ -209,7 +218,8 @@ def fires_view(result: Mapping[str, Any], run_id: str) -> list[Any]:
         parts.append(html.P(result["note"], className="notice notice-warning"))
     for stack in result.get("stacks") or []:
         rows = [html.Tr([html.Th(f"layer {layer['layer']}", scope="row"),
-                         html.Td(html.Ul([_unit_chip(run_id, u, stack["stack"]) for u in layer["units"]], className="fires-units"))])
+                         html.Td(html.Ul([_unit_chip(run_id, u, stack["stack"]) for u in layer["units"]], className="fires-units",
+                                         style=CHIP_ROW))])
                 for layer in stack["layers"]]
         parts.append(html.Details([
             html.Summary(f"{STACK_NAMES.get(stack['stack'], stack['stack'])} · {len(stack['layers'])} layers · "
