@@ -140,7 +140,7 @@ def sweep_progress(status: Mapping[str, Any]) -> html.Div:
         html.Label("k sweep progress", htmlFor="lab-sweep-bar", className="control-label"),
         html.Progress(id="lab-sweep-bar", value=str(done), max=str(max(total, 1))),
         html.Span(text, className="muted", id="lab-sweep-status", role="status", **{"aria-live": "polite"}),
-    ], className="sweep-progress")
+    ], className="sweep-progress", style={"display": "flex", "gap": "12px", "alignItems": "center"})
 
 
 def sweep_figure(result: Mapping[str, Any], prov: Provenance) -> go.Figure:
@@ -217,7 +217,7 @@ def fires_view(result: Mapping[str, Any], run_id: str) -> list[Any]:
     if result.get("note"):
         parts.append(html.P(result["note"], className="notice notice-warning"))
     for stack in result.get("stacks") or []:
-        rows = [html.Tr([html.Th(f"layer {layer['layer']}", scope="row"),
+        rows = [html.Tr([html.Th(f"layer {layer['layer']}", scope="row", style={"whiteSpace": "nowrap"}),
                          html.Td(html.Ul([_unit_chip(run_id, u, stack["stack"]) for u in layer["units"]], className="fires-units",
                                          style=CHIP_ROW))])
                 for layer in stack["layers"]]
