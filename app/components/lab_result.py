@@ -18,10 +18,6 @@ from app.components.diff import diff_view
 from app.lab_logic import crossmodal_note, chart_concept_lang, dial_line, intervention_line
 
 
-#: Room above a heading scrolled into view, so the sticky top bar (two lines at 1024 px) does not cover it.
-SCROLL_MARGIN = {"scrollMarginTop": "110px"}
-
-
 def _output_audio(out: Mapping[str, Any], label: str) -> html.Div:
     audio = out.get("audio") or {}
     if audio.get("wav_base64"):
@@ -48,7 +44,7 @@ def result_view(result: Mapping[str, Any], s: Mapping[str, Any], prov: Provenanc
              else html.Span("unchanged", className="badge"))
     what = intervention_line(result.get("intervention"))
     return [
-        html.Div([html.H2("Result", id="lab-result-heading", tabIndex="-1", style=SCROLL_MARGIN), badge,
+        html.Div([html.H2("Result", id="lab-result-heading", tabIndex="-1"), badge,
                   html.Span(" cached" if result.get("cached") else "", className="muted")], className="result-head"),
         html.P(f"input ({inp.get('kind')}{', ' + inp.get('lang') if inp.get('lang') else ''}): {inp_text}", className="muted"),
         html.P(f"{crossmodal_note(s)} · {what}", className="muted"),
@@ -175,7 +171,7 @@ def sweep_figure(result: Mapping[str, Any], prov: Provenance) -> go.Figure:
 
 
 def sweep_view(result: Mapping[str, Any], prov: Provenance) -> list[Any]:
-    return [html.H2("k sweep", id="lab-sweep-heading", tabIndex="-1", style=SCROLL_MARGIN),
+    return [html.H2("k sweep", id="lab-sweep-heading", tabIndex="-1"),
             html.P(f"{len(result.get('outputs') or [])} generations in {result.get('seconds', 0):.1f} s on "
                    f"{result.get('n_inputs')} inputs: " + "; ".join(
                        (i.get("text") or i.get("example_id") or "?")[:40] for i in result.get("inputs") or []),
@@ -209,7 +205,7 @@ def fires_view(result: Mapping[str, Any], run_id: str) -> list[Any]:
     """Per stack, one row per layer with its top units: a link to each unit's page and a button into the basket."""
     inp = result.get("input") or {}
     parts: list[Any] = [
-        html.H2("What fires on this input", id="lab-fires-heading", tabIndex="-1", style=SCROLL_MARGIN),
+        html.H2("What fires on this input", id="lab-fires-heading", tabIndex="-1"),
         html.P(f"input: {inp.get('text') or inp.get('example_id')} · decoder at step {result.get('step')} · ranked by "
                f"{RANK_WORDS.get(result.get('rank_by'), result.get('rank_by'))} · corpus: {result.get('statistics_task')} · "
                f"top {result.get('n')} per layer", className="muted"),
