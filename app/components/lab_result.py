@@ -76,11 +76,11 @@ SIDE_COLOURS = {"baseline": OKABE_ITO[7], "intervened": OKABE_ITO[5]}
 
 def _layout(fig: go.Figure, title: str, prov: Provenance, height: int) -> go.Figure:
     """Title with the provenance line, and the legend under the plot (many entries: above it they overlapped)."""
-    fig.update_layout(template=fg.TEMPLATE, font=fg.FONT, height=height, margin=dict(l=70, r=24, t=84, b=120),
+    fig.update_layout(template=fg.TEMPLATE, font=fg.FONT, height=height, margin=dict(l=70, r=24, t=84, b=170),
                       title=dict(text=title, subtitle=dict(text=prov.line(), font=dict(size=11, color="#52606d")),
                                  x=0.0, xanchor="left", xref="container", y=1.0, yref="container", yanchor="top",
                                  pad=dict(t=10, l=8), font=dict(size=14)),
-                      legend=dict(orientation="h", yanchor="top", y=-0.14, xanchor="left", x=0.0),
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, xanchor="left", x=0.0),
                       meta={"provenance": prov.as_dict()})
     return fig
 
