@@ -518,6 +518,18 @@ class AtlasClient:
         """One output token's units ranked by estimated effect, the top ones verified by forcing (see POST /attribution)."""
         return self.post("/attribution", dict(request), timeout=self.intervention_timeout_s)
 
+    def submit_sweep(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Queue a k sweep (several inputs, seeded random controls) as one job: {job_id, state, status_url}."""
+        return self.post("/jobs/sweep", dict(request))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job's state, progress and, once done, its result."""
+        return self.get(f"/jobs/{_seg(job_id)}")
+
+    def activations(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """What fires on an input: the top units per stack and layer, scored against the run's corpus."""
+        return self.post("/activations", dict(request), timeout=self.intervention_timeout_s)
+
     # -------------------------------------------------------------------------------------------------- findings
 
     def findings(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:

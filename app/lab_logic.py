@@ -16,8 +16,11 @@ PAGE = "lab"
 ROLE_TASK = {("representation", "speech"): "s2tt", ("representation", "text"): "t2tt",
              ("control", "speech"): "en2x_s2tt", ("control", "text"): "en2x_t2tt",
              ("representation", "multimodal"): "s2tt+t2tt", ("control", "multimodal"): "en2x_s2tt+en2x_t2tt"}
-ERROR_SLOTS = ("file", "text", "src_lang", "tgt_lang", "example_id", "spec", "max_new_tokens", "input", "run_id")
+ERROR_SLOTS = ("file", "text", "src_lang", "tgt_lang", "example_id", "spec", "max_new_tokens", "input", "run_id",
+               "probe_token")
 SWEEP_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+#: Units per (stack, layer) that 'what fires' lists.
+FIRES_PER_LAYER = 5
 AUDIO_MIME_PREFIXES = ("audio/", "application/octet-stream", "application/ogg", "video/ogg")
 #: What a bare /lab opens with (the README's example: English → German with French's en→X control units found on
 #: text, top + bottom 250 at step 2), so the first Run shows an effect; a link's own values win.
@@ -199,13 +202,88 @@ def unit_refs(unit_ids: Sequence[int], sites: Sequence[Mapping[str, Any]]) -> li
 
 def build_spec(s: Mapping[str, Any], concept: Mapping[str, Any] | None, refs: Sequence[Mapping[str, Any]] | None = None,
                *, set_kind: str | None = None, k: int | None = None) -> dict[str, Any]:
-    """The InterventionSpec of the lab state (a concept set, or the explicit basket units)."""
-    value = {"kind": s["value"]}
+    """The InterventionSpec of the lab state (a concept set, or the explicit basket units), with the dial's strength,
+    positions and decoding steps when they differ from the defaults (so an undialled spec is the one it always was)."""
+    return {**_units_and_value(s, concept, refs, set_kind=set_kind, k=k), **dial(s)}
+
+
+def value_of(s: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's value: a statistic, zero, or the unit's own value times `factor` (scale)."""
+    if s.get("value") == "scale":
+        return {"kind": "scale", "factor": float(s.get("factor") if s.get("factor") is not None else 2.0)}
+    return {"kind": s["value"]}
+
+
+def parse_decode_steps(text: str | None) -> str | list[int]:
+    """`all`, or decoding steps written as `0,2` or ranges `1-3` (0 = the first decoder forward), sorted."""
+    text = (text or "all").strip().lower()
+    if text in ("", "all"):
+        return "all"
+    steps: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise LabInputError("spec", f"decoding steps: {part!r} is not a step or a range like 1-3; write e.g. 0,2-4 or all")
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if b < a:
+            raise LabInputError("spec", f"decoding steps: the range {part!r} runs backwards")
+        if b - a > 4096:
+            raise LabInputError("spec", f"decoding steps: the range {part!r} is longer than 4096 steps")
+        steps.update(range(a, b + 1))
+    return sorted(steps)
+
+
+def positions_of(s: Mapping[str, Any]) -> str | dict[str, int]:
+    """The spec's decoder positions: all, last, or the range pos_from <= p < pos_to (pos_to empty = to the end)."""
+    if s.get("pos") != "range":
+        return s.get("pos") or "all"
+    start = int(s.get("pos_from") or 0)
+    stop = s.get("pos_to")
+    if stop is not None and int(stop) <= start:
+        raise LabInputError("spec", f"positions: the range's end ({stop}) must be after its start ({start})")
+    return {"start": start, **({"stop": int(stop)} if stop is not None else {})}
+
+
+def dial(s: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec fields the dial sets, only where they differ from the defaults: strength and scope."""
+    out: dict[str, Any] = {}
+    strength = float(s.get("strength") if s.get("strength") is not None else 1.0)
+    if strength != 1.0:
+        out["strength"] = strength
+    scope = {"positions": positions_of(s), "decode_steps": parse_decode_steps(s.get("decode_steps"))}
+    if scope != {"positions": "all", "decode_steps": "all"}:
+        out["scope"] = scope
+    return out
+
+
+def dial_line(s: Mapping[str, Any]) -> str:
+    """The dial's setting in words (shown under the controls and with every result)."""
+    strength = float(s.get("strength") if s.get("strength") is not None else 1.0)
+    try:
+        pos, steps = positions_of(s), parse_decode_steps(s.get("decode_steps"))
+    except LabInputError as exc:
+        return exc.message
+    where = {"all": "every decoder position", "last": "each step's newest decoder position"}.get(pos) if isinstance(pos, str) else (
+        f"decoder positions {pos['start']}–{pos['stop'] - 1}" if "stop" in pos else f"decoder positions from {pos['start']}")
+    when = "every decoding step" if steps == "all" else f"decoding step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps[:12]))}" + (
+        " …" if len(steps) > 12 else "")
+    if strength == 0:
+        how = "strength 0: the model is left exactly as it is"
+    elif strength == 1:
+        how = "strength 1: the value is written"
+    else:
+        how = f"strength {strength:g}: each unit moves {strength:g}× the way from its own value to the written one"
+    return f"{how} · at {where} · on {when} (encoder-side units are written wherever they run)"
+
+
+def _units_and_value(s: Mapping[str, Any], concept: Mapping[str, Any] | None, refs: Sequence[Mapping[str, Any]] | None,
+                     *, set_kind: str | None, k: int | None) -> dict[str, Any]:
+    value = value_of(s)
     if s["us"] == "basket":
         if not refs:
             raise LabInputError("spec", "units: the basket is empty; add units from a unit page or choose a concept set")
         spec: dict[str, Any] = {"units": {"kind": "explicit", "units": list(refs)}, "value": value}
-        if s["value"] != "zero":
+        if s["value"] not in ("zero", "scale"):
             if concept is None:
                 raise LabInputError("spec", f"value: {s['value']} reads a concept's statistics; choose a concept in the "
                                             "composer or use the value zero")
@@ -234,6 +312,15 @@ def build_request(s: Mapping[str, Any], spec: Mapping[str, Any] | None) -> dict[
         raise LabInputError("tgt_lang", "tgt_lang: choose a target language")
     body: dict[str, Any] = {"tgt_lang": s["tgt"], "spec": dict(spec) if spec else None, "run_id": s["run"],
                             "return_speech": True, "max_new_tokens": int(s["max_new"])}
+    if (s.get("probe") or "").strip():
+        body["probe_token"] = s["probe"].strip()
+    body.update(input_fields(s))
+    return body
+
+
+def input_fields(s: Mapping[str, Any]) -> dict[str, Any]:
+    """The input part of a request: a corpus example (with the modality fed) or typed text with its language."""
+    body: dict[str, Any] = {}
     if s["in"] == "example":
         if not s.get("ex"):
             raise LabInputError("example_id", "example_id: choose a corpus example")
@@ -245,6 +332,65 @@ def build_request(s: Mapping[str, Any], spec: Mapping[str, Any] | None) -> dict[
     else:
         raise LabInputError("input", f"input: {s['in']} audio goes through the upload endpoint")
     return body
+
+
+def sweep_inputs(s: Mapping[str, Any], examples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The sweep's inputs: the lab's own input first, then corpus examples in its language (same modality), up to
+    `sweep_inputs` in all."""
+    if s["in"] not in ("example", "text"):
+        raise LabInputError("input", "input: the k sweep runs on corpus examples and typed text; recorded or uploaded "
+                                     "audio is one file (use Run), or choose a corpus example fed as audio")
+    first = input_fields(s)
+    lang = s["src"] if s["in"] == "text" else next((e["lang"] for e in examples if e["example_id"] == s["ex"]), None)
+    modality = s["mod"] if s["in"] == "example" else "text"
+    out = [first]
+    for e in examples:
+        if len(out) >= int(s.get("sweep_inputs") or 1):
+            break
+        if e["lang"] != lang or e["example_id"] == s.get("ex"):
+            continue
+        if modality == "speech" and not e.get("has_audio", True):
+            continue
+        out.append({"example_id": e["example_id"], "modality": modality})
+    return out
+
+
+def sweep_request(s: Mapping[str, Any], spec: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The body of POST /jobs/sweep: the lab's spec at k/8, k/4, k/2 and k, with `seeds` random controls of each size."""
+    if spec.get("units", {}).get("kind") != "concept":
+        raise LabInputError("spec", "units: the k sweep varies a concept's set; switch 'Use' to a concept's set")
+    return {"inputs": list(inputs), "tgt_lang": s["tgt"], "spec": dict(spec), "ks": sweep_ks(int(s["k"])),
+            "seeds": list(range(int(s.get("seeds") or 1))), "concept_lang": s.get("ulang"), "run_id": s["run"],
+            "max_new_tokens": int(s["max_new"])}
+
+
+def fires_request(s: Mapping[str, Any]) -> dict[str, Any]:
+    """The body of POST /activations for the lab's input at its step, ranked as chosen."""
+    if s["in"] not in ("example", "text"):
+        raise LabInputError("input", "input: 'what fires' reads corpus examples and typed text; choose one of them")
+    if not s.get("tgt"):
+        raise LabInputError("tgt_lang", "tgt_lang: choose a target language")
+    return {**input_fields(s), "tgt_lang": s["tgt"], "run_id": s["run"], "step": s.get("step"), "n": FIRES_PER_LAYER,
+            "rank_by": s.get("rank") or "z"}
+
+
+def units_to_lab_href(run_id: str, unit_ids: Sequence[int], **values: Any) -> str:
+    """A lab link that forces the given units (the basket view with them in the URL), e.g. from the overview."""
+    return default_href(run=run_id, us="basket", units=tuple(dict.fromkeys(int(u) for u in unit_ids)), go=0, sweep=0, **values)
+
+
+def basket_entry(run_id: str, unit: Mapping[str, Any]) -> dict[str, Any]:
+    """A basket entry (what a unit page adds) from a listed unit."""
+    return {"unit_id": int(unit["unit_id"]), "site": unit.get("site"), "channel": unit.get("channel"),
+            "stack": unit.get("stack"), "run": run_id}
+
+
+def add_to_basket(basket: Sequence[Mapping[str, Any]] | None, entry: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """The basket with `entry` added (kept to the entry's run, as the unit page does), and whether it was new."""
+    kept = [dict(b) for b in basket or () if b.get("run") == entry["run"]]
+    if any(int(b["unit_id"]) == int(entry["unit_id"]) for b in kept):
+        return kept, False
+    return [*kept, dict(entry)], True
 
 
 def decode_upload(upload: Mapping[str, Any] | None, what: str = "upload") -> tuple[bytes, str, str]:

@@ -114,7 +114,7 @@ PAGES: dict[str, PageSpec] = {
         Key("set", "str", "top", SET_KINDS),
         Key("k", "int", 10, lo=1, hi=100_000),
         Key("stack", "str", "text_decoder", ("text_decoder", "encoder", "all")),
-        Key("value", "str", "on_p50", VALUES),
+        Key("value", "str", "on_p50", (*VALUES, "scale")),
         Key("units", "ints", ()),
         Key("max_new", "int", 32, lo=1, hi=1024),
         Key("go", "int", 0, lo=0, hi=1),
@@ -124,6 +124,19 @@ PAGES: dict[str, PageSpec] = {
         Key("at_ref", "str", "on_p50", VALUES),
         Key("at_vs", "int", 0, lo=0, hi=1),
         Key("at_n", "int", 20, lo=0, hi=100),
+        # the dial (issue 19): spec strength, scale factor, decoder positions and decoding steps, a probe token
+        Key("strength", "float", 1.0, lo=-100.0, hi=100.0),
+        Key("factor", "float", 2.0, lo=-1000.0, hi=1000.0),
+        Key("pos", "str", "all", ("all", "last", "range")),
+        Key("pos_from", "int", 2, lo=0, hi=4096),
+        Key("pos_to", "int", None, lo=1, hi=4096),
+        Key("decode_steps", "str", "all", max_len=200),
+        Key("probe", "str", "", max_len=100),
+        # what fires (ranking) and the k sweep's inputs and random seeds
+        Key("fires", "int", 0, lo=0, hi=1),
+        Key("rank", "str", "z", ("z", "activation", "magnitude")),
+        Key("sweep_inputs", "int", 3, lo=1, hi=8),
+        Key("seeds", "int", 3, lo=1, hi=8),
     )),
     "compare": PageSpec("compare", "/compare", (
         Key("run", "str"),

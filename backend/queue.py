@@ -58,6 +58,10 @@ class Job:
     cancelled: bool = False
     waiters: int = 0
     persistent: bool = False
+    #: What the job is (`intervention`, `sweep`, `activations`): pollers read `result` by it.
+    kind: str = "intervention"
+    #: Work done so far, for jobs of many steps (`{"done": n, "total": m, "stage": ...}`); None for one-step jobs.
+    progress: dict[str, Any] | None = None
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _callbacks: list[Callable[["Job"], None]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -78,6 +82,10 @@ class Job:
         """A waiting request stopped waiting (answered or timed out)."""
         with self._lock:
             self.waiters -= 1
+
+    def report(self, done: int, total: int, stage: str | None = None) -> None:
+        """Record progress (called by the job's function on the worker thread; read by pollers)."""
+        self.progress = {"done": int(done), "total": int(total), "stage": stage}
 
     def add_done_callback(self, fn: Callable[["Job"], None]) -> None:
         """Call `fn(job)` when the job finishes (at once if it already has)."""
@@ -139,7 +147,7 @@ class WorkQueue:
             typical = sorted(self._durations)[len(self._durations) // 2]
             return max(1, math.ceil(typical * max(self._pending, 1)))
 
-    def submit(self, key: str, fn: Callable[[Job], Any]) -> Job:
+    def submit(self, key: str, fn: Callable[[Job], Any], kind: str = "intervention") -> Job:
         """Queue `fn` (or join the identical job already in flight); raises QueueFull when the queue is full."""
         with self._lock:
             same = self._in_flight.get(key)
@@ -149,7 +157,7 @@ class WorkQueue:
                 full = True
             else:
                 full = False
-                job = Job(id=uuid.uuid4().hex[:16], key=key, fn=fn)
+                job = Job(id=uuid.uuid4().hex[:16], key=key, fn=fn, kind=kind)
                 self._pending += 1
                 self._in_flight[key] = job
                 self._jobs[job.id] = job
@@ -165,9 +173,9 @@ class WorkQueue:
         self._q.put(job)
         return job
 
-    def completed(self, key: str, result: Any) -> Job:
+    def completed(self, key: str, result: Any, kind: str = "intervention") -> Job:
         """Register an already finished job (a request answered from the cache), pollable like any other."""
-        job = Job(id=uuid.uuid4().hex[:16], key=key, fn=None)
+        job = Job(id=uuid.uuid4().hex[:16], key=key, fn=None, kind=kind)
         job.started_at = job.created_at
         job._finish(result=result)
         with self._lock:

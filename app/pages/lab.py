@@ -2,8 +2,14 @@
 
 URL state keys: run, in (example | text | upload | mic), ex, mod, text, src, tgt, us (concept | basket), role, umod
 (units found on speech | text | multimodal), ulang, step, set, k, stack, value, units (basket unit ids), max_new,
-go (1 = run on open), sweep (1 = k sweep on open), and the attribution panel's at_* keys (app/pages/lab_attribution.py). Uploaded and recorded audio cannot travel in a link; the link keeps
-every other setting.
+go (1 = run on open), sweep (1 = k sweep on open); the dial: strength, factor (value scale), pos (all | last | range),
+pos_from, pos_to, decode_steps (all, or e.g. 0,2-4), probe (a token charted per step); fires (1 = what fires on open),
+rank (z | activation | magnitude); the sweep's sweep_inputs and seeds; the attribution panel's at_* keys
+(app/pages/lab_attribution.py). Uploaded and recorded audio cannot travel in a link; the link keeps every other
+setting.
+
+Sections are functions (`_input_card`, `_units_card`, `_dial_card`, `_results`, `_fires_card`; the attribution
+panel in its own module), so a panel is one call added to `layout`.
 
 The composer picks the concept whose units are forced: a language concept of role × modality (representation:
 s2tt / t2tt; control: en2x_s2tt / en2x_t2tt; multimodal: both). Units found on one modality applied to an input of the
@@ -14,20 +20,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dash import ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from app import context, state as st, ui
 from app.client import BackendError
-from app.components import figures as fg, text_limits
+from app.components import text_limits
 from app.components.audio import audio_player
 from app.components.common import control, demo_model_line, error_text, lang_label, loading, notice, step_label
-from app.components.lab_result import input_audio_player, result_view
+from app.components.lab_result import fires_view, input_audio_player, result_view, sweep_progress, sweep_view
 from app.pages import lab_attribution
 from app.lab_logic import (
     ERROR_SLOTS,
     LAB_DEFAULTS,
     PAGE,
     LabInputError,
+    add_to_basket,
+    basket_entry,
     basket_line,
     basket_units,
     build_request,
@@ -37,9 +45,12 @@ from app.lab_logic import (
     crossmodal_note,
     decode_upload,
     default_href,
+    dial_line,
+    fires_request,
     result_summary,
     settle_choices,
-    sweep_ks,
+    sweep_inputs,
+    sweep_request,
     unit_refs,
     upload_limit,
     upload_size_problem,
@@ -83,21 +94,41 @@ def layout(**query: Any) -> html.Div:
                         className="page page-lab")
     problems += more
     model = caps.get("model") or {}
-    model_note = None
+    return html.Div([
+        html.H1("Intervention lab"),
+        demo_model_line(model.get("loaded") or run.get("model_spec")),
+        dcc.Link("Which sound did each output token read? Open the bridge", id="lab-bridge-link", className="button-link",
+                 href=ui.href("bridge", run=s["run"], ex=s["ex"] if s["in"] == "example" and s["mod"] == "speech" else None,
+                              tgt=s["tgt"])),
+        notice([html.Div(p) for p in problems], "warning") if problems else None,
+        _model_note(s, run, model),
+        html.Div([html.Div(_input_card(s, caps, examples, langs), className="half"),
+                  html.Div(_units_card(s, run), className="half")], className="row"),
+        _dial_card(s),
+        _results(),
+        _fires_card(s),
+        lab_attribution.panel(s),
+        *_stores(s, caps),
+    ], className="page page-lab")
+
+
+def _model_note(s: Mapping[str, Any], run: Mapping[str, Any], model: Mapping[str, Any]) -> html.Div | None:
+    """A warning when the live model is not ready, or is not the model the run was computed with."""
     if model.get("state") not in (None, "ready"):
-        model_note = notice(f"live model: {model.get('state')}" + (f" ({model.get('error')})" if model.get("error") else ""),
-                            "warning")
-    elif model.get("checksum") and model.get("checksum") != run.get("model_checksum"):
-        model_note = notice(f"the loaded model ({model.get('loaded')}, {model.get('checksum')}) is not the model of run "
-                            f"{s['run']} ({run.get('model_spec')}, {run.get('model_checksum')}): concept sets will be refused",
-                            "warning")
+        return notice(f"live model: {model.get('state')}" + (f" ({model.get('error')})" if model.get("error") else ""),
+                      "warning")
+    if model.get("checksum") and model.get("checksum") != run.get("model_checksum"):
+        return notice(f"the loaded model ({model.get('loaded')}, {model.get('checksum')}) is not the model of run "
+                      f"{s['run']} ({run.get('model_spec')}, {run.get('model_checksum')}): concept sets will be refused",
+                      "warning")
+    return None
+
+
+def _input_card(s: Mapping[str, Any], caps: Mapping[str, Any], examples: list[dict], langs: list[str]) -> html.Div:
+    """The input (corpus example, typed text, upload, microphone), the target language and the run buttons."""
     lang_opts = ui.options(langs, {l: lang_label(l) for l in langs})
-    run_langs = run.get("languages") or []
     ex_opts = [{"label": f"{e['lang']} · {e['sentence_id']} · {e['text'][:48]}", "value": e["example_id"]} for e in examples]
-    ks = sorted(int(k) for k in ((run.get("config") or {}).get("analysis") or {}).get("ks") or [])
-    kmax = max(20, 4 * (ks[-1] if ks else 500), int(s["k"]))
-    k_marks = {v: str(v) for v in sorted({1, *ks, kmax})}
-    input_box = html.Div([
+    return html.Div([
         html.H2("Input"),
         control("Run (concepts and statistics)", ui.dropdown("lab-run-select", context.run_options(), s["run"]),
                 "lab-run_id-error", class_name="w-full"),
@@ -131,12 +162,29 @@ def layout(**query: Any) -> html.Div:
         ], id="lab-in-mic", className="controls"),
         control("Target language", ui.dropdown("lab-tgt", lang_opts, s["tgt"]), "lab-tgt_lang-error"),
         html.Div([html.Button("Run", id="lab-run", className="button primary"),
-                  html.Button("Run k sweep", id="lab-sweep", className="button")], className="actions run-actions"),
-        html.P("Run compares the baseline with the intervened output; the k sweep forces k/8, k/4, k/2 and k units of "
-               "the set and of random units.", className="hint"),
+                  html.Button("Run k sweep", id="lab-sweep", className="button"),
+                  html.Button("What fires", id="lab-fires", className="button")], className="actions run-actions"),
+        html.Div([
+            control("Sweep inputs", dcc.Input(id="lab-sweep-inputs", type="number", min=1, max=8, step=1,
+                                              value=s["sweep_inputs"], debounce=True), class_name="w-narrow",
+                    help_text="this input + corpus examples in its language"),
+            control("Random seeds", dcc.Input(id="lab-seeds", type="number", min=1, max=8, step=1, value=s["seeds"],
+                                              debounce=True), class_name="w-narrow", help_text="one random control per seed"),
+        ], className="controls"),
+        html.P("Run compares the baseline with the intervened output. The k sweep runs as one backend job: the set at "
+               "k/8, k/4, k/2 and k and as many random units per seed, on each input (mean and spread). What fires "
+               "lists the units this input drives furthest from their corpus distribution, per layer.", className="hint"),
         error_text("lab-run-error"),
     ], className="card")
-    composer = html.Div([
+
+
+def _units_card(s: Mapping[str, Any], run: Mapping[str, Any]) -> html.Div:
+    """The composer: a concept's set (role, modality, language, step, set, stack, k) or the basket, and the value."""
+    run_langs = run.get("languages") or []
+    ks = sorted(int(k) for k in ((run.get("config") or {}).get("analysis") or {}).get("ks") or [])
+    kmax = max(20, 4 * (ks[-1] if ks else 500), int(s["k"]))
+    k_marks = {v: str(v) for v in sorted({1, *ks, kmax})}
+    return html.Div([
         html.H2("Units"),
         control("Use", ui.radio("lab-us", [{"label": "a concept's set", "value": "concept"},
                                            {"label": "the basket", "value": "basket"}], s["us"])),
@@ -165,36 +213,91 @@ def layout(**query: Any) -> html.Div:
             html.Button("Empty the basket", id="lab-basket-clear", className="button small"),
         ], className="basket-row"),
         html.Div([
-            control("Value written", ui.dropdown("lab-value", ui.options(list(st.VALUES), {
+            control("Value written", ui.dropdown("lab-value", ui.options([*st.VALUES, "scale"], {
                 "on_p50": "on_p50 (median when the concept is on)", "on_p90": "on_p90", "off_mean": "off_mean",
-                "off_p50": "off_p50", "zero": "zero"}), s["value"])),
+                "off_p50": "off_p50", "zero": "zero", "scale": "scale (own value × factor)"}), s["value"])),
             control("Max new tokens", dcc.Input(id="lab-max-new", type="number", min=1, max=1024, step=1, value=s["max_new"],
                                                 debounce=True), "lab-max_new_tokens-error", class_name="w-narrow"),
         ], className="controls"),
         error_text("lab-spec-error"),
     ], className="card")
+
+
+STRENGTH_MARKS = {v: f"{v:g}" for v in (-1, 0, 0.5, 1, 2, 4)}
+
+
+def _dial_card(s: Mapping[str, Any]) -> html.Div:
+    """The dial: strength (0 = baseline, 1 = the value, beyond = further), scale factor, decoder positions, decoding
+    steps, and a probe token whose probability the result charts per step."""
     return html.Div([
-        html.H1("Intervention lab"),
-        demo_model_line(model.get("loaded") or run.get("model_spec")),
-        dcc.Link("Which sound did each output token read? Open the bridge", id="lab-bridge-link", className="button-link",
-                 href=ui.href("bridge", run=s["run"], ex=s["ex"] if s["in"] == "example" and s["mod"] == "speech" else None,
-                              tgt=s["tgt"])),
-        notice([html.Div(p) for p in problems], "warning") if problems else None,
-        model_note,
-        html.Div([html.Div(input_box, className="half"), html.Div(composer, className="half")], className="row"),
+        html.H2("Dial"),
+        html.Div([
+            control("Strength", dcc.Slider(id="lab-strength", min=-1, max=4, step=0.05, value=float(s["strength"]),
+                                           marks=STRENGTH_MARKS, tooltip={"placement": "bottom"}), class_name="w-wide",
+                    help_text="each unit moves this far from its own value toward the value written (0 = baseline)"),
+            control("Scale factor", dcc.Input(id="lab-factor", type="number", step=0.1, value=s["factor"], debounce=True),
+                    class_name="w-narrow", help_text="with value 'scale'"),
+        ], className="controls"),
+        html.Div([
+            control("Decoder positions", ui.radio("lab-pos", [{"label": "all", "value": "all"},
+                                                              {"label": "each step's newest", "value": "last"},
+                                                              {"label": "a range", "value": "range"}], s["pos"])),
+            control("From position", dcc.Input(id="lab-pos-from", type="number", min=0, step=1, value=s["pos_from"],
+                                               debounce=True), class_name="w-narrow"),
+            control("To (exclusive)", dcc.Input(id="lab-pos-to", type="number", min=1, step=1, value=s["pos_to"],
+                                                debounce=True, placeholder="end"), class_name="w-narrow",
+                    help_text="0 = </s>, 1 = language token, 2+ = output tokens"),
+            control("Decoding steps", dcc.Input(id="lab-decode-steps", type="text", value=s["decode_steps"], debounce=True,
+                                                placeholder="all, or e.g. 0,2-4"), class_name="w-narrow",
+                    help_text="which output tokens it acts on (0 = the first)"),
+            control("Probe token", dcc.Input(id="lab-probe", type="text", value=s["probe"], debounce=True,
+                                             placeholder="e.g. ▁Die"), "lab-probe_token-error", class_name="w-narrow",
+                    help_text="its probability at every output step"),
+        ], className="controls"),
+        html.P(dial_line(s), id="lab-dial-line", className="muted"),
+    ], className="card", id="lab-dial")
+
+
+def _results() -> html.Div:
+    """Where results land: the Run result, the sweep (progress, then its chart); each scrolls into view and takes
+    focus when it arrives."""
+    return html.Div([
         loading(html.Div(id="lab-result", children=html.P(
             "Choose an input and units, then Run: the baseline and the intervened output appear here.", className="hint"))),
-        loading(html.Div(id="lab-sweep-out")),
-        lab_attribution.panel(s),
+        html.Div(id="lab-sweep-progress"),
+        html.Div(id="lab-sweep-out"),
+        dcc.Interval(id="lab-sweep-poll", interval=400, disabled=True),
+    ], className="lab-results")
+
+
+def _fires_card(s: Mapping[str, Any]) -> html.Div:
+    """What fires on the input: ranking choice and the per-layer lists (filled by the What fires button)."""
+    return html.Div([
+        html.Div([
+            control("Rank units by", ui.radio("lab-rank", [{"label": "deviation from the corpus (|z|)", "value": "z"},
+                                                           {"label": "activation", "value": "activation"},
+                                                           {"label": "|activation|", "value": "magnitude"}], s["rank"])),
+            html.Span(id="lab-fires-status", className="muted", role="status", **{"aria-live": "polite"}),
+        ], className="controls"),
+        loading(html.Div(id="lab-fires-out")),
+    ], className="card", id="lab-fires-card")
+
+
+def _stores(s: Mapping[str, Any], caps: Mapping[str, Any]) -> list[Any]:
+    return [
         dcc.Store(id="lab-upload-data"),
         dcc.Store(id="lab-upload-limit", data=upload_limit(caps)),
         dcc.Store(id="lab-upload-rejected", data=None),
         dcc.Store(id="lab-mic", data=None),
         dcc.Store(id="lab-go", data=s["go"]),
         dcc.Store(id="lab-sweep-go", data=s["sweep"]),
+        dcc.Store(id="lab-fires-go", data=s["fires"]),
+        dcc.Store(id="lab-sweep-job", data=None),
+        dcc.Store(id="lab-fires-units", data={}),
+        *[dcc.Store(id=f"{target}-scrolled") for target in ("lab-result", "lab-sweep-out", "lab-fires-out")],
         dcc.Store(id="lab-state", data=s),
         ui.url_sync(PAGE, st.href(PAGE, s)),
-    ], className="page page-lab")
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------- running
@@ -225,31 +328,17 @@ def run_intervention(s: Mapping[str, Any], upload: Mapping[str, Any] | None, mic
         if problem:
             raise LabInputError("file", problem)
         options = {"tgt_lang": s["tgt"], "spec": dict(spec), "run_id": s["run"], "return_speech": True,
-                   "max_new_tokens": int(s["max_new"])}
+                   "max_new_tokens": int(s["max_new"]), **({"probe_token": s["probe"].strip()} if (s.get("probe") or "").strip() else {})}
         return c.intervene_upload(data, name, mime, options)
     return c.intervene(build_request(s, spec))
 
 
-def control_size(set_kind: str, k: int) -> int:
-    """Units of a set at k (both = top k + bottom k): the size its random control must have."""
-    return 2 * k if set_kind == "both" else k
-
-
-def sweep(s: Mapping[str, Any], upload, mic) -> tuple[list[dict[str, Any]], str | None]:
-    """Intervene at k/8, k/4, k/2 and k with the chosen set and with as many random units; stops at the first error."""
-    points: list[dict[str, Any]] = []
-    lang, tgt = s["ulang"], s["tgt"]
-    chosen = s["set"] if s["set"] != "random" else "top"
-    for k in sweep_ks(int(s["k"])):
-        for kind in (chosen, "random"):
-            size = k if kind == chosen else control_size(chosen, k)
-            try:
-                result = run_intervention(s, upload, mic, _spec(s, set_kind=kind, k=size))
-            except BackendError as exc:
-                return points, exc.message
-            probs = result["intervened"].get("language_probabilities") or {}
-            points.append({"k": k, "set": kind, "p_concept": probs.get(lang), "p_tgt": probs.get(tgt)})
-    return points, None
+def sweep_inputs_of(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The sweep's inputs for the lab state (its own input, then corpus examples in the same language)."""
+    lang = s["src"] if s["in"] == "text" else None
+    examples = context.client().examples(s["run"], lang=lang, limit=50)["examples"] if lang else \
+        context.client().examples(s["run"], limit=500)["examples"]
+    return sweep_inputs(s, examples)
 
 
 def register_callbacks(app: Dash) -> None:
@@ -280,13 +369,26 @@ def register_callbacks(app: Dash) -> None:
                   Input("lab-umod", "value"), Input("lab-ulang", "value"), Input("lab-step", "value"), Input("lab-set", "value"),
                   Input("lab-k", "value"), Input("lab-stack", "value"), Input("lab-value", "value"),
                   Input("lab-max-new", "value"), Input("lab-go", "data"), Input("lab-sweep-go", "data"),
+                  Input("lab-fires-go", "data"), Input("lab-strength", "value"), Input("lab-factor", "value"),
+                  Input("lab-pos", "value"), Input("lab-pos-from", "value"), Input("lab-pos-to", "value"),
+                  Input("lab-decode-steps", "value"), Input("lab-probe", "value"), Input("lab-rank", "value"),
+                  Input("lab-sweep-inputs", "value"), Input("lab-seeds", "value"),
                   State("lab-state", "data"), prevent_initial_call=True)
-    def update(inp, ex, mod, text, src, tgt, us, role, umod, ulang, step, set_kind, k, stack, value, max_new, go, sweep_go, s):
+    def update(inp, ex, mod, text, src, tgt, us, role, umod, ulang, step, set_kind, k, stack, value, max_new, go, sweep_go,
+               fires_go, strength, factor, pos, pos_from, pos_to, decode_steps, probe, rank, n_inputs, seeds, s):
         new = {**s, "in": inp, "ex": ex, "mod": mod, "text": text or "", "src": src, "tgt": tgt, "us": us, "role": role,
                "umod": umod, "ulang": ulang, "step": step, "set": set_kind, "k": int(k or 1), "stack": stack,
-               "value": value, "max_new": int(max_new or s["max_new"]), "go": go or 0, "sweep": sweep_go or 0}
-        if ctx.triggered_id not in ("lab-go", "lab-sweep-go") and any(new[x] != s[x] for x in new if x not in ("go", "sweep")):
-            new["go"], new["sweep"] = 0, 0
+               "value": value, "max_new": int(max_new or s["max_new"]), "go": go or 0, "sweep": sweep_go or 0,
+               "fires": fires_go or 0, "strength": float(strength if strength is not None else 1.0),
+               "factor": float(factor) if factor is not None else s["factor"], "pos": pos,
+               "pos_from": int(pos_from) if pos_from is not None else s["pos_from"],
+               "pos_to": int(pos_to) if pos_to not in (None, "") else None,
+               "decode_steps": (decode_steps or "all").strip() or "all", "probe": probe or "", "rank": rank,
+               "sweep_inputs": int(n_inputs or s["sweep_inputs"]), "seeds": int(seeds or s["seeds"])}
+        flags = ("go", "sweep", "fires")
+        if ctx.triggered_id not in ("lab-go", "lab-sweep-go", "lab-fires-go") and any(
+                new[x] != s[x] for x in new if x not in flags):
+            new["go"], new["sweep"], new["fires"] = 0, 0, 0
         if new == s:
             return no_update, no_update
         return new, st.href(PAGE, new)
@@ -378,26 +480,82 @@ def register_callbacks(app: Dash) -> None:
         view = result_view(result, s, prov, input_audio_player(s, upload, mic))
         return view, 1, {"page": PAGE, "summary": result_summary(result)}, *clear.values(), ""
 
-    @app.callback(Output("lab-sweep-out", "children"), Output("lab-sweep-go", "data"),
-                  Input("lab-sweep", "n_clicks"), State("lab-state", "data"), State("lab-upload-data", "data"),
-                  State("lab-mic", "data"))
-    def run_sweep(n, s, upload, mic):
+    @app.callback(Output("lab-dial-line", "children"), Input("lab-state", "data"))
+    def dial_words(s):
+        return dial_line(s)
+
+    @app.callback(Output("lab-sweep-job", "data"), Output("lab-sweep-poll", "disabled"),
+                  Output("lab-sweep-progress", "children"), Output("lab-sweep-out", "children", allow_duplicate=True),
+                  Input("lab-sweep", "n_clicks"), State("lab-state", "data"), State("basket", "data"),
+                  prevent_initial_call="initial_duplicate")
+    def submit_sweep(n, s, basket):
         if not n and not (s.get("sweep") and s["in"] in ("example", "text")):
-            return no_update, no_update
-        if s["us"] == "basket":
-            return notice("the k sweep varies a concept's set; switch 'Use' to a concept's set", "warning"), 0
+            return no_update, no_update, no_update, no_update
+        s = with_basket(s, basket)
         try:
-            _, _, prov = context.run_and_provenance(s["run"])
-            points, error = sweep(s, upload, mic)
+            request = sweep_request(s, _spec(s), sweep_inputs_of(s))
+            job = context.client().submit_sweep(request)
         except LabInputError as exc:
-            return notice(exc.message, "error"), 0
+            return None, True, notice(exc.message, "error"), []
         except BackendError as exc:
-            return notice(exc.message, "error"), 0
-        children: list[Any] = []
-        if error:
-            children.append(notice(f"the sweep stopped early: {error}", "warning"))
-        if points:
-            fig = fg.dose_response(points, prov, concept_lang=s["ulang"] or "?", tgt_lang=s["tgt"],
-                                   set_kind=s["set"] if s["set"] != "random" else "top")
-            children.append(ui.graph("lab-dose", fig))
-        return children, 1 if points and not error else 0
+            return None, True, notice(exc.message, "error"), []
+        return job["job_id"], False, sweep_progress({"state": job.get("state"), "progress": None}), []
+
+    @app.callback(Output("lab-sweep-progress", "children", allow_duplicate=True), Output("lab-sweep-out", "children"),
+                  Output("lab-sweep-poll", "disabled", allow_duplicate=True), Output("lab-sweep-go", "data"),
+                  Input("lab-sweep-poll", "n_intervals"), State("lab-sweep-job", "data"), State("lab-state", "data"),
+                  prevent_initial_call=True)
+    def poll_sweep(_, job_id, s):
+        if not job_id:
+            return no_update, no_update, True, no_update
+        try:
+            status = context.client().job(job_id)
+        except BackendError as exc:
+            return notice(f"the sweep's progress could not be read: {exc.message}", "error"), no_update, True, 0
+        if status["state"] == "error":
+            return notice(f"the sweep failed: {(status.get('error') or {}).get('error')}", "error"), [], True, 0
+        if status["state"] != "done":
+            return sweep_progress(status), no_update, False, no_update
+        _, _, prov = context.run_and_provenance(s["run"])
+        return sweep_progress(status), sweep_view(status["result"], prov), True, 1
+
+    @app.callback(Output("lab-fires-out", "children"), Output("lab-fires-units", "data"), Output("lab-fires-go", "data"),
+                  Input("lab-fires", "n_clicks"), State("lab-state", "data"))
+    def what_fires(n, s):
+        if not n and not (s.get("fires") and s["in"] in ("example", "text")):
+            return no_update, no_update, no_update
+        try:
+            result = context.client().activations(fires_request(s))
+        except (LabInputError, BackendError) as exc:
+            return notice(exc.message, "error"), {}, 0
+        units = {str(u["unit_id"]): basket_entry(result["run_id"], {**u, "stack": stack["stack"]})
+                 for stack in result["stacks"] for layer in stack["layers"] for u in layer["units"]}
+        return fires_view(result, result["run_id"]), units, 1
+
+    @app.callback(Output("basket", "data", allow_duplicate=True), Output("lab-fires-status", "children"),
+                  Input({"type": "lab-fires-add", "unit": ALL}, "n_clicks"), State("lab-fires-units", "data"),
+                  State("basket", "data"), prevent_initial_call=True)
+    def fires_to_basket(clicks, units, basket):
+        trigger = ctx.triggered_id
+        if not trigger or not any(clicks or ()) or str(trigger["unit"]) not in (units or {}):
+            return no_update, no_update
+        new, added = add_to_basket(basket, units[str(trigger["unit"])])
+        if not added:
+            return no_update, f"unit {trigger['unit']} is already in the basket ({len(new)} units)"
+        return new, f"unit {trigger['unit']} added · the basket holds {len(new)} units"
+
+    for target, heading in (("lab-result", "lab-result-heading"), ("lab-sweep-out", "lab-sweep-heading"),
+                            ("lab-fires-out", "lab-fires-heading")):
+        app.clientside_callback(
+            f"""function (children) {{
+                var tries = 0;
+                function attempt() {{
+                    var h = document.getElementById("{heading}");
+                    if (!h) {{ if (tries++ < 60) {{ setTimeout(attempt, 50); }} return; }}
+                    h.scrollIntoView({{block: "start"}});
+                    h.focus({{preventScroll: true}});
+                }}
+                setTimeout(attempt, 60);
+                return window.dash_clientside.no_update;
+            }}""",
+            Output(f"{target}-scrolled", "data"), Input(target, "children"), prevent_initial_call=True)

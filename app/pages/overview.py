@@ -13,6 +13,7 @@ from typing import Any
 from dash import ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from app import context, state as st, ui
+from app.lab_logic import units_to_lab_href
 from app.client import STACKS, BackendError
 from app.components import figures as fg
 from app.components.common import (
@@ -300,6 +301,8 @@ def drill_down(s: dict[str, Any], prov: Provenance) -> list[Any]:
         html.P(f"The top {len(units)} units carry {100 * top['cumulative_share']:.1f} % of the layer's total mean "
                f"|activation| ({100 * len(units) / page['n_units']:.1f} % of its units).", className="caption"),
         html.Div([ui.graph("ov-c-drill-graph", fig, class_name="graph half"), links], className="row"),
+        dcc.Link(f"Send these {len(units)} units to the lab", id="ov-c-drill-lab", className="button small",
+                 href=units_to_lab_href(s["run"], [u["unit_id"] for u in units], ulang=lang, step=s["step"])),
     ]
 
 
@@ -339,7 +342,9 @@ def shared_units_view(s: dict[str, Any], page: dict[str, Any]) -> list[Any]:
                       html.Span(f" · rank {u.get('text_rank')} in text, {u.get('speech_rank')} in speech", className="muted")])
              for u in page["units"]]
     more = [html.P(f"showing the first {len(items)}", className="muted")] if page["total"] > len(items) else []
-    return [html.H3(head, tabIndex="-1", className="result-heading"), html.Ul(items, className="unit-list"), *more]
+    to_lab = dcc.Link(f"Send these {len(items)} units to the lab", id="ov-x-units-lab", className="button small",
+                      href=units_to_lab_href(s["run"], [u["unit_id"] for u in page["units"]], ulang=text_lang, step=s["step"]))
+    return [html.H3(head, tabIndex="-1", className="result-heading"), html.Ul(items, className="unit-list"), *more, to_lab]
 
 
 # ----------------------------------------------------------------------------------------------------- callbacks

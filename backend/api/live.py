@@ -25,6 +25,7 @@ from backend.api.settings import Settings
 from neuron_atlas.engine.audio import decode_audio, encode_wav
 from neuron_atlas.engine.constants import SAMPLE_RATE
 from neuron_atlas.engine.interventions import InterventionSpec, ResolvedIntervention, generate_with, prepare_inputs, resolve
+from neuron_atlas.engine.interventions.generate import chosen_token_probabilities, teacher_forced_scores
 from neuron_atlas.engine.model.loading import ModelBundle, ModelLoadError, configure_cpu_threads, load_model
 from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from backend.queue import Job
@@ -136,6 +137,27 @@ class ModelHost:
         raise ApiProblem(503, f"the model {self.requested!r} is still loading; retry shortly", headers={"Retry-After": "5"})
 
 
+def probe_token_id(bundle: ModelBundle, token: str | None) -> tuple[int, str] | None:
+    """(id, vocabulary piece) of a probe token: a vocabulary piece as given (`▁Die`), or a word that the tokenizer
+    turns into exactly one piece; 422 naming the pieces otherwise."""
+    if token is None:
+        return None
+    tok = bundle.tokenizer
+    if not token.strip():
+        raise ApiProblem(422, "probe_token: give a token or a one-token word", "probe_token")
+    tid = tok.convert_tokens_to_ids(token)
+    if tid is not None and tid != tok.unk_token_id:
+        return int(tid), token
+    pieces = tok.tokenize(token)
+    if len(pieces) != 1:
+        raise ApiProblem(422, f"probe_token: {token!r} is {len(pieces)} tokens of this model ({' '.join(pieces)}); "
+                              "give one of them", "probe_token")
+    tid = tok.convert_tokens_to_ids(pieces[0])
+    if tid is None or tid == tok.unk_token_id:
+        raise ApiProblem(422, f"probe_token: {token!r} is not in this model's vocabulary", "probe_token")
+    return int(tid), pieces[0]
+
+
 def require_same_model(run: dict, bundle: ModelBundle, consequence: str) -> None:
     """409 naming both models when a stored run was computed with another model than the loaded one."""
     if run["model_checksum"] != bundle.checksum:
@@ -163,6 +185,7 @@ class Prepared:
     resolved: ResolvedIntervention | None
     run_id: str | None
     prepare_s: float
+    probe: tuple[int, str] | None = None
 
 
 def _digest(obj: Any) -> str:
@@ -249,6 +272,7 @@ class InterventionService:
             desc = {"kind": "audio", "filename": filename, "sha256": hashlib.sha256(audio).hexdigest(),
                     "duration_s": round(len(wave) / SAMPLE_RATE, 3)}
         speech = bool(request.get("return_speech"))
+        probe = probe_token_id(bundle, request.get("probe_token"))
         key = _digest({
             "spec": spec.canonical_json() if spec is not None else None,
             "stats_run": run_id if needs_run else None,
@@ -258,8 +282,9 @@ class InterventionService:
             "tgt_lang": tgt,
             "engine": ENGINE_VERSION,
             "language_id": [s.language_identifier, s.language_scope],
+            **({"probe": probe[0]} if probe is not None else {}),
         })
-        return Prepared(key, inputs, desc, tgt, max_new, speech, spec, resolved, run_id, time.perf_counter() - t0)
+        return Prepared(key, inputs, desc, tgt, max_new, speech, spec, resolved, run_id, time.perf_counter() - t0, probe)
 
     def _example_inputs(self, bundle: ModelBundle, run_id: str, example_id: str, modality: str) -> tuple[dict, dict]:
         reader = self._reader()
@@ -299,6 +324,8 @@ class InterventionService:
                 if out is None:
                     out = generate_with(bundle, registry, resolved, prepared.inputs, prepared.tgt_lang,
                                         max_new_tokens=prepared.max_new_tokens, speech=False)
+                if out.scores is None and out.token_ids[0]:
+                    out.scores = teacher_forced_scores(bundle, registry, resolved, prepared.inputs, out.sequences)
                 outs[name] = out
                 timing[name] = round(time.perf_counter() - t0, 4)
         t0 = time.perf_counter()
@@ -324,6 +351,7 @@ class InterventionService:
                 "text": out.text, "token_ids": [int(i) for i in ids],
                 "tokens": bundle.tokenizer.convert_ids_to_tokens(ids), "language_probabilities": clean,
                 "language_probability_outside": outside, "top_language": top, "audio": audio,
+                **self.token_evidence(out, prepared.probe),
             }
         base, inter = result_outputs["baseline"], result_outputs["intervened"]
         diff = token_diff(base["token_ids"], inter["token_ids"], base["tokens"], inter["tokens"])
@@ -339,6 +367,21 @@ class InterventionService:
             "baseline": base, "intervened": inter, "changed": base["token_ids"] != inter["token_ids"],
             "first_difference": first, "diff": diff, "timing_s": timing,
         }
+
+    def token_evidence(self, out, probe: tuple[int, str] | None) -> dict[str, Any]:
+        """Per output token: the probability greedy decoding gave its token (and the probe token's), and the language
+        identifier's probabilities of the text up to and including it (where the output turns into which language)."""
+        ids = out.token_ids[0]
+        chosen = probe_probs = None
+        if out.scores is not None and ids:
+            chosen_rows, probe_rows = chosen_token_probabilities(out.scores, out.token_ids, None if probe is None else probe[0])
+            chosen = [round(p, 6) for p in chosen_rows[0]]
+            probe_probs = None if probe_rows is None else [round(p, 6) for p in probe_rows[0]]
+        prefixes = [self.host.bundle.tokenizer.decode(ids[: t + 1], skip_special_tokens=True) for t in range(len(ids))]
+        by_prefix = self.host.identifier.probabilities(prefixes) if self.host.identifier is not None and prefixes else []
+        return {"token_probabilities": chosen, "probe_probabilities": probe_probs,
+                "probe_token": None if probe is None else probe[1],
+                "prefix_language_probabilities": [{k: round(float(v), 6) for k, v in p.items()} for p in by_prefix]}
 
     def _audio(self, out, tgt_lang: str, from_model: bool) -> dict[str, Any]:
         if from_model:

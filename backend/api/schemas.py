@@ -71,6 +71,7 @@ class GenerationOptions(BaseModel):
     run_id: str | None = Field(None, description="run whose concepts and statistics the spec refers to (default: the newest run of the loaded model)", max_length=200)
     return_speech: bool = Field(False, description="also return audio of both outputs")
     max_new_tokens: int | None = Field(None, ge=1, description="tokens to generate (default and maximum: the server's max_new_tokens)")
+    probe_token: str | None = Field(None, max_length=100, description="a vocabulary piece (or one-piece word) whose probability is reported at every output step")
 
 
 class InterventionRequest(GenerationOptions):
@@ -188,6 +189,12 @@ class Output(BaseModel):
         None, description="mass on any other language or on none (gibberish); null for a text without letters")
     top_language: str | None = Field(description="most probable model language; null when the mass outside outweighs it")
     audio: AudioOut | None = None
+    token_probabilities: list[float] | None = Field(
+        None, description="per output token, the probability greedy decoding gave it (null when speech came from the model's own speech path)")
+    probe_token: str | None = Field(None, description="the vocabulary piece of the request's probe_token")
+    probe_probabilities: list[float] | None = Field(None, description="per output step, the probe token's probability")
+    prefix_language_probabilities: list[dict[str, float]] = Field(
+        default_factory=list, description="per output token, the identifier's language probabilities of the text up to it")
 
 
 class DiffOp(BaseModel):
@@ -231,15 +238,135 @@ class JobCreated(BaseModel):
     cached: bool = False
 
 
+class JobProgress(BaseModel):
+    done: int
+    total: int
+    stage: str | None = None
+
+
+class SweepPoint(_Open):
+    """One condition of a sweep: the chosen set at k (mean and spread across inputs) or its random control (mean and
+    spread across seeds of the per-seed input means)."""
+
+    k: int | None
+    set: str
+    n_units: int
+    p_concept: float | None
+    p_concept_std: float | None
+    p_tgt: float | None
+    p_tgt_std: float | None
+
+
+class SweepResult(_Open):
+    kind: Literal["sweep"]
+    run_id: str
+    tgt_lang: str
+    concept_lang: str | None
+    set: str
+    ks: list[int]
+    seeds: list[int]
+    n_inputs: int
+    baseline: SweepPoint
+    points: list[SweepPoint]
+    outputs: list[dict[str, Any]] = Field(description="every generation: input index, k, set, seed, text, p_concept, p_tgt")
+
+
 class JobStatus(_Open):
     job_id: str
+    kind: Literal["intervention", "sweep", "activations"] = "intervention"
     state: Literal["queued", "loading model", "running", "done", "error"]
     created_at: float
     started_at: float | None
     finished_at: float | None
     queue_position: int | None
-    result: InterventionResult | None = None
+    progress: JobProgress | None = Field(None, description="generations done of the total, for sweeps")
+    result: InterventionResult | SweepResult | None = None
     error: ErrorBody | None = None
+
+
+class SweepInput(BaseModel):
+    """One input of a sweep: a corpus example (with the modality to feed) or a text with its source language."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    example_id: str | None = Field(None, max_length=500)
+    modality: Literal["text", "speech"] = "text"
+    text: str | None = Field(None, max_length=100_000)
+    src_lang: str | None = Field(None, max_length=16)
+
+
+class SweepRequest(BaseModel):
+    """A k sweep as one job: the spec's concept set at each k and seeded random sets of the same size, on each input."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "inputs": [{"text": "My mother works at the hospital.", "src_lang": "eng"}, {"example_id": "builtin:s001:eng:eng-m1"}],
+        "tgt_lang": "deu", "spec": EXAMPLE_SPEC, "ks": [2, 5, 10], "seeds": [0, 1, 2]}]})
+
+    inputs: list[SweepInput] = Field(min_length=1, max_length=8)
+    tgt_lang: str = Field(min_length=1, max_length=16)
+    spec: SpecField = Field(description="an InterventionSpec with concept units: its set, value, scope and strength are swept over k")
+    ks: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=8)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=8,
+                             description="one random control per seed and k")
+    concept_lang: str | None = Field(None, max_length=16, description="language whose output probability the sweep reports (default: the concept's)")
+    run_id: str | None = Field(None, max_length=200)
+    max_new_tokens: int | None = Field(None, ge=1)
+
+
+class ActivationsRequest(BaseModel):
+    """What fires on one input: a corpus example or a text, recorded at a decoder step of the run."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"text": "My mother works at the hospital.", "src_lang": "eng", "tgt_lang": "deu", "step": 2, "n": 5, "rank_by": "z"}]})
+
+    example_id: str | None = Field(None, max_length=500)
+    modality: Literal["text", "speech"] = "text"
+    text: str | None = Field(None, max_length=100_000)
+    src_lang: str | None = Field(None, max_length=16)
+    tgt_lang: str = Field(min_length=1, max_length=16)
+    run_id: str | None = Field(None, max_length=200)
+    step: int | None = Field(None, ge=1, description="decoder prefix length (a step of the run; default its smallest)")
+    n: int = Field(5, ge=1, le=50, description="units per (stack, layer)")
+    rank_by: Literal["z", "activation", "magnitude"] = Field(
+        "z", description="|z| against the run's per-unit corpus mean and std, the activation, or |activation|")
+
+
+class ActivationUnit(_Open):
+    unit_id: int
+    site: str
+    channel: int
+    layer: int
+    component: str
+    activation: float
+    corpus_mean: float | None
+    corpus_std: float | None
+    z: float | None
+
+
+class ActivationLayer(BaseModel):
+    layer: int
+    units: list[ActivationUnit]
+
+
+class ActivationStack(_Open):
+    stack: str
+    n_units: int
+    statistics: bool
+    layers: list[ActivationLayer]
+
+
+class Activations(_Open):
+    kind: Literal["activations"]
+    run_id: str
+    input: dict[str, Any]
+    tgt_lang: str
+    step: int
+    n: int
+    rank_by: str
+    statistics_task: str
+    note: str | None
+    output_tokens: list[str]
+    stacks: list[ActivationStack]
 
 
 # ----------------------------------------------------------------------------------------------------- findings

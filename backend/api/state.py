@@ -111,11 +111,13 @@ class AtlasState:
         return await self.run_queued(prepared.key, lambda job: self.run_prepared(prepared, job, execute),
                                      "retry later or submit it to /jobs")
 
-    async def run_queued(self, key: str, work: Callable[[Job], Any], retry_hint: str = "retry later") -> Any:
-        """Queue `work` under `key` (joining an identical job in flight) and wait for its result, up to the request
-        timeout; a job still queued then is dropped (504 with `retry_hint`), a running one is left to poll."""
+    async def run_queued(self, key: str, work: Callable[[Job], Any], retry_hint: str = "retry later",
+                         kind: str = "intervention") -> Any:
+        """Queue `work(job)` under `key` (identical work in flight shares one job) and wait for it, up to the request
+        timeout: a job still waiting then is dropped (504 with `retry_hint`), one already running keeps running and
+        the 504 names it."""
         try:
-            job = self.queue.submit(key, work)
+            job = self.queue.submit(key, work, kind)
         except QueueFull as exc:
             raise ApiProblem(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
         loop = asyncio.get_running_loop()

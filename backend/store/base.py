@@ -42,6 +42,8 @@ class _RunCache:
     items: dict[str, pd.DataFrame] = field(default_factory=dict)
     item_records: dict[str, list[dict]] = field(default_factory=dict)
     has_summaries: bool | None = None
+    #: (task, stack, step) -> per-unit corpus mean and std of the stack (what `activation_moments` pools)
+    moments: dict[tuple, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
 
 class StoreBase:

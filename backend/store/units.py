@@ -155,6 +155,35 @@ class UnitQueries(StoreBase):
                    "quantiles": {name: finite(r[name]) for name in names}} for r in rows]
         return {"run_id": run_id, "unit_id": unit_id, "groups": groups}
 
+    def activation_moments(self, run_id: str, task: str, stack: str, step: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per-unit mean and standard deviation of one stack's pooled activations over a task's items (the decoder at
+        prefix length `step`), pooled from the stored per-language moments (`unit_distributions`), one entry per unit
+        of the stack (NaN where a unit has no values); None for a store without them."""
+        cache = self._run_cache(run_id)
+        key = (task, stack, step)
+        with self._lock:
+            hit = cache.moments.get(key)
+        if hit is not None:
+            return hit
+        try:
+            self._check_summaries(run_id)
+        except NotFoundError:
+            return None
+        start, stop = cache.layout.check_stack(stack)
+        step_cond = "step = ?" if stack == "text_decoder" else "step IS NULL"
+        params = [run_id, task, start, stop] + ([step] if stack == "text_decoder" else [])
+        df = self._query(
+            "SELECT unit_id, sum(n * mean) / sum(n) AS mean, "
+            "sqrt(greatest(sum(n * (std * std + mean * mean)) / sum(n) - pow(sum(n * mean) / sum(n), 2), 0)) AS std "
+            f"FROM unit_distributions WHERE run_id = ? AND task = ? AND unit_id >= ? AND unit_id < ? AND {step_cond} "
+            "GROUP BY unit_id", params)
+        mean, std = np.full(stop - start, np.nan), np.full(stop - start, np.nan)
+        idx = df["unit_id"].to_numpy(np.int64) - start
+        mean[idx], std[idx] = df["mean"].to_numpy(np.float64), df["std"].to_numpy(np.float64)
+        with self._lock:
+            cache.moments[key] = (mean, std)
+        return mean, std
+
     def _languages_of(self, run_id: str, task: str) -> list[str]:
         """A task's label languages in item order (the order the distribution groups are listed in)."""
         return list(dict.fromkeys(self._items(run_id, task)["label"]))

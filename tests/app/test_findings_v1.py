@@ -71,4 +71,4 @@ def test_a_version_1_finding_card_names_its_decoding_steps(env):
 def test_the_dashboard_upgrades_specs_as_the_engine_reads_them():
     for finding in saved("r")["findings"]:
         for spec in (finding["spec"], finding["state"]["frozen"]["responses"][0]["spec"]):
-            assert views.upgrade_spec(spec) == upgrade_spec(spec) == InterventionSpec.parse(spec).model_dump(mode="json")
+            assert views.upgrade_spec(spec) == upgrade_spec(spec) == json.loads(InterventionSpec.parse(spec).canonical_json())

@@ -11,7 +11,6 @@ import pytest
 
 from app import state as st
 from app import lab_logic
-from app.pages import lab
 
 SITES = [  # deliberately out of order: the lookup must sort by offset
     {"site": "text_decoder.layers.0.ffn.fc1", "unit_offset": 100, "width": 50},
@@ -226,19 +225,88 @@ def test_upload_limits_come_from_the_backend_and_oversized_files_are_named():
     assert info.value.field == "file"
 
 
-def test_the_sweep_controls_a_both_set_with_as_many_random_units(monkeypatch):
-    """both = top k + bottom k = 2k units, so its random control has 2k (as in the batch experiments)."""
-    asked = []
-    monkeypatch.setattr(lab, "_spec", lambda s, *, set_kind, k: {"set": set_kind, "k": k})
-    monkeypatch.setattr(lab, "run_intervention", lambda s, upload, mic, spec: asked.append(
-        (spec["set"], spec["k"])) or {"intervened": {"language_probabilities": {"fra": 0.5, "deu": 0.5}}})
-    points, error = lab.sweep({"ulang": "fra", "tgt": "deu", "k": 8, "set": "both"}, None, None)
-    assert error is None and len(points) == 8
-    assert asked == [("both", 1), ("random", 2), ("both", 2), ("random", 4), ("both", 4), ("random", 8),
-                     ("both", 8), ("random", 16)]
-    asked.clear()
-    lab.sweep({"ulang": "fra", "tgt": "deu", "k": 2, "set": "top"}, None, None)
-    assert asked == [("top", 1), ("random", 1), ("top", 2), ("random", 2)]
+def test_the_sweep_request_asks_for_k_fractions_seeds_and_inputs():
+    """One job: k/8, k/4, k/2 and k of the set, `seeds` random controls each (the backend sizes both-sets' controls 2k)."""
+    s = lab_state(k=8, set="both", seeds=3, sweep_inputs=3, **{"in": "text"}, text="Hello there.", src="eng")
+    spec = lab_logic.build_spec(s, CONCEPT)
+    examples = [{"example_id": "e1", "lang": "eng"}, {"example_id": "d1", "lang": "deu"}, {"example_id": "e2", "lang": "eng"},
+                {"example_id": "e3", "lang": "eng"}]
+    inputs = lab_logic.sweep_inputs(s, examples)
+    assert inputs == [{"text": "Hello there.", "src_lang": "eng"}, {"example_id": "e1", "modality": "text"},
+                      {"example_id": "e2", "modality": "text"}]
+    body = lab_logic.sweep_request(s, spec, inputs)
+    assert body["ks"] == [1, 2, 4, 8] and body["seeds"] == [0, 1, 2] and body["concept_lang"] == "fra"
+    assert body["spec"]["units"]["set"] == "both" and body["inputs"] == inputs and body["tgt_lang"] == "fra"
+    with pytest.raises(lab_logic.LabInputError, match="concept's set"):
+        lab_logic.sweep_request(s, {"units": {"kind": "explicit", "units": []}}, inputs)
+    with pytest.raises(lab_logic.LabInputError, match="typed text"):
+        lab_logic.sweep_inputs({**s, "in": "mic"}, examples)
+    speech = lab_state(**{"in": "example"}, ex="e1", mod="speech", sweep_inputs=2)
+    assert lab_logic.sweep_inputs(speech, examples) == [{"example_id": "e1", "modality": "speech"},
+                                                        {"example_id": "e2", "modality": "speech"}]
+
+
+def test_an_undialled_spec_is_the_spec_it_always_was():
+    spec = lab_logic.build_spec(lab_state(), CONCEPT)
+    assert set(spec) == {"units", "value"}
+
+
+def test_the_dial_writes_strength_positions_and_decoding_steps_into_the_spec():
+    s = lab_state(strength=0.5, pos="range", pos_from=2, pos_to=5, decode_steps="0, 2-3")
+    spec = lab_logic.build_spec(s, CONCEPT)
+    assert spec["strength"] == 0.5
+    assert spec["scope"] == {"positions": {"start": 2, "stop": 5}, "decode_steps": [0, 2, 3]}
+    assert lab_logic.build_spec(lab_state(pos="last"), CONCEPT)["scope"] == {"positions": "last", "decode_steps": "all"}
+    assert lab_logic.build_spec(lab_state(pos="range", pos_from=3, pos_to=None), CONCEPT)["scope"]["positions"] == {"start": 3}
+    assert "strength 0.5" in lab_logic.dial_line(s) and "decoder positions 2–4" in lab_logic.dial_line(s)
+    assert "left exactly as it is" in lab_logic.dial_line(lab_state(strength=0.0))
+
+
+@pytest.mark.parametrize("over, words", [
+    ({"decode_steps": "1-x"}, "not a step or a range"),
+    ({"decode_steps": "4-2"}, "runs backwards"),
+    ({"pos": "range", "pos_from": 5, "pos_to": 5}, "must be after its start"),
+])
+def test_bad_dial_settings_are_named(over, words):
+    with pytest.raises(lab_logic.LabInputError, match=words) as info:
+        lab_logic.build_spec(lab_state(**over), CONCEPT)
+    assert info.value.field == "spec"
+
+
+def test_scale_values_carry_their_factor_and_need_no_statistics_concept():
+    spec = lab_logic.build_spec(lab_state(value="scale", factor=3.0, us="basket"), None, [{"module": "m", "channel": 1}])
+    assert spec["value"] == {"kind": "scale", "factor": 3.0} and "stats_concept_id" not in spec
+
+
+def test_dial_settings_travel_in_the_url():
+    s = lab_state(strength=2.5, pos="range", pos_from=3, pos_to=9, decode_steps="0,4", probe="▁Die", rank="activation",
+                  seeds=5, sweep_inputs=2, fires=1)
+    again, problems = st.parse("lab", {k: v[0] for k, v in parse_qs(urlsplit(st.href("lab", s)).query).items()})
+    assert problems == []
+    for key in ("strength", "pos", "pos_from", "pos_to", "decode_steps", "probe", "rank", "seeds", "sweep_inputs", "fires"):
+        assert again[key] == s[key], key
+    assert st.parse("lab", {"strength": "nan"})[1] and st.parse("lab", {"pos": "middle"})[1]
+
+
+def test_probe_token_and_what_fires_requests():
+    s = lab_state(**{"in": "text"}, text="Hi.", src="eng", probe=" ▁Die ", rank="magnitude")
+    assert lab_logic.build_request(s, None)["probe_token"] == "▁Die"
+    assert "probe_token" not in lab_logic.build_request(lab_state(**{"in": "text"}, text="Hi."), None)
+    body = lab_logic.fires_request(s)
+    assert body == {"text": "Hi.", "src_lang": "eng", "tgt_lang": "fra", "run_id": "run-1", "step": 2, "n": 5, "rank_by": "magnitude"}
+    with pytest.raises(lab_logic.LabInputError, match="typed text"):
+        lab_logic.fires_request({**s, "in": "upload"})
+
+
+def test_listed_units_go_to_the_basket_once_and_to_the_lab_by_link():
+    entry = lab_logic.basket_entry("run-1", {"unit_id": 7, "site": "s", "channel": 2, "stack": "text_decoder"})
+    basket, added = lab_logic.add_to_basket([{"unit_id": 3, "run": "other"}], entry)
+    assert added and basket == [entry]
+    again, added = lab_logic.add_to_basket(basket, entry)
+    assert not added and again == basket
+    href = lab_logic.units_to_lab_href("run-1", [5, 9, 5], ulang="deu", step=7)
+    q = parse_qs(urlsplit(href).query)
+    assert urlsplit(href).path == "/lab" and q["us"] == ["basket"] and q["units"] == ["5,9"] and q["ulang"] == ["deu"]
 
 
 def test_the_labs_own_default_source_language_is_replaced_silently():

@@ -220,7 +220,9 @@ def test_lab_intervention_shows_both_outputs_and_audio(servers, driver, shots):
     assert any("speech decoder" in t or "TTS" in t for t in source_labels), source_labels
     wait_for(driver, lambda d: query_of(d.current_url).get("go") == "1", what="go=1 in the URL after the run")
 
-    driver.find_element(By.ID, "lab-sweep").click()
+    sweep = driver.find_element(By.ID, "lab-sweep")  # the result scrolled into view: bring the button out from under the header
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", sweep)
+    sweep.click()
     wait_plots(driver, "#lab-sweep-out", 1, timeout=90)
     traces = driver.execute_script("return document.querySelector('#lab-dose .js-plotly-plot').data.map(t => t.name)")
     assert any(t.startswith("top units") for t in traces) and any(t.startswith("random units") for t in traces)

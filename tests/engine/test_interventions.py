@@ -448,3 +448,130 @@ def test_version_1_specs_are_read_with_their_decoding_step_scope(version):
     assert InterventionSpec.parse(old) == InterventionSpec.parse(new) == InterventionSpec.from_json(json.dumps(old))
     assert InterventionSpec.parse(old).scope.decode_steps == [0, 2]
     assert json.loads(InterventionSpec.parse(old).canonical_json())["version"] == 2
+
+
+# ------------------------------------------------------------------------------------- the dial: strength and ranges
+
+FIXTURE = __import__("pathlib").Path(__file__).parents[1] / "app" / "fixtures" / "findings_spec_v1.json"
+FC1 = "text_decoder.layers.0.ffn.fc1"
+
+
+def fc1_spec(value: dict, **kw) -> dict:
+    return {"units": {"kind": "explicit", "units": [{"module": FC1, "channel": c} for c in range(0, 64, 2)]}, "value": value, **kw}
+
+
+def test_saved_version_1_findings_parse_with_the_dials_defaults_and_keep_their_digest():
+    """The fixture's findings were saved before strength and position ranges existed: they read as strength 1,
+    their canonical JSON names neither, so their digests (cache keys, share links) are what they were."""
+    specs = [f["spec"] for f in json.loads(FIXTURE.read_text())["findings"] if f.get("spec")]
+    assert specs
+    for raw in specs:
+        spec = InterventionSpec.parse(raw)
+        assert spec.strength == 1.0 and spec.scope.positions == raw["scope"]["positions"]
+        canonical = json.loads(spec.canonical_json())
+        assert "strength" not in canonical and canonical["version"] == 2
+        assert InterventionSpec.parse({**raw, "strength": 1.0}).digest() == spec.digest()
+
+
+def test_strength_and_position_ranges_round_trip_and_change_the_digest():
+    base = InterventionSpec.parse(fc1_spec({"kind": "zero"}))
+    dialled = InterventionSpec.parse(fc1_spec({"kind": "zero"}, strength=0.5, scope={"positions": {"start": 2, "stop": 5}}))
+    assert InterventionSpec.from_json(dialled.canonical_json()) == dialled
+    assert json.loads(dialled.canonical_json())["strength"] == 0.5
+    assert json.loads(dialled.canonical_json())["scope"]["positions"] == {"start": 2, "stop": 5}
+    assert dialled.digest() != base.digest()
+    open_range = InterventionSpec.parse(fc1_spec({"kind": "zero"}, scope={"positions": {"start": 3}}))
+    assert open_range.scope.positions.stop is None
+
+
+@pytest.mark.parametrize("extra, field, text", [
+    ({"strength": 101}, "strength", "less than or equal to 100"),
+    ({"strength": "1"}, "strength", "valid number"),
+    ({"scope": {"positions": {"start": 4, "stop": 4}}}, "scope.positions", "greater than start"),
+    ({"scope": {"positions": {"start": -1}}}, "scope.positions", "start"),
+    ({"scope": {"positions": {"from": 1}}}, "scope.positions", "start: required field is missing"),
+    ({"scope": {"positions": {"start": 1, "end": 3}}}, "scope.positions", "end: unknown field"),
+    ({"scope": {"positions": "first"}}, "scope.positions", "expected 'all', 'last' or a range"),
+])
+def test_bad_dial_settings_are_spec_errors_naming_the_field(extra, field, text):
+    with pytest.raises(SpecError) as info:
+        InterventionSpec.parse(fc1_spec({"kind": "zero"}, **extra))
+    assert info.value.field == field and text in info.value.reason
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_strength_zero_is_the_baseline_exactly_and_strength_one_the_plain_overwrite(tiny_bundle, tiny_registry, text_inputs, use_cache):
+    value = {"kind": "constant", "value": 3.0}
+    base = generate_with(tiny_bundle, tiny_registry, None, text_inputs, "eng", max_new_tokens=MAX_NEW, use_cache=use_cache)
+    zero = resolve(explicit(tiny_registry, is_decoder_fc1, value, strength=0.0), tiny_registry, None)
+    assert_same(generate_with(tiny_bundle, tiny_registry, zero, text_inputs, "eng", max_new_tokens=MAX_NEW, use_cache=use_cache), base)
+    full = generate_with(tiny_bundle, tiny_registry, resolve(explicit(tiny_registry, is_decoder_fc1, value), tiny_registry, None),
+                         text_inputs, "eng", max_new_tokens=MAX_NEW, use_cache=use_cache)
+    one = generate_with(tiny_bundle, tiny_registry, resolve(explicit(tiny_registry, is_decoder_fc1, value, strength=1.0), tiny_registry, None),
+                        text_inputs, "eng", max_new_tokens=MAX_NEW, use_cache=use_cache)
+    assert_same(one, full)
+    assert not torch.equal(full.scores, base.scores)
+
+
+def decoder_forward(bundle, inputs, n_positions: int = 5):
+    """One uncached decoder forward over a fixed prefix (every position at once), for position-exact checks."""
+    prefix = torch.tensor([[bundle.tokenizer.eos_token_id, bundle.tokenizer.convert_tokens_to_ids("__eng__"), 5, 6, 7][:n_positions]])
+    with torch.no_grad():
+        bundle.model(**inputs, decoder_input_ids=prefix, use_cache=False)
+
+
+def fc1_outputs(bundle, registry, inputs, spec) -> torch.Tensor:
+    resolved = None if spec is None else resolve(spec, registry, None)
+    with intervene(bundle, registry, resolved):
+        seen, handle = capture(bundle.model, FC1)
+        try:
+            decoder_forward(bundle, inputs)
+        finally:
+            handle.remove()
+    return seen[0][0]
+
+
+@pytest.mark.parametrize("strength", [0.5, 2.0, -1.0])
+def test_strength_moves_each_chosen_channel_that_far_toward_the_value(tiny_bundle, tiny_registry, text_inputs, strength):
+    base = fc1_outputs(tiny_bundle, tiny_registry, text_inputs, None)
+    hit = fc1_outputs(tiny_bundle, tiny_registry, text_inputs, fc1_spec({"kind": "constant", "value": 3.0}, strength=strength))
+    chosen = torch.arange(0, 64, 2)
+    torch.testing.assert_close(hit[:, chosen], base[:, chosen] + strength * (3.0 - base[:, chosen]))
+    others = torch.arange(1, 64, 2)
+    assert torch.equal(hit[:, others], base[:, others])
+
+
+def test_strength_scales_a_scale_factor_toward_the_identity(tiny_bundle, tiny_registry, text_inputs):
+    base = fc1_outputs(tiny_bundle, tiny_registry, text_inputs, None)
+    hit = fc1_outputs(tiny_bundle, tiny_registry, text_inputs, fc1_spec({"kind": "scale", "factor": 3.0}, strength=0.5))
+    chosen = torch.arange(0, 64, 2)
+    torch.testing.assert_close(hit[:, chosen], 2.0 * base[:, chosen])
+
+
+@pytest.mark.parametrize("positions, written", [
+    ("last", [1, 2, 3, 4]),
+    ({"start": 1, "stop": 3}, [1, 2]),
+    ({"start": 3}, [3, 4]),
+    ("all", [0, 1, 2, 3, 4]),
+])
+def test_positions_change_only_the_chosen_decoder_positions(tiny_bundle, tiny_registry, text_inputs, positions, written):
+    """`last` is each decoding step's newest position (all but `</s>`, which shares step 0 with the language token), so
+    an uncached forward over five positions writes 1-4 and a cached step writes only its one new position."""
+    base = fc1_outputs(tiny_bundle, tiny_registry, text_inputs, None)
+    hit = fc1_outputs(tiny_bundle, tiny_registry, text_inputs, fc1_spec({"kind": "constant", "value": 3.0}, scope={"positions": positions}))
+    changed = (hit != base).any(-1)
+    assert torch.nonzero(changed).flatten().tolist() == written
+    assert torch.all(hit[written][:, ::2] == 3.0)
+
+
+def test_a_position_range_under_caching_writes_only_the_forwards_that_hold_it(tiny_bundle, tiny_registry, text_inputs):
+    """Cached decoding runs position 0-1 at step 0, then one position per step: a range [3, 5) writes steps 2 and 3."""
+    resolved = resolve(fc1_spec({"kind": "constant", "value": 2.5}, scope={"positions": {"start": 3, "stop": 5}}), tiny_registry, None)
+    with intervene(tiny_bundle, tiny_registry, resolved):
+        seen, handle = capture(tiny_bundle.model, FC1)
+        try:
+            generate_with(tiny_bundle, tiny_registry, None, text_inputs, "eng", max_new_tokens=6, speech=False)
+        finally:
+            handle.remove()
+    written = [bool(torch.all(o[0, :, ::2] == 2.5)) for o in seen]
+    assert written == [False, False, True, True, False, False][: len(seen)]

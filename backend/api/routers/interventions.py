@@ -14,7 +14,8 @@ from backend.api.deps import get_state, json_body, multipart_body, rate_limit
 from backend.api.errors import ApiProblem
 from backend.api.routers import errors
 from backend.api.routers.data import resolve_run_field
-from backend.api.schemas import InterventionRequest, InterventionResult, UploadOptions
+from backend.api.fires import execute_fires, prepare_fires
+from backend.api.schemas import Activations, ActivationsRequest, InterventionRequest, InterventionResult, UploadOptions
 
 router = APIRouter(tags=["interventions"])
 
@@ -97,3 +98,22 @@ async def intervene_upload(
     prepared = await run_in_threadpool(state.service.prepare, req, data, name)
     charge()
     return await state.run_sync(prepared)
+
+
+@router.post("/activations", response_model=Activations, responses=ERRORS, dependencies=[Depends(json_body)],
+             summary="What fires on an input: the top units per stack and layer, scored against the run's corpus")
+async def activations(body: ActivationsRequest, state: AtlasState = Depends(get_state),
+                      charge: Callable[[], None] = Depends(rate_limit)) -> dict:
+    await run_in_threadpool(check_run, state, body.run_id)
+    prepared = await run_in_threadpool(prepare_fires, state.service, body.model_dump())
+    charge()
+    hit = state.cache.get(prepared.key)
+    if hit is not None:
+        return hit
+
+    def work(job) -> dict:
+        result = execute_fires(state.service, prepared, job)
+        state.cache.put(prepared.key, result, len(json.dumps(result)))
+        return result
+
+    return await state.run_queued(prepared.key, work, kind="activations")

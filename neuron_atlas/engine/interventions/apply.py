@@ -1,4 +1,5 @@
-"""`intervene`: forward hooks that write a resolved intervention, restricted to the spec's decoder positions and steps."""
+"""`intervene`: forward hooks that write a resolved intervention, restricted to the spec's decoder positions and steps,
+at the spec's strength: each chosen channel becomes out + strength * (value - out), one vectorised `lerp` per site."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ class _Applier:
         scope = resolved.spec.scope
         self.decode_steps = None if scope.decode_steps == "all" else np.asarray(scope.decode_steps, dtype=np.int64)
         self.last_only = scope.positions == "last"
+        self.position_range = None if isinstance(scope.positions, str) else (scope.positions.start, scope.positions.stop)
+        self.strength = resolved.strength
         self.scoped = resolved.scoped and any(t.decoder_positions for t in self.tensors.values())
         self.device = bundle.device
         self.positions: torch.Tensor | None = None
@@ -41,7 +44,7 @@ class _Applier:
         """The site's forward hook: a closure that only overwrites when every position is written with values
         (the common case, and the one whose per-call cost the intervention benchmark measures), else `_write`."""
         t = self.tensors[site.key]
-        if t.scale or (self.scoped and t.decoder_positions):
+        if t.scale or self.strength != 1.0 or (self.scoped and t.decoder_positions):
             return lambda module, args, out: self._write(site, out)
         mask, fill = t.mask, t.fill
 
@@ -62,6 +65,9 @@ class _Applier:
             active &= np.isin(decoder_step_of_positions(pos), self.decode_steps)
         if self.last_only:
             active &= pos >= DECODER_PROMPT_LENGTH - 1
+        if self.position_range is not None:
+            start, stop = self.position_range
+            active &= (pos >= start) & (pos < (stop if stop is not None else np.iinfo(np.int64).max))
         self.skip = not active.any()
         self.positions = None if active.all() else torch.from_numpy(active).to(self.device)[:, None]
 
@@ -80,6 +86,8 @@ class _Applier:
             if mask is t.mask:
                 return out * t.fill if target is None else out.mul_(t.fill)
             return torch.where(mask, out * t.fill, out, out=target)
+        if self.strength != 1.0:
+            return torch.where(mask, torch.lerp(out, t.fill.expand_as(out), self.strength), out, out=target)
         return torch.where(mask, t.fill, out, out=target)
 
     def remove(self) -> None:

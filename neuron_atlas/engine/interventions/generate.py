@@ -86,6 +86,36 @@ class GenerationResult:
         return items[0]
 
 
+@torch.no_grad()
+def teacher_forced_scores(bundle: ModelBundle, registry: SiteRegistry, resolved: ResolvedIntervention | None,
+                          inputs: Mapping[str, torch.Tensor], sequences: torch.Tensor) -> torch.Tensor:
+    """Next-token logits [batch, steps, vocab] of generated `sequences` (`</s> __tgt__ ...`) from one teacher-forced
+    decoder pass under the same intervention: the scores of a generation that returned none (the speech path)."""
+    sequences = sequences.to(bundle.device)
+    with ExitStack() as stack:
+        if "input_features" in inputs:
+            stack.enter_context(AdapterPaddingGuard(bundle.model))
+        stack.enter_context(intervene(bundle, registry, resolved))
+        out = bundle.model(**inputs, decoder_input_ids=sequences[:, :-1], use_cache=False)
+    return out.logits[:, DECODER_PROMPT_LENGTH - 1 :].float().cpu()
+
+
+def chosen_token_probabilities(scores: torch.Tensor, token_ids: Sequence[Sequence[int]],
+                               probe_id: int | None = None) -> tuple[list[list[float]], list[list[float]] | None]:
+    """Per output token, the softmax probability greedy decoding gave the token it chose (and, with `probe_id`, the
+    probability of that one token at the same steps), from `GenerationResult.scores` [batch, steps, vocab]."""
+    probs = torch.softmax(scores.float(), dim=-1)
+    width = probs.shape[1]
+    ids = torch.tensor([list(row[:width]) + [0] * (width - len(row[:width])) for row in token_ids], dtype=torch.long)
+    chosen = probs.gather(-1, ids[:, :, None])[..., 0]
+    lengths = [min(len(row), width) for row in token_ids]
+    out = [chosen[i, :n].tolist() for i, n in enumerate(lengths)]
+    probe = None
+    if probe_id is not None:
+        probe = [probs[i, :n, probe_id].tolist() for i, n in enumerate(lengths)]
+    return out, probe
+
+
 def _content_ids(sequences: torch.Tensor, eos_id: int) -> list[list[int]]:
     """Generated tokens after `</s> __tgt__`, up to (not including) the first EOS."""
     body = sequences[:, DECODER_PROMPT_LENGTH:].cpu()

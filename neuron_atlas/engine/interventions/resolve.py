@@ -62,7 +62,12 @@ class ResolvedIntervention:
 
     @property
     def is_empty(self) -> bool:
-        return len(self.unit_ids) == 0
+        """Whether applying it changes nothing: no units, or strength 0."""
+        return len(self.unit_ids) == 0 or self.spec.strength == 0.0
+
+    @property
+    def strength(self) -> float:
+        return float(self.spec.strength)
 
     @property
     def scoped(self) -> bool:
@@ -71,19 +76,24 @@ class ResolvedIntervention:
         return scope.positions != "all" or scope.decode_steps != "all"
 
     def describe(self) -> dict:
-        """JSON-able summary: digest, unit count, units per stack and per component, mode."""
+        """JSON-able summary: digest, unit count, units per stack and per component, mode, and the strength where it is
+        not 1 (so summaries of undialled interventions stay what they were)."""
         frame = pd.DataFrame({"stack": [w.site.stack for w in self.sites.values()], "component": [w.site.component for w in self.sites.values()], "n": [len(w.channels) for w in self.sites.values()]})
         return {
             "digest": self.spec.digest(),
             "n_units": int(len(self.unit_ids)),
             "n_sites": len(self.sites),
             "mode": self.mode,
+            **({"strength": self.strength} if self.strength != 1.0 else {}),
             "by_stack": {k: int(v) for k, v in frame.groupby("stack")["n"].sum().items()} if len(frame) else {},
             "by_component": {k: int(v) for k, v in frame.groupby("component")["n"].sum().items()} if len(frame) else {},
         }
 
     def site_tensors(self, device: torch.device, dtype: torch.dtype) -> dict[str, _SiteTensors]:
-        """Per-site channel masks and fill vectors (values, zeros, or the scale multiplier) on a device, built once."""
+        """Per-site channel masks and fill vectors (values, zeros, or the scale multiplier) on a device, built once.
+
+        For `scale` the strength is folded into the multiplier (1 + strength * (factor - 1)), so a scaled write
+        stays one multiply."""
         key = (str(device), dtype)
         cached = self._tensors.get(key)
         if cached is not None:
@@ -95,7 +105,7 @@ class ResolvedIntervention:
             mask[w.channels] = True
             fill = np.full(width, 1.0 if self.mode == "scale" else 0.0, dtype=np.float32)
             if self.mode == "scale":
-                fill[w.channels] = self.factor
+                fill[w.channels] = 1.0 + self.strength * (self.factor - 1.0)
             elif self.mode == "set":
                 fill[w.channels] = w.values
             shape = (-1,) + (1,) * _trailing_axes(w.site)

@@ -3,6 +3,10 @@
 Version 2 names the decoding-step scope `scope.decode_steps` (0 = the first decoder forward of `generate`), so that
 `step` means one thing everywhere users see it: the decoder prefix length of the store, the URL and the API. Version-1
 specs (`scope.steps`, saved findings and share links) are read and upgraded on parse.
+
+Fields added within version 2 (`strength`, a `scope.positions` range) have defaults that mean what every earlier spec
+meant (strength 1 = the full overwrite, positions `all`); `canonical_json` leaves them out at those defaults, so the
+digest, cache key and share link of every earlier spec stay exactly what they were.
 """
 from __future__ import annotations
 
@@ -17,6 +21,10 @@ from pydantic_core import PydanticCustomError
 from neuron_atlas.engine.constants import STATISTICS
 
 SPEC_VERSION = 2
+#: Largest |strength| a spec may ask for (a dial, not an overflow).
+MAX_STRENGTH = 100.0
+#: Fields added within version 2 with the default every earlier spec meant; left out of the canonical JSON there.
+_LATER_DEFAULTS: dict[str, Any] = {"strength": 1.0}
 #: Spec versions this engine reads: version 1 named the decoding-step scope `scope.steps`.
 READABLE_VERSIONS: tuple[int, ...] = (1, 2)
 
@@ -96,11 +104,47 @@ def _normalise_steps(value: Any) -> Any:
     return sorted(set(value))
 
 
-class Scope(_SpecModel):
-    """Which decoder positions and decoding steps (0 = the first decoder forward of `generate`) an overwrite of a
-    decoder-position site acts on; not the recorded `step`, which is a decoder prefix length."""
+class PositionRange(_SpecModel):
+    """Absolute decoder positions `start <= p < stop` (0 = `</s>`, 1 = the target-language token, p >= 2 = the output
+    token p - 2 read back); `stop` None = to the end."""
 
-    positions: Literal["all", "last"] = "all"
+    start: int = Field(ge=0)
+    stop: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PositionRange:
+        if self.stop is not None and self.stop <= self.start:
+            raise PydanticCustomError("spec_field", "{message}", {"field": "scope.positions.stop",
+                                      "message": f"stop ({self.stop}) must be greater than start ({self.start})"})
+        return self
+
+
+def _check_positions(value: Any) -> Any:
+    """`"all"`, `"last"` or a `{"start": a, "stop": b}` range, with an error that says which of them was meant."""
+    if isinstance(value, PositionRange) or (isinstance(value, str) and value in ("all", "last")):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return PositionRange.model_validate(dict(value))
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            ctx = err.get("ctx") or {}
+            if err["type"] == "spec_field":
+                raise PydanticCustomError("positions", "{message}", {"message": ctx["message"]}) from None
+            where = ".".join(str(p) for p in err["loc"]) or "range"
+            reason = {"extra_forbidden": "unknown field", "missing": "required field is missing"}.get(err["type"], err["msg"])
+            raise PydanticCustomError("positions", "{where}: {reason} (got {got})",
+                                      {"where": where, "reason": reason, "got": repr(err.get("input"))}) from None
+    raise PydanticCustomError("positions", "expected 'all', 'last' or a range {example}, got {got}",
+                              {"example": '{"start": a, "stop": b}', "got": repr(value)})
+
+
+class Scope(_SpecModel):
+    """Which decoder positions (`all`, the newest of each forward `last`, or a `PositionRange`) and decoding steps
+    (0 = the first decoder forward of `generate`) an overwrite of a decoder-position site acts on; not the recorded
+    `step`, which is a decoder prefix length."""
+
+    positions: Annotated[Literal["all", "last"] | PositionRange, BeforeValidator(_check_positions)] = "all"
     decode_steps: Annotated[Literal["all"] | list[int], BeforeValidator(_normalise_steps)] = "all"
 
 
@@ -135,6 +179,10 @@ class InterventionSpec(_SpecModel):
     value: Value = StatisticValue()
     scope: Scope = Scope()
     stats_concept_id: int | None = None
+    #: How far toward the value the overwrite moves each chosen unit: out + strength * (value - out). 1 writes the
+    #: value (the paper's forcing), 0 leaves the model exactly as it is, 2 pushes twice as far, -1 the other way; for
+    #: `scale` the written value is the unit's own times the factor.
+    strength: float = Field(1.0, ge=-MAX_STRENGTH, le=MAX_STRENGTH, allow_inf_nan=False)
 
     def __init__(self, **data: Any):
         # pydantic routes model_validate / model_validate_json through a custom __init__ too; errors stay SpecErrors.
@@ -188,12 +236,22 @@ class InterventionSpec(_SpecModel):
             raise _spec_error(exc) from None
 
     def canonical_json(self) -> str:
-        """Sorted keys, no whitespace, defaults included: equal specs give equal strings."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        """Sorted keys, no whitespace, defaults included (except fields added within version 2, at their defaults, so
+        earlier specs keep their strings): equal specs give equal strings."""
+        data = self.model_dump(mode="json")
+        for name, default in _LATER_DEFAULTS.items():
+            if data.get(name) == default:
+                del data[name]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
     def digest(self) -> str:
         """sha256 of the canonical JSON, for caches and share links."""
         return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether the spec leaves the model exactly as it is (strength 0)."""
+        return self.strength == 0.0
 
     def statistics_concept(self) -> int | None:
         """The concept whose statistics supply the values (None for zero / constant / scale)."""
@@ -244,7 +302,7 @@ def _spec_error(exc: ValidationError) -> SpecError:
         return SpecError("version", f"unsupported spec version {err.get('input')!r}; this engine reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     if kind in ("model_type", "model_attributes_type", "dict_type") and not loc:
         return SpecError("", f"an intervention spec is a JSON object, got {type(err.get('input')).__name__}")
-    if kind == "steps":
+    if kind in ("steps", "positions"):
         return SpecError(path, msg)
     got = repr(err.get("input"))
     return SpecError(path, f"{msg} (got {got if len(got) <= 80 else got[:77] + '...'})")
