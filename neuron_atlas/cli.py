@@ -45,7 +45,7 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
 #: Packages that add their own subcommands: each module has `register(subparsers)`.
 COMMAND_MODULES: tuple[str, ...] = ("backend.api.commands", "app.commands", "neuron_atlas.demo",
                                      "neuron_atlas.demo_trainer.commands", "backend.store.compare_commands",
-                                     "precompute.plan")
+                                     "precompute.plan_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

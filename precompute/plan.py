@@ -2,15 +2,15 @@
 
 The figures follow the lean working layout: each pooled activation is written once, in the recording shards, at
 `activation_dtype` (4 bytes for float32, 2 for float16), and deleted after its statistics unless
-`keep_activations`. Recording writes every step of an item at once and the statistics pair tasks (multimodal and
-modality concepts), so the peak working disk holds every activation of the run plus the statistics' Parquet files.
+`keep_activations`; an en->X task stores each English input's encoder values once. Recording and statistics go in
+phases (precompute.analysis.plan_phases: a text task with the speech task it pairs with), so the peak working disk
+holds the largest phase's activations (all of them with `keep_activations`) plus the statistics' Parquet files.
 Store sizes use bytes per row measured on DuckDB stores (docs/performance.md, "Capacity plan"); GPU time uses the
 model's FLOPs per item counted on a forward pass of the model itself (meta device for `full-random`) against a
 stated device peak and utilisation; statistics time uses a sort rate measured on this machine.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shutil
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from precompute.config import ConfigError, RunConfig
+from precompute.devices import DEFAULT_UTILISATION, DEVICE_PEAK_TFLOPS, GPU_SORT_RATE
 
 #: Sentence ids per FLEURS split (2,009 n-way parallel sentences: 1,509 / 150 / 350). A language may lack a few, so
 #: for a dataset that is not local the plan is an upper bound.
@@ -44,11 +45,6 @@ STORE_BASE_BYTES = 12 * BLOCK_BYTES
 #: Host RAM while loading a model, as a multiple of its weights (13.2 GB peak RSS for the 9.2 GB full-random model,
 #: issue 18).
 LOAD_RAM_FACTOR = 1.4
-#: Device peaks (dense, TFLOP/s) the GPU time is quoted against, and the default utilisation of that peak.
-DEVICE_PEAK_TFLOPS = {"h200-bf16": 989.0, "a100-bf16": 312.0, "cpu": 1.0}
-DEFAULT_UTILISATION = 0.3
-#: Elements per second a GPU sorts (torch.sort of float32 rows, a stated assumption, not measured here).
-GPU_SORT_RATE = 2.0e9
 GB = 1e9
 
 
@@ -376,28 +372,3 @@ def check_resources(plan: Plan, cfg: RunConfig, run_dir: Path | None = None) -> 
             f"not enough memory: the run needs about {_gb(plan.ram_bytes)} of host RAM (model weights x "
             f"{LOAD_RAM_FACTOR}, shard buffers, a statistics chunk) but {_gb(ram)} is available; to make it fit, "
             "use a smaller model or device bf16 (device: cuda), or a smaller shard_size")
-
-
-def _cmd_plan(args: argparse.Namespace) -> int:
-    from neuron_atlas.resources import config_path
-    from precompute.config import load_run_config
-
-    cfg = load_run_config(config_path(args.config), {"model": args.model})
-    plan = make_plan(cfg, flops=not args.no_flops, device_peak=args.peak, utilisation=args.utilisation)
-    print("\n".join(plan.lines()))
-    try:
-        check_resources(plan, cfg)
-        print(f"this machine: fits (work_dir {cfg.work_dir}, store {cfg.store})")
-    except ResourceError as exc:
-        print(f"this machine: does not fit: {exc}")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("plan", help="print what a precompute run will need (items, bytes, disk, RAM, GPU time)")
-    p.add_argument("--config", type=Path, required=True, help="run.yaml, or a shipped config: demo | tiny | fleurs-large")
-    p.add_argument("--model", help="override the config's model (e.g. full-random for the large architecture)")
-    p.add_argument("--peak", default="h200-bf16", choices=sorted(DEVICE_PEAK_TFLOPS), help="device peak for GPU time")
-    p.add_argument("--utilisation", type=float, default=DEFAULT_UTILISATION, help="fraction of the peak reached")
-    p.add_argument("--no-flops", action="store_true", help="skip the counted forward passes")
-    p.set_defaults(func=_cmd_plan)

@@ -437,65 +437,31 @@ def unit_ap_profile(unit: Mapping[str, Any], prov: Provenance, *, step: int | No
     return _finish(fig, title, prov, height=400, x_title=None, y_title="average precision (AP)", narrow=True)
 
 
-def activation_distribution(acts: Mapping[str, Any], prov: Provenance, *, step: int | None = None) -> go.Figure:
-    """Box plots of a unit's pooled activation per (task, language), coloured by input modality (from quantiles)."""
-    _require(acts, "groups", "unit_id", what="activations")
-    groups = [g for g in acts["groups"] if step is None or g.get("step") in (None, step)]
-    fig = go.Figure()
-    for modality in ("speech", "text"):
-        gs = [g for g in groups if g.get("modality") == modality]
-        if not gs:
-            continue
-        x = [f"{g['task']} · {g['language']}" for g in gs]
-        q = [g["quantiles"] for g in gs]
-        fig.add_trace(go.Box(
-            name=f"{modality} input", x=x, q1=[v["p25"] for v in q], median=[v["p50"] for v in q], q3=[v["p75"] for v in q],
-            lowerfence=[v["p05"] for v in q], upperfence=[v["p95"] for v in q], mean=[g["mean"] for g in gs],
-            marker_color=MODALITY_COLOURS[modality], boxpoints=False,
-            hovertemplate="%{x}<br>median %{median:.4f}<extra>" + modality + "</extra>",
-        ))
-    fig.update_layout(boxmode="group")
-    fig.update_xaxes(type="category", tickangle=-30)
-    title = f"Unit {acts['unit_id']}: pooled activation" + (f" · step {step}" if step is not None else "")
-    return _finish(fig, title, prov, height=400, x_title="task · language (box 25–75 %, whiskers 5–95 %)",
-                   y_title="pooled activation", narrow=True)
-
-
 def language_modality_distribution(acts: Mapping[str, Any], prov: Provenance, *, step: int | None = None) -> go.Figure:
-    """A unit's pooled activation per language × input modality: each row the share of that group's items in each
-    bin (histograms of the route's groups summed over tasks of one modality), with the group's median marked.
-    Falls back to the per-task box plots when the answer has no histograms."""
+    """A unit's pooled activation per language × input modality, one box per (language, modality, task) drawn from
+    the store's quantiles (whiskers p05–p95, box p25–p75, median, mean dashed), speech and text in their own colours."""
     _require(acts, "groups", "unit_id", what="activations")
-    groups = [g for g in acts["groups"] if step is None or g.get("step") in (None, step)]
-    edges = np.asarray(acts.get("bin_edges") or [], dtype=np.float64)
-    usable = [g for g in groups if len(g.get("histogram") or []) == len(edges) - 1 > 0]
-    if not usable:
-        return activation_distribution(acts, prov, step=step)
-    merged: dict[tuple[str, str], np.ndarray] = {}
-    for g in usable:
-        key = (str(g.get("language")), str(g.get("modality")))
-        merged[key] = merged.get(key, 0) + np.asarray(g["histogram"], dtype=np.float64)
-    keys = sorted(merged)
-    centres = (edges[:-1] + edges[1:]) / 2
-    labels = [f"{lang} · {mod}" for lang, mod in keys]
-    counts = np.array([merged[k] for k in keys])
-    totals = counts.sum(1, keepdims=True).clip(min=1)
-    share = counts / totals
-    cum = np.cumsum(share, axis=1)
-    medians = [float(np.interp(0.5, np.concatenate([[0.0], c]), edges)) for c in cum]
-    fig = go.Figure(go.Heatmap(
-        x=centres, y=labels, z=share, colorscale=[[0.0, "#ffffff"], [1.0, OKABE_ITO[0]]], zmin=0,
-        customdata=np.repeat(totals, len(centres), axis=1),
-        colorbar=dict(title=dict(text="share of items", side="right"), thickness=10),
-        hovertemplate="%{y}<br>activation ≈ %{x:.4f}: %{z:.0%} of %{customdata:.0f} items<extra></extra>"))
-    fig.add_trace(go.Scatter(x=medians, y=labels, mode="markers", name="median",
-                             marker=dict(symbol="line-ns-open", size=14, line=dict(width=3, color=OKABE_ITO[5])),
-                             hovertemplate="%{y}: median %{x:.4f}<extra></extra>"))
-    fig.update_yaxes(type="category", autorange="reversed")
+    groups = [g for g in acts["groups"] if (step is None or g.get("step") in (None, step))
+              and (g.get("quantiles") or {}).get("p50") is not None]
+    if not groups:
+        raise FigureDataError(f"unit {acts['unit_id']}: no stored distribution" + (f" at step {step}" if step is not None else ""))
+    groups.sort(key=lambda g: (str(g.get("language")), str(g.get("modality")), str(g.get("task"))))
+    fig = go.Figure()
+    for i, modality in enumerate(sorted({str(g.get("modality")) for g in groups})):
+        mine = [g for g in groups if str(g.get("modality")) == modality]
+        q = {name: [g["quantiles"][name] for g in mine] for name in ("p05", "p25", "p50", "p75", "p95")}
+        fig.add_trace(go.Box(
+            y=[f"{g['language']} · {modality} · {g['task']}" for g in mine], q1=q["p25"], median=q["p50"], q3=q["p75"],
+            lowerfence=q["p05"], upperfence=q["p95"], mean=[g.get("mean") for g in mine], boxmean=True,
+            orientation="h", name=f"{modality} input", marker_color=OKABE_ITO[(1 + 4 * i) % len(OKABE_ITO)],
+            customdata=[[g.get("n")] for g in mine],
+            hovertemplate="%{y}<br>median %{median:.4f} · p25–p75 %{q1:.4f}–%{q3:.4f}<extra></extra>"))
+    labels = [f"{g['language']} · {g['modality']} · {g['task']}" for g in groups]
+    fig.update_yaxes(type="category", categoryorder="array", categoryarray=labels, autorange="reversed")
     title = f"Unit {acts['unit_id']}: pooled activation by language × input modality" + (
         f" · step {step}" if step is not None else "")
-    return _finish(fig, title, prov, height=max(300, 120 + 26 * len(labels)), x_title="pooled activation",
-                   y_title="language · input", legend=True, narrow=True)
+    return _finish(fig, title, prov, height=max(300, 120 + 22 * len(labels)), x_title="pooled activation (p05–p95 whiskers)",
+                   y_title="language · input · task", legend=True, narrow=True)
 
 
 # ---------------------------------------------------------------------------------------------- spoken vs written

@@ -25,5 +25,5 @@ def test_labels_and_url_choices_cover_the_vocabulary_exactly(capabilities):
     served = capabilities["vocabulary"]
     assert list(STACK_NAMES) == served["stacks"] and set(served["tasks"]) <= set(TASK_NAMES)
     assert st.PAGES["lab"].key("set").choices == tuple(served["set_kinds"])
-    assert st.PAGES["lab"].key("value").choices == (*served["statistics"], "zero")
+    assert st.PAGES["lab"].key("value").choices == (*served["statistics"], "zero", "scale")  # scale: the dial's factor
     assert st.PAGES["unit"].key("task").choices == tuple(served["tasks"])

@@ -78,7 +78,7 @@ def _all_figures() -> dict[str, go.Figure]:
         "spearman_layers": fg.spearman_by_layer(SPEARMAN, PROV),
         "histogram": fg.ap_histogram([0.1, 0.5, 0.9], 0.5, PROV, title="AP"),
         "profile": fg.unit_ap_profile(UNIT, PROV, step=2),
-        "distribution": fg.activation_distribution(ACTS, PROV, step=2),
+        "distribution": fg.language_modality_distribution(ACTS, PROV, step=2),
         "spectrogram": fg.spectrogram_figure(times, freqs, db, PROV, title="spec"),
         "tokens": fg.token_activation_figure(["▁Der", "▁Zug"], [0.1, -0.2], PROV, title="tokens"),
         "modality_ap": fg.modality_ap_bars([{"label": "speech (s2tt)", "modality": "speech", "ap": 0.9, "chance": 0.5}], PROV,
@@ -293,11 +293,11 @@ def test_unit_ap_profile_filters_the_step_and_highlights_the_concept():
 
 
 def test_activation_distribution_boxes_come_from_the_quantiles():
-    fig = fg.activation_distribution(ACTS, PROV, step=2)
+    fig = fg.language_modality_distribution(ACTS, PROV, step=2)
     speech, text = fig.data
     assert speech.name == "speech input" and list(speech.median) == [0.05] and list(speech.q1) == [0.03]
     assert list(text.lowerfence) == [-0.04] and list(text.upperfence) == [-0.02]
-    assert list(text.x) == ["t2tt · deu"]
+    assert list(text.y) == ["deu · text · t2tt"]
 
 
 def test_spectrogram_peaks_at_the_tone_frequency():

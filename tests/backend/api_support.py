@@ -35,6 +35,9 @@ def build_store(root: Path, bundle) -> tuple[Path, str]:
         "shard_size": 6, "batch_size": 6, "store": str(root / "atlas.duckdb"), "work_dir": str(root / "work"),
         "analysis": {"ks": KS, "seed": 0},
         "evaluate": {"n_examples": 3, "max_new_tokens": 8, "dose_ks": [5]},
+        # the arrays stay so tests can check what the store serves against the raw recording; the server never
+        # reads them (tests/backend/test_store_only.py serves a store whose work folder is gone)
+        "keep_activations": True,
     }
     (root / "run.yaml").write_text(json.dumps(cfg))
     result = run_precompute(load_run_config(root / "run.yaml"), progress=False, bundle=bundle)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from neuron_atlas.engine.interventions import InterventionSpec, generate_with, prepare_inputs, resolve
+from precompute.activation_store import load_acts
 from tests.backend.api_support import assert_error, atlas_store, client_for, make_settings  # noqa: F401
 
 TEXT = "Le train part à sept heures."
@@ -175,7 +176,7 @@ def test_what_fires_on_a_corpus_example_equals_its_recording(client, atlas_store
     assert [s["stack"] for s in body["stacks"]] == ["text_encoder", "text_decoder"]
     for stack in body["stacks"]:
         name = "text_decoder.step2" if stack["stack"] == "text_decoder" else stack["stack"]
-        arr = np.load(work / "acts" / "t2tt" / f"{name}.npy")
+        arr = np.asarray(load_acts(work, "t2tt", name))
         assert stack["statistics"] and stack["layers"]
         for layer in stack["layers"]:
             units = layer["units"]

@@ -1,0 +1,34 @@
+"""`neuron-atlas plan`: the command line of precompute.plan (registered without importing it, so `--help` stays
+free of torch and the corpus readers)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from precompute.devices import DEFAULT_UTILISATION, DEVICE_PEAK_TFLOPS
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from neuron_atlas.resources import config_path
+    from precompute.config import load_run_config
+    from precompute.plan import ResourceError, check_resources, make_plan
+
+    cfg = load_run_config(config_path(args.config), {"model": args.model})
+    plan = make_plan(cfg, flops=not args.no_flops, device_peak=args.peak, utilisation=args.utilisation)
+    print("\n".join(plan.lines()))
+    try:
+        check_resources(plan, cfg)
+        print(f"this machine: fits (work_dir {cfg.work_dir}, store {cfg.store})")
+    except ResourceError as exc:
+        print(f"this machine: does not fit: {exc}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="print what a precompute run will need (items, bytes, disk, RAM, GPU time)")
+    p.add_argument("--config", type=Path, required=True, help="run.yaml, or a shipped config: demo | tiny | fleurs-large")
+    p.add_argument("--model", help="override the config's model (e.g. full-random for the large architecture)")
+    p.add_argument("--peak", default="h200-bf16", choices=sorted(DEVICE_PEAK_TFLOPS), help="device peak for GPU time")
+    p.add_argument("--utilisation", type=float, default=DEFAULT_UTILISATION, help="fraction of the peak reached")
+    p.add_argument("--no-flops", action="store_true", help="skip the counted forward passes")
+    p.set_defaults(func=_cmd_plan)
