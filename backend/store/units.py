@@ -172,11 +172,13 @@ class UnitQueries(StoreBase):
         start, stop = cache.layout.check_stack(stack)
         step_cond = "step = ?" if stack == "text_decoder" else "step IS NULL"
         params = [run_id, task, start, stop] + ([step] if stack == "text_decoder" else [])
-        df = self._query(
-            "SELECT unit_id, sum(n * mean) / sum(n) AS mean, "
-            "sqrt(greatest(sum(n * (std * std + mean * mean)) / sum(n) - pow(sum(n * mean) / sum(n), 2), 0)) AS std "
-            f"FROM unit_distributions WHERE run_id = ? AND task = ? AND unit_id >= ? AND unit_id < ? AND {step_cond} "
-            "GROUP BY unit_id", params)
+        df = self._query(  # the pooled variance as within-language variance plus the spread of the language means
+            "WITH g AS (SELECT unit_id, n::DOUBLE AS n, mean::DOUBLE AS mean, std::DOUBLE AS std FROM unit_distributions "
+            f"WHERE run_id = ? AND task = ? AND unit_id >= ? AND unit_id < ? AND {step_cond}), "
+            "m AS (SELECT unit_id, sum(n * mean) / sum(n) AS pooled FROM g GROUP BY unit_id) "
+            "SELECT g.unit_id, any_value(m.pooled) AS mean, "
+            "sqrt(sum(g.n * (g.std * g.std + (g.mean - m.pooled) * (g.mean - m.pooled))) / sum(g.n)) AS std "
+            "FROM g JOIN m USING (unit_id) GROUP BY g.unit_id", params)
         mean, std = np.full(stop - start, np.nan), np.full(stop - start, np.nan)
         idx = df["unit_id"].to_numpy(np.int64) - start
         mean[idx], std[idx] = df["mean"].to_numpy(np.float64), df["std"].to_numpy(np.float64)
