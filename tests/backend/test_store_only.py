@@ -30,7 +30,7 @@ def store_only(tmp_path_factory, tiny_bundle):
     cfg = {"name": "alone", "model": "tiny-random", "device": "cpu", "tasks": ["asr", "s2tt", "t2tt"], "steps": [2, 7],
            "corpus": {"source": "builtin", "languages": LANGS, "max_sentences": 4}, "shard_size": 4, "batch_size": 4,
            "store": str(root / "atlas.duckdb"), "work_dir": str(root / "work"), "analysis": {"ks": [5], "seed": 0},
-           "evaluate": {"enabled": False}}
+           "evaluate": {"enabled": False}, "keep_activations": True}  # reference values, then the folder goes
     (root / "run.yaml").write_text(json.dumps(cfg))
     result = run_precompute(load_run_config(root / "run.yaml"), progress=False, bundle=tiny_bundle)
     work = result.work_dir

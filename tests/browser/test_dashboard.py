@@ -174,7 +174,7 @@ def test_heatmap_click_opens_layer_then_unit(servers, driver, shots):
     concept_id, layer = driver.execute_script(
         "const gd = document.querySelector(arguments[0] + ' .js-plotly-plot'); return gd.data[0].customdata[0][1].slice(0, 2);", graph)
     click_plot_point(driver, graph, 0, 1)
-    wait_for(driver, lambda d: urlsplit(d.current_url).path == "/layer", what="the layer page after the heatmap click")
+    wait_for(driver, lambda d: urlsplit(d.current_url).path == "/layer", timeout=45, what="the layer page after the heatmap click")
     q = query_of(driver.current_url)
     assert (q["stack"], q["layer"], q["concept"]) == ("text_decoder", str(layer), str(concept_id))
     cell = ".ag-row[row-index='0'] .ag-cell[col-id='unit_id']"

@@ -64,7 +64,7 @@ def test_paged_examples_with_output_token_strips_from_the_keyboard(servers, driv
     assert "items traced live in one batch" in driver.find_element(By.ID, "unit-ev-status").text
     assert driver.find_element(By.ID, "unit-strip-legend").is_displayed()
     wait_plots(driver, "#unit-dist")
-    rows = driver.execute_script("return document.querySelector('#unit-dist .js-plotly-plot').data[0].y")
+    rows = driver.execute_script("return document.querySelector('#unit-dist .js-plotly-plot').data.flatMap(t => t.y)")
     assert all(" · " in r for r in rows) and {r.split(" · ")[1] for r in rows} == {"speech", "text"}
     first_page = texts(driver, "#unit-examples tbody tr td:first-child")
     _shoot(driver, shots, "unit-evidence")
