@@ -44,7 +44,7 @@ demo: install
 test: install browser
 	$(BIN)/python -m pytest -q
 
-# The unit and API tests only (no browser, no slow end-to-end runs): well under a minute.
+# The unit and API tests only (no browser, no slow end-to-end runs): about 2 minutes on 2 cores (the whole suite: ~11).
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
