@@ -65,10 +65,20 @@ def test_controls_are_named_by_their_labels_and_toolbars_leave_the_tab_order(ser
 def test_enter_opens_a_layer_grid_row(servers, driver):
     base, _, run_id = servers
     open_page(driver, base, f"/layer?run={run_id}&stack=text_decoder&layer=1&sort=unit_id&order=asc", ".layer-grid .ag-row .ag-cell")
-    cell = wait_css(driver, ".layer-grid .ag-row[row-index='2'] .ag-cell[col-id='unit_id']")
-    unit_id = cell.text
-    driver.execute_script("arguments[0].focus()", cell)
-    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    cell = ".layer-grid .ag-row[row-index='2'] .ag-cell[col-id='unit_id']"
+    unit_id = wait_for(driver, lambda d: d.execute_script(
+        "const c = document.querySelector(arguments[0]); return c && /^\\d+$/.test(c.textContent.trim()) && c.textContent.trim();",
+        cell), what="a unit id in the third grid row")
+
+    def press_enter(d) -> bool:  # the grid may redraw its rows once more: find the cell afresh until it takes the key
+        target = d.find_element(By.CSS_SELECTOR, cell)
+        if target.text.strip() != unit_id:
+            return False
+        d.execute_script("arguments[0].focus()", target)
+        d.switch_to.active_element.send_keys(Keys.ENTER)
+        return True
+
+    wait_for(driver, press_enter, what="Enter on the third row's unit cell")
     wait_for(driver, lambda d: urlsplit(d.current_url).path == "/unit"
              and parse_qs(urlsplit(d.current_url).query).get("unit") == [unit_id], what="Enter opening the row's unit")
     assert not console_errors(driver)
