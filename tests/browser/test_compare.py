@@ -7,7 +7,7 @@ reproduces in a fresh browser and re-runs to the same answers.
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -18,16 +18,9 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from tests.browser.harness import console_errors, screenshot, wait_for  # noqa: E402
+from tests.browser.test_dashboard import query_of, wait_css  # noqa: E402
 
 pytestmark = pytest.mark.browser
-
-
-def query_of(url: str) -> dict[str, str]:
-    return {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
-
-
-def wait_css(driver, selector: str, timeout: float = 30.0):
-    return wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, selector), timeout, selector)[0]
 
 
 def n_plots(driver, container: str) -> int:

@@ -42,7 +42,7 @@ def css(driver, selector: str):
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
-def wait_css(driver, selector: str, timeout: float = 20.0, what: str | None = None):
+def wait_css(driver, selector: str, timeout: float = 30.0, what: str | None = None):
     return wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, selector), timeout, what or selector)[0]
 
 
