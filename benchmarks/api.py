@@ -93,12 +93,16 @@ def _scopes(registry: SiteRegistry, stack: str) -> dict[str, str]:
     return out
 
 
-def build_store(path: Path, work_dir: Path, quick: bool = False, n_items: int = 2100, log=print) -> dict:
-    """Write a synthetic store with the large model's layout; returns build timings and sizes."""
+def build_store(path: Path, work_dir: Path, quick: bool = False, n_items: int = 2100, log=print,
+                memory_limit: str | None = None) -> dict:
+    """Write a synthetic store with the large model's layout; returns build timings and sizes. `memory_limit` caps
+    DuckDB's memory (e.g. "8GB"; it spills to disk beyond it) on a machine shared with other work."""
     t0 = time.perf_counter()
     registry = full_registry()
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path))
+    if memory_limit:
+        con.execute("SET memory_limit = ?", [memory_limit])
     con.execute("SET preserve_insertion_order = true")
     create_schema(con)
     concepts = concept_rows()
@@ -461,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tenth of the width and 24 concepts, fewer repeats")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the synthetic store in this folder and keep it")
     parser.add_argument("--repeats", type=int, help="measured requests per endpoint (default 60, quick 20)")
+    parser.add_argument("--memory-limit", help="cap DuckDB's memory while building the store, e.g. 8GB")
+    parser.add_argument("--build-only", action="store_true", help="build (or reuse) the store with --keep, measure nothing")
     args = parser.parse_args(argv)
     repeats = args.repeats or (20 if args.quick else 60)
     tmp_ctx = tempfile.TemporaryDirectory(prefix="atlas-bench-") if args.keep is None else None
@@ -473,8 +479,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reusing the synthetic store in {root}")
         build = json.loads(marker.read_text())
     else:
-        build = build_store(store, root / "work", quick=args.quick)
+        build = build_store(store, root / "work", quick=args.quick, memory_limit=args.memory_limit)
         marker.write_text(json.dumps(build))
+    if args.build_only:
+        return 0
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = _serve(store, root, port, "tiny-random")
