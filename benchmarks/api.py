@@ -468,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-limit", help="cap DuckDB's memory while building the store, e.g. 8GB")
     parser.add_argument("--build-only", action="store_true", help="build (or reuse) the store with --keep, measure nothing")
     args = parser.parse_args(argv)
+    if args.build_only and args.keep is None:
+        parser.error("--build-only needs --keep DIR (the store it builds would be deleted at once)")
     repeats = args.repeats or (20 if args.quick else 60)
     tmp_ctx = tempfile.TemporaryDirectory(prefix="atlas-bench-") if args.keep is None else None
     root = Path(tmp_ctx.name) if tmp_ctx else args.keep
