@@ -1,4 +1,4 @@
-"""Benchmark: time until each dashboard page is interactive in headless Chromium (target < 2 s per page).
+"""Benchmark: time until each dashboard page is interactive in headless Chromium (targets < 2 s warm, < 2.5 s cold).
 
 "Interactive" = the page's main content is drawn (figures with data, grid rows, controls filled) and Dash has no
 callback in flight. Each page is opened cold once (fresh dashboard and backend caches) and then `--repeats` times
@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
 from tests.browser.harness import browser_missing, make_driver, start_backend, start_dash  # noqa: E402
 
 TARGET_S = 2.0
+COLD_TARGET_S = 2.5
 POLL = """
 const done = arguments[arguments.length - 1], ready = arguments[0], deadline = performance.now() + 30000;
 (function poll() {
@@ -159,12 +160,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{run.get('n_examples')} examples; backend model {model}")
     print(f"machine: {platform.machine()}, python {platform.python_version()}, Chromium headless 1366x768; "
           f"warm = median of {repeats}")
-    print(f"\n| page | cold (s) | warm median (s) | warm max (s) | warm / {TARGET_S:g} s target |")
-    print("|---|---|---|---|---|")
+    print(f"\n| page | cold (s) | cold / {COLD_TARGET_S:g} s | warm median (s) | warm max (s) | warm / {TARGET_S:g} s |")
+    print("|---|---|---|---|---|---|")
     for name, cold, warm, worst in rows:
-        print(f"| {name} | {cold:.2f} | {warm:.2f} | {worst:.2f} | {warm / TARGET_S:.2f} |")
-    slow = [name for name, _, warm, _ in rows if warm >= TARGET_S]
-    print("\nall pages interactive under the target (warm)" if not slow else f"\nover the target: {', '.join(slow)}")
+        print(f"| {name} | {cold:.2f} | {cold / COLD_TARGET_S:.2f} | {warm:.2f} | {worst:.2f} | {warm / TARGET_S:.2f} |")
+    slow = [f"{name} (warm)" for name, _, warm, _ in rows if warm >= TARGET_S]
+    slow += [f"{name} (cold)" for name, cold, _, _ in rows if cold >= COLD_TARGET_S]
+    print("\nevery page under both targets" if not slow else f"\nover a target: {', '.join(slow)}")
     return 0
 
 
