@@ -249,10 +249,14 @@ def _write_examples_and_items(con: duckdb.DuckDBPyConnection, n_items: int) -> N
 
 def _write_unit_summaries(con: duckdb.DuckDBPyConnection, registry: SiteRegistry, n_items: int, quick: bool) -> float:
     """`unit_distributions` (one row per unit x task x step x language) and `unit_examples` (one row per unit x task
-    x step, 50 items and values per end) at the full run's size, in precompute's row order; returns seconds."""
+    x step, 50 items and values per end) at the full run's size, inserted once sorted by unit as precompute's
+    ingestion writes them (generated in temporary tables first, so the store file holds no freed blocks); returns
+    seconds."""
     t0 = time.perf_counter()
     per_lang = n_items // len(LANGS)
     keep = 50
+    for table in ("unit_distributions", "unit_examples"):
+        con.execute(f"CREATE TEMP TABLE _{table} AS SELECT * FROM {table} LIMIT 0")
     for task, (enc, _, _) in TASKS.items():
         langs = [lang for lang in LANGS if task == "asr" or lang != "eng"]
         n_task = per_lang * len(langs)
@@ -260,25 +264,19 @@ def _write_unit_summaries(con: duckdb.DuckDBPyConnection, registry: SiteRegistry
             r = registry.stack_ranges[stack]
             stop = r.start + (len(r) // 10 if quick else len(r))
             con.execute(
-                "INSERT INTO unit_distributions SELECT ?, ?, ?, l.lang, i::INTEGER, ?, m, m * 0.5 + 0.1, abs(m) + 0.2, "
+                "INSERT INTO _unit_distributions SELECT ?, ?, ?, l.lang, i::INTEGER, ?, m, m * 0.5 + 0.1, abs(m) + 0.2, "
                 "m - 2, m - 1.5, m - 0.5, m, m + 0.5, m + 1.5, m + 2 "
-                "FROM (SELECT unnest(?) AS lang) l, (SELECT i, (random() * 4 - 2)::REAL AS m FROM range(?, ?) t(i)) u "
-                "ORDER BY l.lang, i", [RUN_ID, task, step, per_lang, langs, r.start, stop])
+                "FROM (SELECT unnest(?) AS lang) l, (SELECT i, (random() * 4 - 2)::REAL AS m FROM range(?, ?) t(i)) u",
+                [RUN_ID, task, step, per_lang, langs, r.start, stop])
             con.execute(
-                "INSERT INTO unit_examples SELECT ?, ?, ?, i::INTEGER, "
+                "INSERT INTO _unit_examples SELECT ?, ?, ?, i::INTEGER, "
                 "list_transform(range(?), lambda x: floor(random() * ?)::INTEGER), list_transform(range(?), lambda x: (random() * 4)::REAL), "
                 "list_transform(range(?), lambda x: floor(random() * ?)::INTEGER), list_transform(range(?), lambda x: (random() * -4)::REAL) "
-                "FROM range(?, ?) t(i) ORDER BY i", [RUN_ID, task, step, keep, n_task, keep, keep, n_task, keep, r.start, stop])
-    sort_by_unit(con)
-    return time.perf_counter() - t0
-
-
-def sort_by_unit(con: duckdb.DuckDBPyConnection) -> None:
-    """Reorder the unit page tables by unit, as precompute's ingestion writes them."""
+                "FROM range(?, ?) t(i)", [RUN_ID, task, step, keep, n_task, keep, keep, n_task, keep, r.start, stop])
     for table, order in (("unit_distributions", "unit_id, task, step, language"), ("unit_examples", "unit_id, task, step")):
-        con.execute(f"CREATE TABLE _sorted AS SELECT * FROM {table} ORDER BY {order}")
-        con.execute(f"DROP TABLE {table}")
-        con.execute(f"ALTER TABLE _sorted RENAME TO {table}")
+        con.execute(f"INSERT INTO {table} SELECT * FROM _{table} ORDER BY {order}")
+        con.execute(f"DROP TABLE _{table}")
+    return time.perf_counter() - t0
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
