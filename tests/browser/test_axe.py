@@ -11,9 +11,11 @@ import pytest
 pytest.importorskip("selenium", reason="browser tests need selenium (pip install selenium)")
 
 import httpx  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
-from tests.browser.test_dashboard import LAB_QUERY, open_page, wait_css, wait_plots  # noqa: E402
+from tests.browser.harness import wait_for  # noqa: E402
+from tests.browser.test_dashboard import LAB_QUERY, open_page, query_of, wait_css, wait_plots  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -103,6 +105,34 @@ def test_no_serious_or_critical_violations_on_any_page(servers, driver):
     assert not blocking, ("axe found serious/critical violations:\n" + "\n".join(
         f"{path}:\n  " + "\n  ".join(p) for path, p in blocking.items())
         + f"\n(moderate/minor, not blocking: {', '.join(lesser) or 'none'}; all in {REPORT})")
+
+
+def test_a_dropdown_takes_the_focus_itself_and_works_from_the_keyboard(servers, driver):
+    """What the axe fixes in assets/a11y.js keep working: Tab lands on a dropdown's own button (named by its control's
+    label and value, not an aria-hidden proxy), ArrowDown opens it as a named dialog of radio buttons, and a choice
+    made with the arrow keys and Enter reaches the URL."""
+    base, _, run_id = servers
+    open_page(driver, base, f"/layer?run={run_id}&stack=text_decoder&layer=1", ".layer-grid .ag-row")
+    wait_for(driver, lambda d: d.find_element(By.ID, "layer-layer").get_attribute("tabindex") == "0",
+             what="the layer dropdown's button in the tab order")
+    driver.execute_script("document.getElementById('layer-stack').focus()")
+    driver.switch_to.active_element.send_keys(Keys.TAB)
+    button = driver.switch_to.active_element
+    assert button.get_attribute("id") == "layer-layer"
+    assert button.accessible_name.lower() == "layer layer 1", button.accessible_name
+    button.send_keys(Keys.ARROW_DOWN)
+    wait_css(driver, ".dash-dropdown-content .dash-options-list input")
+    dialog = driver.find_element(By.CSS_SELECTOR, ".dash-dropdown-content[role=dialog]")
+    assert dialog.accessible_name.lower() == "layer"
+    assert driver.find_element(By.CSS_SELECTOR, ".dash-dropdown-content .dash-options-list").get_attribute("role") \
+        == "radiogroup"
+    choice = driver.switch_to.active_element
+    assert choice.get_attribute("type") == "radio" and choice.accessible_name == "layer 1"
+    choice.send_keys(Keys.ARROW_DOWN)
+    nxt = driver.switch_to.active_element
+    assert nxt.accessible_name != "layer 1"
+    nxt.send_keys(Keys.ENTER)
+    wait_for(driver, lambda d: query_of(d.current_url).get("layer") not in (None, "1"), what="the chosen layer in the URL")
 
 
 SIZES = ((1440, 1000), (1024, 700))
