@@ -132,7 +132,8 @@ def test_a_dropdown_takes_the_focus_itself_and_works_from_the_keyboard(servers, 
     nxt = driver.switch_to.active_element
     assert nxt.accessible_name != "layer 1"
     nxt.send_keys(Keys.ENTER)
-    wait_for(driver, lambda d: query_of(d.current_url).get("layer") not in (None, "1"), what="the chosen layer in the URL")
+    wait_for(driver, lambda d: query_of(d.current_url).get("layer") not in (None, "1"),
+             what="the chosen layer in the URL")
 
 
 SIZES = ((1440, 1000), (1024, 700))
