@@ -48,14 +48,17 @@ def describe(violation: dict) -> str:
 
 
 def _pages(run_id: str, finding_id: str) -> list[tuple[str, str, str | None]]:
-    """(path, element to wait for, container whose figures must be drawn first): every page, the overview's tabs,
-    the unit page with its token strips, the lab before and after a run, findings with a saved finding."""
+    """(path, element to wait for, container whose figures must be drawn first): every page, the overview's tabs and
+    drill-downs, the unit page with its token strips, the lab before and after a run, findings with a saved finding."""
     overview = [(f"/?run={run_id}&tab={tab}", "#ov-tab [role=tab][aria-selected=true]", figures)
                 for tab, figures in (("selectivity", "#ov-sel-figures"), ("modality", None), ("concentration", None),
                                      ("crossmodal", None), ("interventions", None))]
+    drilled = [(f"/?run={run_id}&tab=concentration&c_cell=speech:deu:1", "#ov-c-drill h3", None),
+               (f"/?run={run_id}&tab=crossmodal&x_cell=fra:deu", "#ov-x-shared h3", None)]
     lab = LAB_QUERY.replace("/lab?", f"/lab?run={run_id}&")
     return [
         *overview,
+        *drilled,
         (f"/layer?run={run_id}&stack=text_decoder&layer=1", ".layer-grid .ag-row", "#layer-hist"),
         (f"/unit?run={run_id}&unit=3", "#unit-examples table", None),
         (f"/unit?run={run_id}&unit=999999999", ".notice-error", None),
