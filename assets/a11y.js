@@ -68,15 +68,6 @@
     });
   }
 
-  function dropdownLabel(list) {
-    /* The id of the control label that names the dropdown an open option list (or its dialog) belongs to. */
-    var content = list.closest(".dash-dropdown-content");
-    var trigger = content && content.id &&
-      document.querySelector("button.dash-dropdown[aria-controls='" + content.id + "']");
-    var names = trigger ? (trigger.getAttribute("aria-labelledby") || "").split(/\s+/) : [];
-    return names[0] && names[0].indexOf("atlas-label-") === 0 ? names[0] : "";
-  }
-
   function groupChoices(root) {
     /* Checklists, radio items and an open dropdown's list draw radio buttons or checkboxes inside labels marked
        role="option" of a role="listbox": an option may not hold a focusable control, and the focus goes to those
@@ -90,7 +81,7 @@
         opt.removeAttribute("aria-selected");
       });
       var control = group.closest(".control");
-      var label = control ? labelId(control) : dropdownLabel(group);
+      var label = control ? labelId(control) : "";  /* Dash draws an open dropdown inside its wrapper */
       var dialog = group.closest(".dash-dropdown-content[role=dialog]");
       if (label && dialog && !dialog.getAttribute("aria-labelledby")) { dialog.setAttribute("aria-labelledby", label); }
       if (label && !group.getAttribute("aria-label") && !group.getAttribute("aria-labelledby")) {
