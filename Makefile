@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 STAMP   = $(VENV)/.installed-$(shell cat uv.lock tools/uv-requirements.txt | sha256sum | cut -c1-12)
 
-.PHONY: install browser demo test test-fast bench lock plotly-bundle clean
+.PHONY: install browser demo test test-fast bench lock plotly-bundle axe-core clean
 
 $(UV): tools/uv-requirements.txt
 	$(PYTHON) -m venv $(TOOLS)
@@ -55,6 +55,11 @@ bench: install
 # npm; installs the exact versions of tools/plotly-bundle/package-lock.json). The committed file is what this makes.
 plotly-bundle:
 	cd tools/plotly-bundle && npm ci --no-audit --no-fund --ignore-scripts && node build.js
+
+# The axe-core the accessibility browser test injects (tests/browser/vendor/axe.min.js, committed: CI has no npm).
+# Needs npm; installs the exact version of tools/axe-core/package-lock.json and checks axe-core's published SRI hash.
+axe-core:
+	cd tools/axe-core && npm ci --no-audit --no-fund --ignore-scripts && node build.js
 
 clean:
 	rm -rf $(VENV) $(TOOLS) data build dist *.egg-info

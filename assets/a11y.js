@@ -1,10 +1,14 @@
 /* Neuron Atlas dashboard: keyboard and screen-reader semantics that Dash's components do not give by themselves.
  * - dcc.Tabs render plain divs: they become a tablist of tabs (focusable, aria-selected), Enter or Space opens a
  *   tab, the arrow keys, Home and End move between tabs and open the one reached.
- * - Controls inside a labelled `.control` box (sliders, dropdowns, number boxes) get that label as their name.
+ * - Controls inside a labelled `.control` box (sliders, dropdowns, number boxes) get that label as their name; a
+ *   radio button or checkbox keeps the text of its own option as its name.
+ * - Dash's dropdown takes Tab through an aria-hidden input that hands the focus on to its button: the button itself
+ *   takes the focus, and it is named by its control's label followed by the value shown.
  * - Plotly's chart toolbars leave the tab order (they stay clickable), so Tab moves between the page's own controls.
- * - Radio buttons sit in a radiogroup named by their control's label; AG Grid's empty row containers are not
- *   announced as row groups; Enter on a row of the layer grid opens that unit (as a click does).
+ * - Radio buttons (an open dropdown's choices included) sit in a radiogroup, checkboxes in a group, named by their
+ *   control's label; AG Grid's empty row containers are not announced as row groups; Enter on a row of the layer
+ *   grid opens that unit (as a click does).
  * - The header's unit search: "/" focuses it, ArrowDown moves into its results, ArrowUp/Down between them, Escape
  *   closes them.
  * Applied again whenever Dash redraws part of the page. */
@@ -24,6 +28,7 @@
       if (!name) { return; }
       control.querySelectorAll(FOCUSABLE).forEach(function (el) {
         if (el.getAttribute("aria-label") || el.getAttribute("aria-labelledby")) { return; }
+        if (el.classList.contains("dash-dropdown-focus-target") || ownOptionText(el)) { return; }
         if (el.id && control.querySelector("label[for='" + el.id + "']")) { return; }
         var extra = el.getAttribute("role") === "slider" && el.parentElement &&
           el.parentElement.querySelectorAll("[role=slider]").length > 1 ? " (" + (Array.prototype.indexOf.call(
@@ -33,18 +38,55 @@
     });
   }
 
-  function groupRadios(root) {
-    root.querySelectorAll(".radio").forEach(function (group) {
-      if (!group.querySelector("input[type=radio]")) { return; }
-      group.setAttribute("role", "radiogroup");
-      /* Dash marks each choice role="option" (a listbox's child); a radio button's own role is what it is. */
+  function ownOptionText(el) {
+    /* A radio button or checkbox inside a <label> with text: that text is its name (a control-wide name would hide
+       which option it is). */
+    if (el.type !== "radio" && el.type !== "checkbox") { return false; }
+    var label = el.closest("label");
+    return !!(label && label.textContent.trim());
+  }
+
+  function labelId(control) {
+    var label = control.querySelector(":scope > .control-label");
+    if (!label || !label.textContent.trim()) { return ""; }
+    if (!label.id) { label.id = "atlas-label-" + (++labelCount); }
+    return label.id;
+  }
+
+  function focusDropdowns(root) {
+    root.querySelectorAll(".dash-dropdown-wrapper").forEach(function (wrapper) {
+      var proxy = wrapper.querySelector(":scope > .dash-dropdown-focus-target");
+      var button = wrapper.querySelector(":scope > button.dash-dropdown");
+      if (!proxy || !button) { return; }
+      /* Dash resets the proxy's tabIndex when the button blurs: a disabled proxy stays out of the tab order. */
+      proxy.disabled = true;
+      if (button.getAttribute("tabindex") !== "0") { button.setAttribute("tabindex", "0"); }
+      var control = wrapper.closest(".control");
+      var id = control ? labelId(control) : "";
+      var names = (button.getAttribute("aria-labelledby") || "").split(/\s+/).filter(Boolean);
+      if (id && names.indexOf(id) < 0) { button.setAttribute("aria-labelledby", [id].concat(names).join(" ")); }
+    });
+  }
+
+  function groupChoices(root) {
+    /* Checklists, radio items and an open dropdown's list draw radio buttons or checkboxes inside labels marked
+       role="option" of a role="listbox": an option may not hold a focusable control, and the focus goes to those
+       controls, so the list becomes a radiogroup (or a group of checkboxes) of native, text-named controls. */
+    root.querySelectorAll(".dash-options-list").forEach(function (group) {
+      var radios = !!group.querySelector("input[type=radio]");
+      if (!radios && !group.querySelector("input[type=checkbox]")) { return; }
+      group.setAttribute("role", radios ? "radiogroup" : "group");
       group.querySelectorAll("[role=option]").forEach(function (opt) {
         opt.removeAttribute("role");
         opt.removeAttribute("aria-selected");
       });
       var control = group.closest(".control");
-      var name = control ? labelText(control) : "";
-      if (name && !group.getAttribute("aria-label")) { group.setAttribute("aria-label", name); }
+      var label = control ? labelId(control) : "";  /* Dash draws an open dropdown inside its wrapper */
+      var dialog = group.closest(".dash-dropdown-content[role=dialog]");
+      if (label && dialog && !dialog.getAttribute("aria-labelledby")) { dialog.setAttribute("aria-labelledby", label); }
+      if (label && !group.getAttribute("aria-label") && !group.getAttribute("aria-labelledby")) {
+        group.setAttribute("aria-labelledby", label);
+      }
     });
   }
 
@@ -190,13 +232,15 @@
     }
   });
 
+  var labelCount = 0;
   var pending = false;
   function apply() {
     pending = false;
     markTabs(document);
     nameControls(document);
+    focusDropdowns(document);
     quietToolbars(document);
-    groupRadios(document);
+    groupChoices(document);
     quietGridContainers(document);
     plainNumberBoxes(document);
     describeSearch(document);

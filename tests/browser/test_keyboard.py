@@ -51,11 +51,18 @@ def test_controls_are_named_by_their_labels_and_toolbars_leave_the_tab_order(ser
              what="a name on the step slider")
     assert step.get_attribute("aria-label") == "Decoding step"
     unnamed = driver.execute_script("""
-        return [...document.querySelectorAll('.control input:not([type=hidden]), .control [role=slider]')]
+        return [...document.querySelectorAll('.control input:not([type=hidden]):not(.dash-dropdown-focus-target), '
+                                             + '.control [role=slider], .control button.dash-dropdown')]
           .filter(e => !(e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')
-                         || (e.id && document.querySelector(`label[for="${e.id}"]`))))
+                         || (e.id && document.querySelector(`label[for="${e.id}"]`))
+                         || (/^(radio|checkbox)$/.test(e.type) && e.closest('label')?.textContent.trim())))
           .map(e => e.outerHTML.slice(0, 120));""")
     assert unnamed == []
+    task = driver.find_element(By.XPATH, "//div[contains(@class,'control')][label[.='Task']]//button")
+    assert task.get_attribute("tabindex") == "0", "a dropdown's own button takes the focus (not an aria-hidden proxy)"
+    assert task.accessible_name.lower().startswith("task "), task.accessible_name
+    radio = driver.find_element(By.CSS_SELECTOR, ".control .radio input[type=radio]")
+    assert radio.accessible_name == radio.find_element(By.XPATH, "./ancestor::label").text.strip()
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".modebar-btn"), what="a chart toolbar")
     focusable = driver.execute_script(
         "return [...document.querySelectorAll('.modebar-btn')].filter(e => e.tabIndex >= 0).length")
