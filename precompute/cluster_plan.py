@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from precompute.config import ConfigError
 from precompute.devices import DEFAULT_CPUS_PER_NODE, DEFAULT_GPUS_PER_NODE, DEVICE_PEAK_TFLOPS
-from precompute.plan import Plan, StatsArray, _gb, _hours
+from precompute.plan import Plan, StatsArray, _gb, _hours, local_work_dir
 
 
 @dataclass
@@ -50,9 +50,7 @@ class ClusterPlan:
 
     @property
     def work_local(self) -> bool:
-        from precompute.activation_store import WorkDir
-
-        return WorkDir(self.plan.work_dir).local is not None
+        return local_work_dir(self.plan.work_dir) is not None
 
     @property
     def work_peak_bytes(self) -> int:

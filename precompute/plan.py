@@ -381,6 +381,26 @@ def make_plan(cfg: RunConfig, bundle=None, registry=None, examples: Sequence | N
     return plan
 
 
+def local_work_dir(url: str) -> Path | None:
+    """`work_dir` as a local path, or None for a remote location (whether or not its fsspec driver is installed)."""
+    import fsspec
+
+    protocol, path = fsspec.core.split_protocol(str(url))
+    return Path(path) if protocol in (None, "file", "local") else None
+
+
+def missing_driver(url: str) -> str | None:
+    """Why this machine cannot open `work_dir` (its fsspec driver is not installed), or None when it can."""
+    import fsspec
+
+    protocol = fsspec.core.split_protocol(str(url))[0] or "file"
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as exc:
+        return f"fsspec cannot open {protocol}:// here ({exc})"
+    return None
+
+
 def _existing_dir(path: Path) -> Path:
     path = Path(path).resolve()
     while not path.exists():
@@ -405,11 +425,9 @@ def _du(path: Path) -> int:
 def check_resources(plan: Plan, cfg: RunConfig, run_dir: Path | None = None) -> None:
     """Raise ResourceError, before anything is written, when free disk or RAM cannot hold the plan (what a resumed
     run already has under `run_dir` counts as held)."""
-    from precompute.activation_store import WorkDir
-
     store = _existing_dir(Path(cfg.store).parent)
     held = _du(run_dir) if run_dir is not None else 0
-    local_work = WorkDir(cfg.work_dir).local
+    local_work = local_work_dir(cfg.work_dir)
     need: dict[Path, int] = {}
     target = store  # a remote work_dir (s3://, ...) has no free-space figure to check here
     if local_work is not None:
@@ -418,8 +436,8 @@ def check_resources(plan: Plan, cfg: RunConfig, run_dir: Path | None = None) -> 
         if os.stat(work).st_dev == os.stat(store).st_dev:
             target = work
     need[target] = need.get(target, 0) + plan.peak_store_bytes
-    knobs = ("activation_dtype: float16 (halves the activations), corpus.max_sentences, corpus.languages, tasks, "
-             "steps, or a work_dir / store on a larger disk")
+    knobs = (("activation_dtype: float16 (halves the activations), " if plan.activation_dtype == "float32" else "")
+             + "corpus.max_sentences, corpus.languages, tasks, steps, or a work_dir / store on a larger disk")
     for folder, needed in need.items():
         free = shutil.disk_usage(folder).free
         if needed > free:

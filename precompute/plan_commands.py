@@ -12,9 +12,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from neuron_atlas.resources import config_path
     from precompute.cluster_plan import check_cluster, cluster_plan
     from precompute.config import load_run_config
-    from precompute.plan import ResourceError, check_resources, make_plan
+    from precompute.plan import ResourceError, check_resources, make_plan, missing_driver
 
-    cfg = load_run_config(config_path(args.config), {"model": args.model})
+    cfg = load_run_config(config_path(args.config), {"model": args.model}, plan_only=True)
     gpus = args.gpus if args.gpus is not None else (cfg.workers if cfg.executor == "ray" else None)
     if gpus is not None:
         check_cluster(gpus, args.cpus_per_node, args.gpus_per_node)  # before the plan's work
@@ -22,6 +22,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print("\n".join(plan.lines()))
     if gpus is not None:
         print("\n".join(cluster_plan(plan, gpus, args.cpus_per_node, args.gpus_per_node).lines()))
+    driver = missing_driver(cfg.work_dir)
+    if driver:
+        print(f"work_dir {cfg.work_dir}: {driver}; precompute refuses this config until the driver is installed "
+              "(on the driver machine and every node)")
     try:
         check_resources(plan, cfg)
         print(f"this machine: fits (work_dir {cfg.work_dir}, store {cfg.store})")

@@ -170,3 +170,20 @@ def test_fleurs_102_config_plans_every_seamless_fleurs_language(tiny_bundle):
     cluster = cluster_plan(plan, cfg.workers)
     assert cluster.gpus == 8 and cluster.work_peak_bytes == plan.peak_work_bytes
     assert f"shared work_dir {cfg.work_dir}" in "\n".join(cluster.lines())
+
+
+def test_a_work_dir_without_its_driver_is_planned_but_not_run(tmp_path, capsys):
+    """The plan sizes a run for the cluster's drivers (s3fs, ...), so a URL this machine cannot open still plans; the
+    config stays refused for a run."""
+    from neuron_atlas.cli import main
+    from precompute.config import ConfigError
+
+    path = _config(tmp_path, work_dir="nosuchfs://bucket/work", executor="ray", workers=2)
+    with pytest.raises(ConfigError, match="work_dir 'nosuchfs://bucket/work': fsspec cannot open nosuchfs://"):
+        load_run_config(path)
+    assert main(["plan", "--config", str(path), "--no-flops"]) == 0
+    out = capsys.readouterr().out
+    assert "on a Ray cluster of 2 GPUs" in out and "(statistics files stay on the driver)" in out and "beside the store" in out
+    assert "work_dir nosuchfs://bucket/work: fsspec cannot open nosuchfs:// here" in out and "this machine: fits" in out
+    assert main(["precompute", "--config", str(path)]) == 2
+    assert "fsspec cannot open nosuchfs://" in capsys.readouterr().err
