@@ -14,7 +14,7 @@ from pathlib import Path
 from dataclasses import dataclass
 
 from precompute.config import ConfigError
-from precompute.devices import DEFAULT_CPUS_PER_NODE, DEFAULT_GPUS_PER_NODE, DEVICE_PEAK_TFLOPS
+from precompute.devices import DEFAULT_CPUS_PER_NODE, DEFAULT_DRIVER_GBIT, DEFAULT_GPUS_PER_NODE, DEVICE_PEAK_TFLOPS
 from precompute.plan import Plan, StatsArray, _gb, _hours, local_work_dir
 
 
@@ -26,6 +26,7 @@ class ClusterPlan:
     gpus: int
     gpus_per_node: int
     cpus_per_node: int
+    driver_gbit: float = DEFAULT_DRIVER_GBIT
 
     @property
     def nodes(self) -> int:
@@ -87,9 +88,15 @@ class ClusterPlan:
                    for arrays in self.phase_chunks().values())
 
     @property
+    def transfer_seconds(self) -> float:
+        """The least time the driver's link takes to receive every result (it sends the audio on the same link)."""
+        return self.result_bytes / (self.driver_gbit * 1e9 / 8)
+
+    @property
     def wall_seconds(self) -> float | None:
+        """Recording (the GPUs' time or the driver link's, whichever is longer) plus the statistics."""
         rec = self.recording_seconds
-        return None if rec is None else rec + self.stats_seconds
+        return None if rec is None else max(rec, self.transfer_seconds) + self.stats_seconds
 
     def lines(self) -> list[str]:
         """The cluster section as printed by `neuron-atlas plan --gpus N`."""
@@ -115,11 +122,14 @@ class ClusterPlan:
             rate = self.items / rec
             out.append(f"  at the planned rate ({rate:,.0f} items/s over the cluster): in {_gb(self.result_bytes / rec)}/s, "
                        f"out {_gb((p.activation_bytes + self.audio_bytes) / rec)}/s")
+        out.append(f"  driver link {self.driver_gbit:g} Gbit/s (--driver-gbit): receiving the results takes at least "
+                   f"{_hours(self.transfer_seconds)} (at most {self.items / self.transfer_seconds:,.0f} items/s)")
         out.append(f"  Ray object store in flight: {self.gpus} GPUs x {p.shard_size} items (shard_size) x "
                    f"{_gb(self.object_store_bytes / (self.gpus * p.shard_size))} = {_gb(self.object_store_bytes)}")
         arrays = p.stats_arrays
         if arrays:
-            out.append(f"  statistics: {sum(a.chunks for a in arrays):,} Ray tasks, one per unit chunk:")
+            out.append(f"  statistics: {sum(a.chunks for a in arrays):,} Ray tasks, one per unit chunk, reading every "
+                       f"shard once ({_gb(p.activation_bytes)} from work_dir):")
             out += [f"    {a.phase:22} {a.name:22} {a.units:>9,} units / {a.chunk_units:>7,} per chunk = {a.chunks:>5,} "
                     f"chunks x {a.columns:,} columns, {a.shards:,} shards read" for a in arrays]
             big = max(arrays, key=lambda a: a.task_ram_bytes)
@@ -133,20 +143,24 @@ class ClusterPlan:
         if rec is None:
             out.append(f"  wall time: recording not computed (--no-flops) + {stats}")
         else:
-            out.append(f"  wall time: {_hours(self.wall_seconds)} = recording {_hours(rec)} + {stats}")
+            bound = "the GPUs" if rec >= self.transfer_seconds else "the driver link"
+            out.append(f"  wall time: {_hours(self.wall_seconds)} = recording {_hours(max(rec, self.transfer_seconds))} "
+                       f"(bound by {bound}) + {stats}")
         return out
 
 
-def check_cluster(gpus: int, cpus_per_node: int = DEFAULT_CPUS_PER_NODE,
-                  gpus_per_node: int = DEFAULT_GPUS_PER_NODE) -> None:
-    """ConfigError naming the bad figure when a count is not a whole number of at least 1."""
+def check_cluster(gpus: int, cpus_per_node: int = DEFAULT_CPUS_PER_NODE, gpus_per_node: int = DEFAULT_GPUS_PER_NODE,
+                  driver_gbit: float = DEFAULT_DRIVER_GBIT) -> None:
+    """ConfigError naming the bad figure when a count is not a whole number of at least 1, or the link not positive."""
     for name, value in (("--gpus", gpus), ("--cpus-per-node", cpus_per_node), ("--gpus-per-node", gpus_per_node)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}")
+    if not driver_gbit > 0:
+        raise ConfigError(f"--driver-gbit must be positive, not {driver_gbit!r}")
 
 
 def cluster_plan(plan: Plan, gpus: int, cpus_per_node: int = DEFAULT_CPUS_PER_NODE,
-                 gpus_per_node: int = DEFAULT_GPUS_PER_NODE) -> ClusterPlan:
+                 gpus_per_node: int = DEFAULT_GPUS_PER_NODE, driver_gbit: float = DEFAULT_DRIVER_GBIT) -> ClusterPlan:
     """The plan on `gpus` GPUs (checked by check_cluster)."""
-    check_cluster(gpus, cpus_per_node, gpus_per_node)
-    return ClusterPlan(plan, gpus, gpus_per_node, cpus_per_node)
+    check_cluster(gpus, cpus_per_node, gpus_per_node, driver_gbit)
+    return ClusterPlan(plan, gpus, gpus_per_node, cpus_per_node, driver_gbit)

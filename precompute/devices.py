@@ -9,3 +9,5 @@ GPU_SORT_RATE = 2.0e9
 #: A cluster node, when not given: like the GPU machines this project is lent (one GPU, 16 CPU cores).
 DEFAULT_GPUS_PER_NODE = 1
 DEFAULT_CPUS_PER_NODE = 16
+#: The driver's network link when not given (Gbit/s): every recording result passes through it.
+DEFAULT_DRIVER_GBIT = 10.0

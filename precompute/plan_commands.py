@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from precompute.devices import DEFAULT_CPUS_PER_NODE, DEFAULT_GPUS_PER_NODE, DEFAULT_UTILISATION, DEVICE_PEAK_TFLOPS
+from precompute.devices import (DEFAULT_CPUS_PER_NODE, DEFAULT_DRIVER_GBIT, DEFAULT_GPUS_PER_NODE, DEFAULT_UTILISATION,
+                                DEVICE_PEAK_TFLOPS)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -17,11 +18,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     cfg = load_run_config(config_path(args.config), {"model": args.model}, plan_only=True)
     gpus = args.gpus if args.gpus is not None else (cfg.workers if cfg.executor == "ray" else None)
     if gpus is not None:
-        check_cluster(gpus, args.cpus_per_node, args.gpus_per_node)  # before the plan's work
+        check_cluster(gpus, args.cpus_per_node, args.gpus_per_node, args.driver_gbit)  # before the plan's work
     plan = make_plan(cfg, flops=not args.no_flops, device_peak=args.peak, utilisation=args.utilisation)
     print("\n".join(plan.lines()))
     if gpus is not None:
-        print("\n".join(cluster_plan(plan, gpus, args.cpus_per_node, args.gpus_per_node).lines()))
+        print("\n".join(cluster_plan(plan, gpus, args.cpus_per_node, args.gpus_per_node, args.driver_gbit).lines()))
     driver = missing_driver(cfg.work_dir)
     if driver:
         print(f"work_dir {cfg.work_dir}: {driver}; precompute refuses this config until the driver is installed "
@@ -47,4 +48,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus-per-node", type=int, default=DEFAULT_GPUS_PER_NODE, help="GPUs per cluster node")
     p.add_argument("--cpus-per-node", type=int, default=DEFAULT_CPUS_PER_NODE,
                    help="CPU cores per cluster node (statistics run as one-CPU Ray tasks)")
+    p.add_argument("--driver-gbit", type=float, default=DEFAULT_DRIVER_GBIT,
+                   help="the driver's network link in Gbit/s (every recording result passes through it)")
     p.set_defaults(func=_cmd_plan)

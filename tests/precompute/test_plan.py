@@ -125,7 +125,11 @@ def test_cluster_plan_is_the_single_machine_plan_shared_by_n_gpus(tmp_path, tiny
     for a in plan.stats_arrays:
         assert a.chunk_units == chunk_units(cfg, a.columns, a.units) and a.chunks == -(-a.units // a.chunk_units)
     assert four.stats_seconds <= one.stats_seconds * 1.0001
-    assert four.wall_seconds == pytest.approx(four.recording_seconds + four.stats_seconds)
+    assert four.transfer_seconds == pytest.approx(four.result_bytes / 1.25e9)  # 10 Gbit/s
+    assert four.wall_seconds == pytest.approx(max(four.recording_seconds, four.transfer_seconds) + four.stats_seconds)
+    slow_link = cluster_plan(plan, 4, driver_gbit=1e-6)  # a link this slow bounds the recording
+    assert slow_link.wall_seconds == pytest.approx(slow_link.transfer_seconds + slow_link.stats_seconds)
+    assert "(bound by the driver link)" in "\n".join(slow_link.lines())
     text = "\n".join(four.lines())
     assert "Ray cluster of 4 GPUs (4 nodes x 1 GPU, 2 CPUs each" in text and "driver merge memory" in text
     assert f"work_dir {cfg.work_dir}: peak" in text and "items/s over the cluster" in text
@@ -148,6 +152,8 @@ def test_cluster_plan_refuses_a_cluster_of_no_gpus(capsys):
         check_cluster(0)
     with pytest.raises(ConfigError, match="--cpus-per-node must be .* not -2"):
         check_cluster(8, cpus_per_node=-2)
+    with pytest.raises(ConfigError, match="--driver-gbit must be positive, not 0"):
+        check_cluster(8, driver_gbit=0)
     assert main(["plan", "--config", "tiny", "--no-flops", "--gpus", "0"]) == 2
     assert "--gpus must be a whole number of at least 1, not 0" in capsys.readouterr().err
     assert main(["plan", "--config", "tiny", "--no-flops", "--gpus", "2"]) == 0
