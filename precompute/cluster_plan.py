@@ -20,7 +20,8 @@ from precompute.plan import Plan, StatsArray, _gb, _hours, local_work_dir
 
 @dataclass
 class ClusterPlan:
-    """What a run needs on N GPUs: per-GPU share, the shared work_dir, the driver's traffic and memory, Ray tasks, time."""
+    """What a run needs on N GPUs: each GPU's share, the shared work_dir, the driver's traffic and memory, the Ray
+    tasks, and time."""
 
     plan: Plan
     gpus: int
@@ -108,8 +109,8 @@ class ClusterPlan:
         if rec is None:
             out.append("  recording GPU time per GPU: not computed (--no-flops)")
         else:
-            out.append(f"  recording GPU time per GPU: {_hours(rec)} (one GPU's {_hours(p.gpu_seconds)} / {self.gpus}) at "
-                       f"{p.utilisation:.0%} of {DEVICE_PEAK_TFLOPS[p.device_peak]:,.0f} TFLOP/s ({p.device_peak})")
+            out.append(f"  recording GPU time per GPU: {_hours(rec)} (one GPU's {_hours(p.gpu_seconds)} / {self.gpus})"
+                       f" at {p.utilisation:.0%} of {DEVICE_PEAK_TFLOPS[p.device_peak]:,.0f} TFLOP/s ({p.device_peak})")
         out.append(f"  GPU memory per GPU: {_gb(p.gpu_memory_bytes)} (each holds the bf16 model and one batch)")
         held = "all activations" if p.keep_activations else "the largest phase's activations"
         where = "+ statistics files" if self.work_local else "(statistics files stay on the driver)"
@@ -119,9 +120,9 @@ class ClusterPlan:
         out.append(f"  driver network out: {_gb(p.activation_bytes)} of shards to work_dir at {p.activation_dtype} + "
                    f"{_gb(self.audio_bytes)} of audio to the GPUs ({p.speech_seconds:.1f} s per speech item)")
         if rec:
-            rate = self.items / rec
-            out.append(f"  at the planned rate ({rate:,.0f} items/s over the cluster): in {_gb(self.result_bytes / rec)}/s, "
-                       f"out {_gb((p.activation_bytes + self.audio_bytes) / rec)}/s")
+            sent = p.activation_bytes + self.audio_bytes
+            out.append(f"  at the planned rate ({self.items / rec:,.0f} items/s over the cluster): "
+                       f"in {_gb(self.result_bytes / rec)}/s, out {_gb(sent / rec)}/s")
         out.append(f"  driver link {self.driver_gbit:g} Gbit/s (--driver-gbit): receiving the results takes at least "
                    f"{_hours(self.transfer_seconds)} (at most {self.items / self.transfer_seconds:,.0f} items/s)")
         out.append(f"  Ray object store in flight: {self.gpus} GPUs x {p.shard_size} items (shard_size) x "
@@ -130,13 +131,14 @@ class ClusterPlan:
         if arrays:
             out.append(f"  statistics: {sum(a.chunks for a in arrays):,} Ray tasks, one per unit chunk, reading every "
                        f"shard once ({_gb(p.activation_bytes)} from work_dir):")
-            out += [f"    {a.phase:22} {a.name:22} {a.units:>9,} units / {a.chunk_units:>7,} per chunk = {a.chunks:>5,} "
-                    f"chunks x {a.columns:,} columns, {a.shards:,} shards read" for a in arrays]
+            out += [f"    {a.phase:22} {a.name:22} {a.units:>9,} units / {a.chunk_units:>7,} per chunk = "
+                    f"{a.chunks:>5,} chunks x {a.columns:,} columns, {a.shards:,} shards read" for a in arrays]
             big = max(arrays, key=lambda a: a.task_ram_bytes)
             merge = max(arrays, key=lambda a: a.merge_bytes)
             out.append(f"  RAM per statistics task: up to {_gb(big.task_ram_bytes)} ({big.phase} {big.name})")
             out.append(f"  driver merge memory: {_gb(merge.merge_bytes)} (largest array: {merge.phase} {merge.name})")
-        stats_where = (f"{p.work_dir}/<run id>/stats" if self.work_local else f"beside the store, {Path(p.store).parent}/.<run id>-stats")
+        stats_where = (f"{p.work_dir}/<run id>/stats" if self.work_local
+                       else f"beside the store, {Path(p.store).parent}/.<run id>-stats")
         out.append(f"  statistics files (written by the driver, {stats_where}): {_gb(p.stats_bytes)}")
         out.append(f"  final store (written by the driver): {_gb(p.store_bytes)}")
         stats = f"statistics {_hours(self.stats_seconds)} over {self.cpus:,} CPUs at this machine's measured sort rate"
@@ -144,8 +146,8 @@ class ClusterPlan:
             out.append(f"  wall time: recording not computed (--no-flops) + {stats}")
         else:
             bound = "the GPUs" if rec >= self.transfer_seconds else "the driver link"
-            out.append(f"  wall time: {_hours(self.wall_seconds)} = recording {_hours(max(rec, self.transfer_seconds))} "
-                       f"(bound by {bound}) + {stats}")
+            recording = _hours(max(rec, self.transfer_seconds))
+            out.append(f"  wall time: {_hours(self.wall_seconds)} = recording {recording} (bound by {bound}) + {stats}")
         return out
 
 

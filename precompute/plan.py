@@ -290,26 +290,28 @@ def _stats_arrays(cfg: RunConfig, concepts, items: dict, width: dict[str, int], 
                                      plan_phases, task_arrays)
     from neuron_atlas.engine.store_schema import TOP_EXAMPLES
 
+    langs = {t: len({it.label for it in rows}) for t, rows in items.items()}
+    # per unit and reader task: its distribution rows (one per language), an examples row with its top/bottom values
+    summary_bytes = {t: langs[t] * PARQUET_BYTES_PER_ROW["unit_distributions"] + EXAMPLE_ROW_BYTES
+                     + 2 * min(TOP_EXAMPLES, len(items[t])) * 8 for t in items}
     out = []
     for tasks in plan_phases(cfg.tasks, cfg.mode):
         groups = group_concepts(phase_concepts(concepts, tasks))
         for name in dict.fromkeys(n for task in tasks for n in task_arrays(task, cfg.steps)):
             stack = DECODER if name.startswith(DECODER) else name
+            units = width[stack]
             readers = [t for t in tasks if name in task_arrays(t, cfg.steps)]
             members = [m for key, m in groups.items() if array_name(key[0], key[1][0]) == name]
             columns = max([len(items[t]) for t in readers] + [sum(len(c) for _, c in m[0].columns) for m in members])
-            size = chunk_units(cfg, columns, width[stack])
+            size = chunk_units(cfg, columns, units)
             read = sum(len(items[t]) for t in readers)
-            langs = sum(len({it.label for it in items[t]}) for t in readers)
-            summaries = sum(width[stack] * (len({it.label for it in items[t]}) * PARQUET_BYTES_PER_ROW["unit_distributions"]
-                                            + EXAMPLE_ROW_BYTES + 2 * min(TOP_EXAMPLES, len(items[t])) * 8) for t in readers)
-            sorts = read * width[stack] * 3 + sum(width[stack] * len(m[0].labels) for m in members)
+            results = sum(len(m) for m in members) * STAT_RESULT_BYTES + sum(langs[t] for t in readers) * 8
             out.append(StatsArray(
-                phase=phase_name(tasks), name=name, units=width[stack], columns=columns, chunk_units=size,
-                chunks=math.ceil(width[stack] / size), shards=sum(math.ceil(len(items[t]) / cfg.shard_size) for t in readers),
+                phase=phase_name(tasks), name=name, units=units, columns=columns, chunk_units=size,
+                chunks=math.ceil(units / size), shards=sum(math.ceil(len(items[t]) / cfg.shard_size) for t in readers),
                 task_ram_bytes=size * 4 * (read + 4 * columns),
-                merge_bytes=int(2 * width[stack] * (sum(len(m) for m in members) * STAT_RESULT_BYTES + langs * 8) + summaries),
-                cpu_seconds=sorts / sort_rate))
+                merge_bytes=int(units * (2 * results + sum(summary_bytes[t] for t in readers))),
+                cpu_seconds=(read * units * 3 + sum(units * len(m[0].labels) for m in members)) / sort_rate))
     return out
 
 

@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--peak", default="h200-bf16", choices=sorted(DEVICE_PEAK_TFLOPS), help="device peak for GPU time")
     p.add_argument("--utilisation", type=float, default=DEFAULT_UTILISATION, help="fraction of the peak reached")
     p.add_argument("--no-flops", action="store_true", help="skip the counted forward passes")
-    p.add_argument("--gpus", type=int, help="also plan the run on a Ray cluster of this many GPUs (default for a config "
-                                            "with executor: ray: its workers)")
+    p.add_argument("--gpus", type=int, help="also plan the run on a Ray cluster of this many GPUs (default for a "
+                                            "config with executor: ray: its workers)")
     p.add_argument("--gpus-per-node", type=int, default=DEFAULT_GPUS_PER_NODE, help="GPUs per cluster node")
     p.add_argument("--cpus-per-node", type=int, default=DEFAULT_CPUS_PER_NODE,
                    help="CPU cores per cluster node (statistics run as one-CPU Ray tasks)")
