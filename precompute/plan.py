@@ -7,7 +7,8 @@ phases (precompute.analysis.plan_phases: a text task with the speech task it pai
 holds the largest phase's activations (all of them with `keep_activations`) plus the statistics' Parquet files.
 Store sizes use bytes per row measured on DuckDB stores (docs/performance.md, "Capacity plan"); GPU time uses the
 model's FLOPs per item counted on a forward pass of the model itself (meta device for `full-random`) against a
-stated device peak and utilisation; statistics time uses a sort rate measured on this machine.
+stated device peak and utilisation; statistics time uses a sort rate measured on this machine. The statistics are
+also planned per array and unit chunk (StatsArray), from which precompute.cluster_plan plans a Ray cluster of N GPUs.
 """
 from __future__ import annotations
 
