@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from precompute.corpus import CorpusConfig
 from neuron_atlas.engine.record import DEFAULT_STEPS
@@ -115,10 +115,12 @@ class RunConfig(BaseModel):
 
     @field_validator("work_dir", mode="before")
     @classmethod
-    def _reachable_work_dir(cls, work_dir) -> str:
+    def _reachable_work_dir(cls, work_dir, info: ValidationInfo) -> str:
         import fsspec
 
         work_dir = str(work_dir)
+        if (info.context or {}).get("plan_only"):  # `neuron-atlas plan` sizes a run for another machine's drivers
+            return work_dir
         protocol = fsspec.core.split_protocol(work_dir)[0] or "file"
         try:
             fsspec.get_filesystem_class(protocol)
@@ -164,8 +166,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_run_config(path: Path | None, overrides: dict | None = None) -> RunConfig:
-    """Read a YAML run config (or defaults when `path` is None) and apply command-line overrides."""
+def load_run_config(path: Path | None, overrides: dict | None = None, plan_only: bool = False) -> RunConfig:
+    """Read a YAML run config (or defaults when `path` is None) and apply command-line overrides; `plan_only` accepts a
+    work_dir whose fsspec driver is not installed here (the plan needs no access to it; a run does)."""
     data: dict = {}
     source = str(path) if path else "defaults"
     if path is not None:
@@ -182,6 +185,6 @@ def load_run_config(path: Path | None, overrides: dict | None = None) -> RunConf
         if value is not None:
             data[key] = value
     try:
-        return RunConfig.model_validate(data)
+        return RunConfig.model_validate(data, context={"plan_only": plan_only})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from exc

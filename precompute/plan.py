@@ -7,7 +7,8 @@ phases (precompute.analysis.plan_phases: a text task with the speech task it pai
 holds the largest phase's activations (all of them with `keep_activations`) plus the statistics' Parquet files.
 Store sizes use bytes per row measured on DuckDB stores (docs/performance.md, "Capacity plan"); GPU time uses the
 model's FLOPs per item counted on a forward pass of the model itself (meta device for `full-random`) against a
-stated device peak and utilisation; statistics time uses a sort rate measured on this machine.
+stated device peak and utilisation; statistics time uses a sort rate measured on this machine. The statistics are
+also planned per array and unit chunk (StatsArray), from which precompute.cluster_plan plans a Ray cluster of N GPUs.
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ STORE_BASE_BYTES = 12 * BLOCK_BYTES
 #: Host RAM while loading a model, as a multiple of its weights (13.2 GB peak RSS for the 9.2 GB full-random model,
 #: issue 18).
 LOAD_RAM_FACTOR = 1.4
+#: Bytes per (concept, unit) of a statistics chunk's result (five float64 statistics) while the driver merges an array.
+STAT_RESULT_BYTES = 40
 GB = 1e9
 
 
@@ -62,6 +65,23 @@ class ArrayBytes:
     items: int
     units: int
     bytes: int
+
+
+@dataclass
+class StatsArray:
+    """The statistics of one recorded array in one phase: its unit chunks (one job each, a Ray task on a cluster), what
+    one chunk job reads and holds, and what the driver holds while it merges the array's chunk results."""
+
+    phase: str
+    name: str
+    units: int
+    columns: int
+    chunk_units: int
+    chunks: int
+    shards: int
+    task_ram_bytes: int
+    merge_bytes: int
+    cpu_seconds: float
 
 
 @dataclass
@@ -89,6 +109,14 @@ class Plan:
     stats_cpu_seconds: float = 0.0
     stats_gpu_seconds: float = 0.0
     sort_rate: float = 0.0
+    work_dir: str = ""
+    store: str = ""
+    shard_size: int = 64
+    speech_seconds: float = DEFAULT_SECONDS
+    held_bytes: int = 0
+    result_bytes_per_item: dict[str, int] = field(default_factory=dict)
+    audio_bytes_per_item: dict[str, int] = field(default_factory=dict)
+    stats_arrays: list[StatsArray] = field(default_factory=list)
 
     @property
     def activation_bytes(self) -> int:
@@ -254,14 +282,48 @@ def _store_tables(cfg: RunConfig, registry, items: dict, concepts, examples: Seq
     return tables, int(parquet)
 
 
+def _stats_arrays(cfg: RunConfig, concepts, items: dict, width: dict[str, int], sort_rate: float) -> list[StatsArray]:
+    """Every phase's arrays as precompute.analysis.analyse_phase chunks them: the widest item columns of the array's
+    tasks and concept groups set the units per chunk (analysis.chunk_units); a chunk job holds its tasks' unit ranges,
+    one concept matrix, its sorted copy and int64 sort order; the driver holds all of an array's chunk results (five
+    statistics per concept and unit, magnitudes per language, the unit summaries) and their concatenation."""
+    from precompute.analysis import (DECODER, array_name, chunk_units, group_concepts, phase_concepts, phase_name,
+                                     plan_phases, task_arrays)
+    from neuron_atlas.engine.store_schema import TOP_EXAMPLES
+
+    langs = {t: len({it.label for it in rows}) for t, rows in items.items()}
+    # per unit and reader task: its distribution rows (one per language), an examples row with its top/bottom values
+    summary_bytes = {t: langs[t] * PARQUET_BYTES_PER_ROW["unit_distributions"] + EXAMPLE_ROW_BYTES
+                     + 2 * min(TOP_EXAMPLES, len(items[t])) * 8 for t in items}
+    out = []
+    for tasks in plan_phases(cfg.tasks, cfg.mode):
+        groups = group_concepts(phase_concepts(concepts, tasks))
+        for name in dict.fromkeys(n for task in tasks for n in task_arrays(task, cfg.steps)):
+            stack = DECODER if name.startswith(DECODER) else name
+            units = width[stack]
+            readers = [t for t in tasks if name in task_arrays(t, cfg.steps)]
+            members = [m for key, m in groups.items() if array_name(key[0], key[1][0]) == name]
+            columns = max([len(items[t]) for t in readers] + [sum(len(c) for _, c in m[0].columns) for m in members])
+            size = chunk_units(cfg, columns, units)
+            read = sum(len(items[t]) for t in readers)
+            results = sum(len(m) for m in members) * STAT_RESULT_BYTES + sum(langs[t] for t in readers) * 8
+            out.append(StatsArray(
+                phase=phase_name(tasks), name=name, units=units, columns=columns, chunk_units=size,
+                chunks=math.ceil(units / size), shards=sum(math.ceil(len(items[t]) / cfg.shard_size) for t in readers),
+                task_ram_bytes=size * 4 * (read + 4 * columns),
+                merge_bytes=int(units * (2 * results + sum(summary_bytes[t] for t in readers))),
+                cpu_seconds=(read * units * 3 + sum(units * len(m[0].labels) for m in members)) / sort_rate))
+    return out
+
+
 def make_plan(cfg: RunConfig, bundle=None, registry=None, examples: Sequence | None = None, flops: bool = True,
               device_peak: str = "h200-bf16", utilisation: float = DEFAULT_UTILISATION) -> Plan:
     """The plan of `cfg`: the model is loaded on the meta device when not given (no weights are needed)."""
     from neuron_atlas.engine.model.loading import load_model
     from neuron_atlas.engine.model.unit_sites import SiteRegistry
     from neuron_atlas.engine.record import encoder_stack
-    from neuron_atlas.engine.tasks import task_items
-    from precompute.analysis import CHUNK_BYTES, DECODER, define_concepts, group_concepts, plan_phases
+    from neuron_atlas.engine.tasks import TASKS, task_items
+    from precompute.analysis import CHUNK_BYTES, DECODER, define_concepts, plan_phases
 
     if device_peak not in DEVICE_PEAK_TFLOPS:
         raise ConfigError(f"device peak: unknown {device_peak!r}; expected one of {', '.join(DEVICE_PEAK_TFLOPS)}")
@@ -301,22 +363,45 @@ def make_plan(cfg: RunConfig, bundle=None, registry=None, examples: Sequence | N
     working += cfg.batch_size * getattr(cfg_model, "encoder_attention_heads", 16) * seq * seq * 2
     gpu = int(params * 2 + working + cfg.batch_size * registry.n_units * 4)
     sort_rate = measure_sort_rate()
-    sort_elements = sum(len(r) * (width[encoder_stack(t)] + len(cfg.steps) * width[DECODER]) * 3 for t, r in items.items())
-    for (stack, _), members in group_concepts(concepts).items():
-        sort_elements += width[stack] * len(members[0].labels)
+    stats_arrays = _stats_arrays(cfg, concepts, items, width, sort_rate)
+    stats_seconds = sum(a.cpu_seconds for a in stats_arrays)
     plan = Plan(
         config_name=cfg.name, model=cfg.model, activation_dtype=dtype_name,
         keep_activations=keep, items={t: len(r) for t, r in items.items()},
         items_source=source, arrays=arrays, stats_bytes=stats_bytes, store_bytes=store_bytes, store_tables=tables,
         peak_work_bytes=held_bytes + stats_bytes, peak_store_bytes=existing + store_bytes, ram_bytes=ram,
         gpu_memory_bytes=gpu, device_peak=device_peak, utilisation=utilisation, sort_rate=sort_rate,
-        stats_cpu_seconds=sort_elements / sort_rate, stats_gpu_seconds=sort_elements / GPU_SORT_RATE,
+        stats_cpu_seconds=stats_seconds, stats_gpu_seconds=stats_seconds * sort_rate / GPU_SORT_RATE,
+        work_dir=str(cfg.work_dir), store=str(cfg.store), shard_size=cfg.shard_size, speech_seconds=seconds,
+        held_bytes=held_bytes, stats_arrays=stats_arrays,
+        result_bytes_per_item={t: (width[encoder_stack(t)] + len(cfg.steps) * width[DECODER]) * 4 for t in items},
+        audio_bytes_per_item={t: int(seconds * 16000 * 4) if TASKS[t].modality == "speech" else 0 for t in items},
     )
     if flops:
         plan.flops_per_item = {t: count_flops(bundle, t, cfg.steps, seconds, tokens) for t in cfg.tasks}
         total = sum(plan.flops_per_item[t] * n for t, n in plan.items.items())
         plan.gpu_seconds = total / (DEVICE_PEAK_TFLOPS[device_peak] * 1e12 * utilisation)
     return plan
+
+
+def local_work_dir(url: str) -> Path | None:
+    """`work_dir` as a local path, or None for a remote location (whether or not its fsspec driver is installed)."""
+    import fsspec
+
+    protocol, path = fsspec.core.split_protocol(str(url))
+    return Path(path) if protocol in (None, "file", "local") else None
+
+
+def missing_driver(url: str) -> str | None:
+    """Why this machine cannot open `work_dir` (its fsspec driver is not installed), or None when it can."""
+    import fsspec
+
+    protocol = fsspec.core.split_protocol(str(url))[0] or "file"
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as exc:
+        return f"fsspec cannot open {protocol}:// here ({exc})"
+    return None
 
 
 def _existing_dir(path: Path) -> Path:
@@ -343,11 +428,9 @@ def _du(path: Path) -> int:
 def check_resources(plan: Plan, cfg: RunConfig, run_dir: Path | None = None) -> None:
     """Raise ResourceError, before anything is written, when free disk or RAM cannot hold the plan (what a resumed
     run already has under `run_dir` counts as held)."""
-    from precompute.activation_store import WorkDir
-
     store = _existing_dir(Path(cfg.store).parent)
     held = _du(run_dir) if run_dir is not None else 0
-    local_work = WorkDir(cfg.work_dir).local
+    local_work = local_work_dir(cfg.work_dir)
     need: dict[Path, int] = {}
     target = store  # a remote work_dir (s3://, ...) has no free-space figure to check here
     if local_work is not None:
@@ -356,8 +439,8 @@ def check_resources(plan: Plan, cfg: RunConfig, run_dir: Path | None = None) -> 
         if os.stat(work).st_dev == os.stat(store).st_dev:
             target = work
     need[target] = need.get(target, 0) + plan.peak_store_bytes
-    knobs = ("activation_dtype: float16 (halves the activations), corpus.max_sentences, corpus.languages, tasks, "
-             "steps, or a work_dir / store on a larger disk")
+    knobs = (("activation_dtype: float16 (halves the activations), " if plan.activation_dtype == "float32" else "")
+             + "corpus.max_sentences, corpus.languages, tasks, steps, or a work_dir / store on a larger disk")
     for folder, needed in need.items():
         free = shutil.disk_usage(folder).free
         if needed > free:

@@ -95,7 +95,7 @@ def test_wheel_ships_its_data_and_imports_outside_the_source_tree(installed, tmp
     for path in out[:3]:
         assert str(ROOT) not in path and "site-packages" in path, f"{path} is not the installed copy"
     assert {"app.js", "style.css", "demo-model"} <= set(out[3])
-    assert out[4] == ["demo", "fleurs-large", "tiny"]
+    assert out[4] == ["demo", "fleurs-102", "fleurs-large", "tiny"]
     done = _run([installed / "neuron-atlas", "sites", "--model", "demo"], cwd=tmp_path, timeout=300)
     assert "units" in done.stdout and "stack" in done.stdout
 

@@ -8,10 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from neuron_atlas.engine.example import CORPUS_LANGUAGES
-from precompute.corpus.fleurs import FLEURS_CONFIGS
+from precompute.corpus.fleurs import FLEURS_CONFIGS, NOT_SEAMLESS_TEXT, SEAMLESS_FLEURS_LANGUAGES
 
-#: Every language code a corpus may use: the built-in six plus every language of the FLEURS map.
-KNOWN_LANGUAGES: frozenset[str] = frozenset(CORPUS_LANGUAGES) | frozenset(FLEURS_CONFIGS.values())
+#: Every language code a corpus may use: the built-in six plus every FLEURS language SeamlessM4T v2 reads as text.
+KNOWN_LANGUAGES: frozenset[str] = frozenset(CORPUS_LANGUAGES) | frozenset(SEAMLESS_FLEURS_LANGUAGES)
 
 
 def default_cache_dir() -> Path:
@@ -44,6 +44,11 @@ class CorpusConfig(BaseModel):
     def _known_languages(cls, languages: list[str]) -> list[str]:
         if not languages:
             raise ValueError("languages must not be empty")
+        refused = [lang for lang in languages if lang in NOT_SEAMLESS_TEXT]
+        if refused:
+            config = {lang: c for c, lang in FLEURS_CONFIGS.items()}
+            raise ValueError("; ".join(f"language {lang!r} (FLEURS {config[lang]}): {NOT_SEAMLESS_TEXT[lang]}"
+                                       for lang in refused))
         unknown = [lang for lang in languages if lang not in KNOWN_LANGUAGES]
         if unknown:
             raise ValueError(f"unknown language(s) {unknown}; known: {sorted(KNOWN_LANGUAGES)}")

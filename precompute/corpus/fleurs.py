@@ -1,7 +1,8 @@
 """FLEURS as a parallel speech corpus, aligned across languages by FLEURS's shared sentence `id`.
 
-Each language is one FLEURS config (`FLEURS_CONFIGS`, extendable). For every requested language, plus English for
-the reference, the split is opened with `datasets`, its audio column cast to `Audio(decode=False)`, and the rows
+Each language is one FLEURS config (`FLEURS_CONFIGS`: all 102, by SeamlessM4T v2 code; the 13 the model cannot read
+as text are refused, `NOT_SEAMLESS_TEXT`). For every requested language, plus English for the reference, the split
+is opened with `datasets`, its audio column cast to `Audio(decode=False)`, and the rows
 joined on `id`; only ids present in every requested language and in English are kept. FLEURS has several
 recordings per (id, language): the first by `path` is taken, so the choice is deterministic. Text is
 `raw_transcription` (cased, punctuated: what a text encoder reads) or, with `text_column="transcription"`,
@@ -38,27 +39,40 @@ from tqdm.auto import tqdm
 from neuron_atlas.engine.example import CORPUS_LANGUAGES, CorpusError, Example
 from neuron_atlas.engine.tts import resample, write_wav_atomic
 
-#: FLEURS config -> Seamless language code. Extend it to make more FLEURS languages loadable.
+#: Every FLEURS config (the 102 of google/fleurs) -> its language code as SeamlessM4T v2 spells it (ISO 639-3, the
+#: codes of seamless_communication's `unity_nllb-100` card and its FLEURS evaluation mapping). The FLEURS languages
+#: SeamlessM4T v2 cannot read and write as text are in NOT_SEAMLESS_TEXT.
 FLEURS_CONFIGS: dict[str, str] = {
-    "en_us": "eng",
-    "de_de": "deu",
-    "es_419": "spa",
-    "fr_fr": "fra",
-    "ja_jp": "jpn",
-    "cmn_hans_cn": "cmn",
-    "it_it": "ita",
-    "pt_br": "por",
-    "nl_nl": "nld",
-    "pl_pl": "pol",
-    "ru_ru": "rus",
-    "uk_ua": "ukr",
-    "tr_tr": "tur",
-    "ko_kr": "kor",
-    "vi_vn": "vie",
-    "id_id": "ind",
-    "hi_in": "hin",
-    "ar_eg": "arb",
+    "af_za": "afr", "am_et": "amh", "ar_eg": "arb", "as_in": "asm", "ast_es": "ast", "az_az": "azj", "be_by": "bel",
+    "bg_bg": "bul", "bn_in": "ben", "bs_ba": "bos", "ca_es": "cat", "ceb_ph": "ceb", "ckb_iq": "ckb",
+    "cmn_hans_cn": "cmn", "cs_cz": "ces", "cy_gb": "cym", "da_dk": "dan", "de_de": "deu", "el_gr": "ell",
+    "en_us": "eng", "es_419": "spa", "et_ee": "est", "fa_ir": "pes", "ff_sn": "ful", "fi_fi": "fin", "fil_ph": "tgl",
+    "fr_fr": "fra", "ga_ie": "gle", "gl_es": "glg", "gu_in": "guj", "ha_ng": "hau", "he_il": "heb", "hi_in": "hin",
+    "hr_hr": "hrv", "hu_hu": "hun", "hy_am": "hye", "id_id": "ind", "ig_ng": "ibo", "is_is": "isl", "it_it": "ita",
+    "ja_jp": "jpn", "jv_id": "jav", "ka_ge": "kat", "kam_ke": "kam", "kea_cv": "kea", "kk_kz": "kaz", "km_kh": "khm",
+    "kn_in": "kan", "ko_kr": "kor", "ky_kg": "kir", "lb_lu": "ltz", "lg_ug": "lug", "ln_cd": "lin", "lo_la": "lao",
+    "lt_lt": "lit", "luo_ke": "luo", "lv_lv": "lvs", "mi_nz": "mri", "mk_mk": "mkd", "ml_in": "mal", "mn_mn": "khk",
+    "mr_in": "mar", "ms_my": "zsm", "mt_mt": "mlt", "my_mm": "mya", "nb_no": "nob", "ne_np": "npi", "nl_nl": "nld",
+    "nso_za": "nso", "ny_mw": "nya", "oc_fr": "oci", "om_et": "gaz", "or_in": "ory", "pa_in": "pan", "pl_pl": "pol",
+    "ps_af": "pbt", "pt_br": "por", "ro_ro": "ron", "ru_ru": "rus", "sd_in": "snd", "sk_sk": "slk", "sl_si": "slv",
+    "sn_zw": "sna", "so_so": "som", "sr_rs": "srp", "sv_se": "swe", "sw_ke": "swh", "ta_in": "tam", "te_in": "tel",
+    "tg_tj": "tgk", "th_th": "tha", "tr_tr": "tur", "uk_ua": "ukr", "umb_ao": "umb", "ur_pk": "urd", "uz_uz": "uzn",
+    "vi_vn": "vie", "wo_sn": "wol", "xh_za": "xho", "yo_ng": "yor", "yue_hant_hk": "yue", "zu_za": "zul",
 }
+#: FLEURS languages SeamlessM4T v2 cannot read and write as text (code -> why), from the supported-language table of
+#: seamless_communication's docs/m4t/README.md. Every task here reads or writes a language's text (asr, t2tt, the en->X
+#: targets), so a corpus naming one of them is refused.
+NOT_SEAMLESS_TEXT: dict[str, str] = {
+    **{lang: "SeamlessM4T v2 takes it as speech input only (no text input or output)"
+       for lang in ("ast", "kam", "kea", "ltz", "oci", "xho")},
+    **{lang: "not a SeamlessM4T v2 language (no text language token)"
+       for lang in ("hau", "lin", "mri", "nso", "umb", "wol")},
+    "ful": "SeamlessM4T v2 has only Nigerian Fulfulde (fuv); FLEURS's ff_sn is Fula recorded in Senegal, not assumed "
+           "to be the same language",
+}
+#: The FLEURS languages SeamlessM4T v2 supports as speech and text, in FLEURS config order (89 of 102).
+SEAMLESS_FLEURS_LANGUAGES: tuple[str, ...] = tuple(
+    lang for lang in FLEURS_CONFIGS.values() if lang not in NOT_SEAMLESS_TEXT)
 ENGLISH_CONFIG = "en_us"
 REQUIRED_COLUMNS: tuple[str, ...] = ("id", "path", "audio")
 #: FLEURS text columns a corpus may be built from.
@@ -73,11 +87,14 @@ def fleurs_languages() -> dict[str, str]:
 
 
 def fleurs_config(lang: str) -> str:
-    """The FLEURS config holding `lang` (a Seamless code); CorpusError naming the known codes otherwise."""
+    """The FLEURS config holding `lang` (a Seamless code); CorpusError naming the known codes otherwise, or why a
+    FLEURS language the model cannot read as text is refused."""
     configs = fleurs_languages()
+    if lang in NOT_SEAMLESS_TEXT:
+        raise CorpusError(f"FLEURS language {lang!r} (config {configs[lang]}) cannot be used: {NOT_SEAMLESS_TEXT[lang]}")
     if lang not in configs:
-        raise CorpusError(f"FLEURS has no configured language {lang!r}; known: {', '.join(sorted(configs))} "
-                          "(extend precompute.corpus.fleurs.FLEURS_CONFIGS to add one)")
+        raise CorpusError(f"FLEURS has no configured language {lang!r}; known: "
+                          f"{', '.join(sorted(SEAMLESS_FLEURS_LANGUAGES))}")
     return configs[lang]
 
 

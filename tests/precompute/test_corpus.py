@@ -23,7 +23,7 @@ from neuron_atlas.engine import tts
 from precompute.corpus.builtin import load_builtin
 from precompute.corpus.config import KNOWN_LANGUAGES
 from neuron_atlas.engine.example import CORPUS_LANGUAGES, CorpusError, Example
-from precompute.corpus.fleurs import FLEURS_CONFIGS, load_fleurs
+from precompute.corpus.fleurs import FLEURS_CONFIGS, NOT_SEAMLESS_TEXT, SEAMLESS_FLEURS_LANGUAGES, load_fleurs
 from precompute.corpus.manifest import load_manifest
 from neuron_atlas.engine.sentences import SENTENCES, SENTENCES_BY_ID
 
@@ -536,6 +536,24 @@ def test_fleurs_errors(fleurs_root, tmp_path):
         load_fleurs(tmp_path, languages=["fra"], dataset=str(fleurs_root), split="validation", progress=False)
     with pytest.raises(CorpusError, match="folder not found"):
         load_fleurs(tmp_path, languages=["fra"], dataset=str(tmp_path / "absent"), progress=False)
+
+
+def test_every_fleurs_language_is_mapped_and_those_seamless_cannot_read_are_refused(fleurs_root, tmp_path):
+    """All 102 FLEURS configs map to distinct SeamlessM4T v2 codes; the 13 it has no text for are refused by name, at
+    config validation and by the loader."""
+    assert len(FLEURS_CONFIGS) == 102 and len(set(FLEURS_CONFIGS.values())) == 102
+    assert set(NOT_SEAMLESS_TEXT) <= set(FLEURS_CONFIGS.values()) and len(NOT_SEAMLESS_TEXT) == 13
+    assert len(SEAMLESS_FLEURS_LANGUAGES) == 89 and not set(SEAMLESS_FLEURS_LANGUAGES) & set(NOT_SEAMLESS_TEXT)
+    assert (FLEURS_CONFIGS["ms_my"], FLEURS_CONFIGS["fa_ir"], FLEURS_CONFIGS["ar_eg"], FLEURS_CONFIGS["yue_hant_hk"],
+            FLEURS_CONFIGS["fil_ph"]) == ("zsm", "pes", "arb", "yue", "tgl")
+    assert set(CORPUS_LANGUAGES) <= set(SEAMLESS_FLEURS_LANGUAGES) <= KNOWN_LANGUAGES
+    assert CorpusConfig(source="fleurs", languages=list(SEAMLESS_FLEURS_LANGUAGES)).languages[0] == "afr"
+    with pytest.raises(pydantic.ValidationError, match=r"language 'hau' \(FLEURS ha_ng\): not a SeamlessM4T v2 language"):
+        CorpusConfig(source="fleurs", languages=["eng", "hau"])
+    with pytest.raises(pydantic.ValidationError, match=r"'xho' \(FLEURS xh_za\): .*speech input only"):
+        CorpusConfig(source="fleurs", languages=["xho"])
+    with pytest.raises(CorpusError, match=r"FLEURS language 'ful' \(config ff_sn\) cannot be used: .*fuv"):
+        load_fleurs(tmp_path, languages=["ful"], dataset=str(fleurs_root), progress=False)
 
 
 def test_fleurs_missing_column(tmp_path):

@@ -103,3 +103,93 @@ def test_plan_command_prints_the_plan(capsys):
     assert main(["plan", "--config", "tiny", "--no-flops"]) == 0
     out = capsys.readouterr().out
     assert "items per task" in out and "asr" in out and "this machine:" in out
+
+
+def test_cluster_plan_is_the_single_machine_plan_shared_by_n_gpus(tmp_path, tiny_bundle):
+    from precompute.analysis import chunk_units
+    from precompute.cluster_plan import cluster_plan
+
+    cfg = load_run_config(_config(tmp_path))
+    plan = make_plan(cfg, bundle=tiny_bundle, flops=True)
+    one, four = cluster_plan(plan, 1), cluster_plan(plan, 4, cpus_per_node=2)
+    assert plan.gpu_seconds > 0 and one.recording_seconds == pytest.approx(plan.gpu_seconds)
+    assert four.recording_seconds == pytest.approx(plan.gpu_seconds / 4)
+    assert four.items_per_gpu == -(-sum(plan.items.values()) // 4) and (four.nodes, four.cpus) == (4, 8)
+    assert four.work_peak_bytes == one.work_peak_bytes == plan.peak_work_bytes  # a local (shared) path holds the same
+    for task in ("asr", "s2tt", "t2tt"):  # float32 results: the task's recorded arrays, item by item
+        recorded = sum(a.bytes for a in plan.arrays if a.task == task)
+        assert plan.result_bytes_per_item[task] * plan.items[task] == recorded
+    largest = max(plan.result_bytes_per_item[t] + plan.audio_bytes_per_item[t] for t in plan.items)
+    assert four.object_store_bytes == 4 * cfg.shard_size * largest
+    assert sum(a.cpu_seconds for a in plan.stats_arrays) == pytest.approx(plan.stats_cpu_seconds)
+    for a in plan.stats_arrays:
+        assert a.chunk_units == chunk_units(cfg, a.columns, a.units) and a.chunks == -(-a.units // a.chunk_units)
+    assert four.stats_seconds <= one.stats_seconds * 1.0001
+    assert four.transfer_seconds == pytest.approx(four.result_bytes / 1.25e9)  # 10 Gbit/s
+    assert four.wall_seconds == pytest.approx(max(four.recording_seconds, four.transfer_seconds) + four.stats_seconds)
+    slow_link = cluster_plan(plan, 4, driver_gbit=1e-6)  # a link this slow bounds the recording
+    assert slow_link.wall_seconds == pytest.approx(slow_link.transfer_seconds + slow_link.stats_seconds)
+    assert "(bound by the driver link)" in "\n".join(slow_link.lines())
+    text = "\n".join(four.lines())
+    assert "Ray cluster of 4 GPUs (4 nodes x 1 GPU, 2 CPUs each" in text and "driver merge memory" in text
+    assert f"work_dir {cfg.work_dir}: peak" in text and "items/s over the cluster" in text
+
+    # chunks follow analysis.chunk_units; a remote work_dir holds only the shards, the statistics stay on the driver
+    small = make_plan(load_run_config(_config(tmp_path, analysis={"ks": [5, 10], "chunk_units": 7},
+                                              work_dir="memory://plancheck/work")), bundle=tiny_bundle, flops=False)
+    assert all(a.chunks == -(-a.units // 7) for a in small.stats_arrays)
+    remote = cluster_plan(small, 2)
+    assert remote.work_peak_bytes == small.held_bytes < small.peak_work_bytes and remote.recording_seconds is None
+    assert "beside the store" in "\n".join(remote.lines()) and "not computed (--no-flops)" in "\n".join(remote.lines())
+
+
+def test_cluster_plan_refuses_a_cluster_of_no_gpus(capsys):
+    from neuron_atlas.cli import main
+    from precompute.cluster_plan import check_cluster
+    from precompute.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--gpus must be a whole number of at least 1, not 0"):
+        check_cluster(0)
+    with pytest.raises(ConfigError, match="--cpus-per-node must be .* not -2"):
+        check_cluster(8, cpus_per_node=-2)
+    with pytest.raises(ConfigError, match="--driver-gbit must be positive, not 0"):
+        check_cluster(8, driver_gbit=0)
+    assert main(["plan", "--config", "tiny", "--no-flops", "--gpus", "0"]) == 2
+    assert "--gpus must be a whole number of at least 1, not 0" in capsys.readouterr().err
+    assert main(["plan", "--config", "tiny", "--no-flops", "--gpus", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "on a Ray cluster of 2 GPUs" in out and "statistics:" in out and "this machine:" in out
+
+
+def test_fleurs_102_config_plans_every_seamless_fleurs_language(tiny_bundle):
+    from neuron_atlas.resources import config_path
+    from precompute.cluster_plan import cluster_plan
+    from precompute.corpus.fleurs import SEAMLESS_FLEURS_LANGUAGES
+
+    cfg = load_run_config(config_path("fleurs-102"), {"model": "tiny-random"})
+    assert (cfg.executor, cfg.activation_dtype, cfg.corpus.source) == ("ray", "float16", "fleurs")
+    assert sorted(cfg.corpus.languages) == sorted(SEAMLESS_FLEURS_LANGUAGES) and len(cfg.corpus.languages) == 89
+    cfg.corpus = cfg.corpus.model_copy(update={"max_sentences": 12})  # split sizes, capped: the test stays fast
+    plan = make_plan(cfg, bundle=tiny_bundle, flops=False)
+    assert plan.items == {"asr": 89 * 12, "s2tt": 88 * 12, "t2tt": 88 * 12, "en2x_s2tt": 88 * 12, "en2x_t2tt": 88 * 12}
+    assert "FLEURS test split size (12 sentence ids" in plan.items_source
+    cluster = cluster_plan(plan, cfg.workers)
+    assert cluster.gpus == 8 and cluster.work_peak_bytes == plan.peak_work_bytes
+    assert f"shared work_dir {cfg.work_dir}" in "\n".join(cluster.lines())
+
+
+def test_a_work_dir_without_its_driver_is_planned_but_not_run(tmp_path, capsys):
+    """The plan sizes a run for the cluster's drivers (s3fs, ...), so a URL this machine cannot open still plans; the
+    config stays refused for a run."""
+    from neuron_atlas.cli import main
+    from precompute.config import ConfigError
+
+    path = _config(tmp_path, work_dir="nosuchfs://bucket/work", executor="ray", workers=2)
+    with pytest.raises(ConfigError, match="work_dir 'nosuchfs://bucket/work': fsspec cannot open nosuchfs://"):
+        load_run_config(path)
+    assert main(["plan", "--config", str(path), "--no-flops"]) == 0
+    out = capsys.readouterr().out
+    assert "on a Ray cluster of 2 GPUs" in out and "(statistics files stay on the driver)" in out and "beside the store" in out
+    assert "work_dir nosuchfs://bucket/work: fsspec cannot open nosuchfs:// here" in out and "this machine: fits" in out
+    assert main(["precompute", "--config", str(path)]) == 2
+    assert "fsspec cannot open nosuchfs://" in capsys.readouterr().err
