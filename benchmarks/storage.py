@@ -6,8 +6,8 @@ its peak is the largest phase's arrays plus the statistics files written so far)
 before issue 18 wrote every activation twice at float32 (item-major shards, then a unit-major copy in acts/) and
 deleted nothing, so its peak was its total, 2 x items x (encoder + steps x decoder units) x 4 B.
 With --float16 it runs again with float16 storage and prints the largest |AP difference| against float32 over every
-(concept, unit), and how many top-k sets change. Last, the paper's FLEURS-6 setting and 102 FLEURS languages are
-projected from the measured bytes per stored value, with the phase arithmetic of precompute/pipeline.py.
+(concept, unit), and how many top-k sets change. Last, the paper's FLEURS-6 setting and the 89 FLEURS languages SeamlessM4T v2 writes text in
+(configs/fleurs-102.yaml) are projected from the measured bytes per stored value, with the phase arithmetic of precompute/pipeline.py.
 
     PYTHONPATH=. python benchmarks/storage.py --model demo --float16
 """
@@ -177,7 +177,7 @@ def main() -> None:
             print(f"float16 vs float32 AP over {d['pairs']} (concept, unit) pairs: max |dAP| {d['max']:.2e}, mean "
                   f"{d['mean']:.2e}; top-100 sets changed in {d['sets_changed']} of {d['sets']} (smallest overlap "
                   f"{d['min_overlap']:.3f})")
-    for langs in (6, 102):
+    for langs in (6, 89):
         items = fleurs_items(langs, args.fleurs_sentences)
         n = sum(i for i, _ in items.values())
         for dtype, vb in value_bytes.items():
