@@ -421,6 +421,17 @@ def _available_ram() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def _process_rss() -> int:
+    """Resident bytes of this process (what it already holds, e.g. the model `precompute` loaded before the check)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else 0
 
@@ -449,9 +460,11 @@ def check_resources(plan: Plan, cfg: RunConfig, run_dir: Path | None = None) -> 
                 f"{_gb(plan.peak_work_bytes)}" + (f", {_gb(held)} already recorded" if held else "")
                 + (f", plus the store and its copy {_gb(plan.peak_store_bytes)}" if folder == target else "")
                 + f") but {_gb(free)} is free; to make it fit, set {knobs}")
-    ram = _available_ram()
+    held_ram = _process_rss()  # the plan counts the whole process, model included: what it holds already counts
+    ram = _available_ram() + held_ram
     if plan.ram_bytes > ram:
         raise ResourceError(
             f"not enough memory: the run needs about {_gb(plan.ram_bytes)} of host RAM (model weights x "
-            f"{LOAD_RAM_FACTOR}, shard buffers, a statistics chunk) but {_gb(ram)} is available; to make it fit, "
+            f"{LOAD_RAM_FACTOR}, shard buffers, a statistics chunk) but {_gb(ram)} is available ({_gb(held_ram)} of "
+            "it already held by this process); to make it fit, "
             "use a smaller model or device bf16 (device: cuda), or a smaller shard_size")

@@ -92,9 +92,23 @@ def test_precompute_stops_before_writing_when_the_disk_is_short(tmp_path, tiny_b
     assert not (tmp_path / "work").exists() and not (tmp_path / "atlas.duckdb").exists()
     monkeypatch.undo()
     monkeypatch.setattr(plan_mod, "_available_ram", lambda: 1_000_000)
+    monkeypatch.setattr(plan_mod, "_process_rss", lambda: 0)
     with pytest.raises(ResourceError, match="not enough memory.*1.00 MB is available"):
         run_precompute(cfg, progress=False, bundle=tiny_bundle)
     assert not (tmp_path / "work").exists()
+
+
+def test_memory_check_counts_what_the_process_already_holds(tmp_path, tiny_bundle, monkeypatch):
+    """precompute checks after loading the model, which the plan's RAM figure includes: the process's own resident
+    memory counts as available to the run, or a model that fits would be refused for holding itself."""
+    cfg = load_run_config(_config(tmp_path))
+    plan = make_plan(cfg, bundle=tiny_bundle, flops=False)
+    monkeypatch.setattr(plan_mod, "_available_ram", lambda: plan.ram_bytes // 2)
+    monkeypatch.setattr(plan_mod, "_process_rss", lambda: plan.ram_bytes // 2 + 1)
+    plan_mod.check_resources(plan, cfg)
+    monkeypatch.setattr(plan_mod, "_process_rss", lambda: 0)
+    with pytest.raises(ResourceError, match="already held by this process"):
+        plan_mod.check_resources(plan, cfg)
 
 
 def test_plan_command_prints_the_plan(capsys):
