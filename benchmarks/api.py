@@ -500,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
             tmp_ctx.cleanup()
     print(f"\nstore: {build['unit_stats_rows']:,} unit_stats rows, {build['concepts']} concepts, "
           f"{build['unit_distributions_rows']:,} unit_distributions and {build['unit_examples_rows']:,} unit_examples rows "
-          f"({build['summaries_bytes'] / 1e9:.2f} GB), {build['store_bytes'] / 1e9:.2f} GB (built in {build['build_s']:.0f} s)")
+          f"({build['summaries_bytes'] / 1e9:.2f} GB when built), store file now {store.stat().st_size / 1e9:.2f} GB (built in "
+          f"{build['build_s']:.0f} s)")
     print(f"{'endpoint':58} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target")
     ok = True
     for label, r in results.items():
