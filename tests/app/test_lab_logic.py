@@ -104,10 +104,12 @@ def test_requests_for_example_and_text_inputs():
     body = lab_logic.build_request(lab_state(**{"in": "text", "text": "Hallo Welt", "src": "deu"}), None)
     assert (body["text"], body["src_lang"], body["spec"]) == ("Hallo Welt", "deu", None)
     for over, field in (({"in": "text", "text": "  "}, "text"), ({"in": "example", "ex": None}, "example_id"),
-                        ({"tgt": None}, "tgt_lang"), ({"in": "upload"}, "input")):
+                        ({"tgt": None}, "tgt_lang"), ({"in": "upload"}, "file"), ({"in": "mic"}, "file")):
         with pytest.raises(lab_logic.LabInputError) as info:
             lab_logic.build_request(lab_state(**over), None)
         assert info.value.field == field
+    body = lab_logic.build_request(lab_state(**{"in": "mic"}), None, "a1b2")
+    assert body["audio_id"] == "a1b2" and not {"text", "example_id"} & set(body)
 
 
 def test_uploads_decode_from_data_uris_and_types_are_checked():
@@ -239,8 +241,10 @@ def test_the_sweep_request_asks_for_k_fractions_seeds_and_inputs():
     assert body["spec"]["units"]["set"] == "both" and body["inputs"] == inputs and body["tgt_lang"] == "fra"
     with pytest.raises(lab_logic.LabInputError, match="concept's set"):
         lab_logic.sweep_request(s, {"units": {"kind": "explicit", "units": []}}, inputs)
-    with pytest.raises(lab_logic.LabInputError, match="typed text"):
+    with pytest.raises(lab_logic.LabInputError, match="no recording yet"):
         lab_logic.sweep_inputs({**s, "in": "mic"}, examples)
+    assert lab_logic.sweep_inputs({**s, "in": "mic"}, examples, "a1b2") == [{"audio_id": "a1b2"}], \
+        "a recording (language unknown) is swept alone"
     speech = lab_state(**{"in": "example"}, ex="e1", mod="speech", sweep_inputs=2)
     assert lab_logic.sweep_inputs(speech, examples) == [{"example_id": "e1", "modality": "speech"},
                                                         {"example_id": "e2", "modality": "speech"}]
@@ -294,8 +298,10 @@ def test_probe_token_and_what_fires_requests():
     assert "probe_token" not in lab_logic.build_request(lab_state(**{"in": "text"}, text="Hi."), None)
     body = lab_logic.fires_request(s)
     assert body == {"text": "Hi.", "src_lang": "eng", "tgt_lang": "fra", "run_id": "run-1", "step": 2, "n": 5, "rank_by": "magnitude"}
-    with pytest.raises(lab_logic.LabInputError, match="typed text"):
+    with pytest.raises(lab_logic.LabInputError, match="no upload yet"):
         lab_logic.fires_request({**s, "in": "upload"})
+    assert lab_logic.fires_request({**s, "in": "upload"}, "a1b2") == {
+        "audio_id": "a1b2", "tgt_lang": "fra", "run_id": "run-1", "step": 2, "n": 5, "rank_by": "magnitude"}
 
 
 def test_listed_units_go_to_the_basket_once_and_to_the_lab_by_link():
