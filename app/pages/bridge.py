@@ -121,14 +121,14 @@ def readers(result: Mapping[str, Any]) -> html.Div | None:
                                                 html.Tbody(body)], className="table")], id="bridge-readers")
 
 
-def upload_line(result: Mapping[str, Any]) -> html.Div | None:
+def upload_line(result: Mapping[str, Any], s: Mapping[str, Any]) -> html.Div | None:
     """For an upload or recording: what the backend holds of it, and a player of the whole input as the model hears it."""
     if not result.get("audio_id"):
         return None
     inp = result.get("input") or {}
     return audio_player(audio_src(result), f"your input · {inp.get('filename') or 'recording'} · "
                                            f"{inp.get('duration_s', 0):.2f} s · audio id {result['audio_id']}",
-                        source="upload", id_="bridge-input-player")
+                        source=s.get("in") if s.get("in") in HELD_KINDS else "upload", id_="bridge-input-player")
 
 
 def _sentence(text: str) -> str:
@@ -200,7 +200,7 @@ def layout(**query: Any) -> html.Div:
         body += [
             html.P(_sentence(result["columns"]["note"]) + " " + _sentence(result["row"]), className="hint",
                    id="bridge-columns-note"),
-            upload_line(result),
+            upload_line(result, s),
             token_strip(result, s), player(result, s),
             ui.graph("bridge-figure", bf.bridge_figure(result, wav)),
             html.P("Click a row of the band to hear what that token read; click the spectrogram or the unit strip to "
