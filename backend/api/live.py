@@ -211,10 +211,6 @@ class InputSource:
     src_lang: str | None = None
     wave: np.ndarray | None = None
 
-    @property
-    def modality(self) -> str:
-        return "speech" if self.wave is not None else "text"
-
     def key_part(self) -> dict[str, Any]:
         """The description as cache keys use it: an upload by the SHA-256 of its samples (not its id or file name),
         so results of two recordings never mix and the same recording under two names shares them."""
@@ -275,7 +271,7 @@ class InterventionService:
         kind = input_kind(request)
         if kind == "example" or needs_run or run_id is not None:
             run_id = self._run_for(run_id, bundle)
-        resolved = None  # before any input work: a bad spec costs no audio decoding
+        resolved = None  # before any input work: a bad spec costs no reading of examples or uploads
         if spec is not None:
             if needs_run:
                 require_same_model(self._reader().run(run_id), bundle, "its concepts do not describe this model's units")

@@ -1,19 +1,19 @@
 """Uploaded audio, decoded once and kept server-side under a content id, so every live route can refer to it.
 
-`read_audio_file` checks an uploaded file part (declared type, size) and `decode_upload` decodes it to 16 kHz mono
-with the server's limits; both are shared by `POST /audio` and the older multipart routes (`/interventions/upload`,
-`/jobs/upload`). `AudioStore` holds the decoded waves in a TTL + LRU cache bounded by their total bytes.
+`store_upload` checks an uploaded file part (`read_audio_file`: declared type, size), decodes it to 16 kHz mono with
+the server's limits (`decode_upload`) and keeps it; `POST /audio` and the older multipart routes (`/interventions/upload`,
+`/jobs/upload`) all go through it. `AudioStore` holds the decoded waves in a TTL + LRU cache bounded by their total bytes.
 """
 from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from dataclasses import dataclass
 
 import numpy as np
 from cachetools import TTLCache
 from fastapi import UploadFile
+from fastapi.concurrency import run_in_threadpool
 
 from backend.api.errors import ApiProblem
 from backend.api.settings import Settings
@@ -36,7 +36,6 @@ class StoredAudio:
     sha256: str
     wave: np.ndarray
     filename: str | None
-    created_at: float
 
     @property
     def duration_s(self) -> float:
@@ -95,7 +94,7 @@ class AudioStore:
         wave = np.ascontiguousarray(wave, dtype=np.float32)
         wave.setflags(write=False)
         digest = wave_sha256(wave)
-        item = StoredAudio(digest[:ID_LENGTH], digest, wave, filename, time.time())
+        item = StoredAudio(digest[:ID_LENGTH], digest, wave, filename)
         if wave.nbytes > self.max_bytes:
             raise ApiProblem(413, f"file: upload {filename!r} decodes to {wave.nbytes / 1e6:.1f} MB of samples, more than "
                                   f"this server's audio store holds ({self.max_bytes / 1e6:g} MB, setting "
@@ -115,11 +114,10 @@ class AudioStore:
                                   "file again with POST /audio", field)
         return item
 
-    def __contains__(self, audio_id: str) -> bool:
-        with self._lock:
-            return audio_id in self._cache
 
-    @property
-    def used_bytes(self) -> int:
-        with self._lock:
-            return int(self._cache.currsize)
+async def store_upload(settings: Settings, store: AudioStore, file: UploadFile) -> StoredAudio:
+    """Check, decode and keep an uploaded file part (`POST /audio` and the multipart routes); decoding runs in the
+    thread pool."""
+    data = await read_audio_file(settings, file)
+    wave = await run_in_threadpool(decode_upload, settings, data, file.filename)
+    return await run_in_threadpool(store.put, wave, file.filename)

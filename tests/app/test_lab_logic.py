@@ -322,3 +322,35 @@ def test_the_labs_own_default_source_language_is_replaced_silently():
     assert problems == [] and s["go"] == 1 and s["src"] == "deu" and s["step"] == 7
     s, _ = st.parse("lab", {"run": "r", "in": "example", "src": "xxx"})
     assert lab_logic.settle_choices(s, langs=["deu", "fra"], run_langs=["deu", "fra"], steps=[7]) == []
+
+
+def test_held_audio_is_sent_once_and_again_only_when_the_backend_dropped_it():
+    import base64
+
+    from app.client import BackendError
+    from app.components.audio import audio_id_for
+
+    class Backend:
+        def __init__(self, known: set[str]):
+            self.known, self.uploads = known, []
+
+        def audio_info(self, audio_id):
+            if audio_id not in self.known:
+                raise BackendError(404, f"audio_id: unknown or expired audio id {audio_id!r}", "audio_id")
+            return {"audio_id": audio_id}
+
+        def upload_audio(self, data, filename, mime):
+            self.uploads.append((data, filename, mime))
+            return {"audio_id": "new", "duration_s": 1.0}
+
+    upload = {"contents": "data:audio/wav;base64," + base64.b64encode(b"RIFFdata").decode(), "filename": "a.wav"}
+    kept = Backend({"old"})
+    assert audio_id_for(kept, "upload", {"upload": {"audio_id": "old"}}, upload, None) == "old" and not kept.uploads
+    dropped = Backend(set())
+    assert audio_id_for(dropped, "upload", {"upload": {"audio_id": "old"}}, upload, None) == "new"
+    assert dropped.uploads == [(b"RIFFdata", "a.wav", "audio/wav")]
+    assert audio_id_for(dropped, "text", {}, upload, None) is None
+    with pytest.raises(lab_logic.LabInputError, match="could not decode"):
+        audio_id_for(kept, "upload", {"upload": {"problem": "file: 'a.wav' could not decode"}}, upload, None)
+    with pytest.raises(lab_logic.LabInputError, match="no recording yet"):
+        audio_id_for(kept, "mic", {}, upload, None)

@@ -16,7 +16,7 @@ from backend.api.routers import errors
 from backend.api.routers.data import resolve_run_field
 from backend.api.fires import execute_fires, prepare_fires
 from backend.api.schemas import Activations, ActivationsRequest, InterventionRequest, InterventionResult, UploadOptions
-from backend.api.uploads import StoredAudio, decode_upload, read_audio_file
+from backend.api.uploads import store_upload
 
 router = APIRouter(tags=["interventions"])
 
@@ -51,13 +51,6 @@ def check_run(state: AtlasState, run_id: str | None) -> None:
         resolve_run_field(reader, run_id)
 
 
-async def store_upload(state: AtlasState, file: UploadFile) -> StoredAudio:
-    """Check, decode and keep an uploaded file part in the audio store (`POST /audio` and the multipart routes)."""
-    data = await read_audio_file(state.settings, file)
-    wave = await run_in_threadpool(decode_upload, state.settings, data, file.filename)
-    return await run_in_threadpool(state.service.audio.put, wave, file.filename)
-
-
 async def read_upload(state: AtlasState, file: UploadFile, options: str) -> dict[str, Any]:
     """Check the form (options JSON, then the file as `POST /audio` does) and keep the audio in the store; returns
     the request with the upload's `audio_id` as its input."""
@@ -67,7 +60,7 @@ async def read_upload(state: AtlasState, file: UploadFile, options: str) -> dict
         raise _validation_problem(exc, "options") from None
     req = opts.model_dump(exclude={"spec"})
     req["spec"] = opts.spec
-    stored = await store_upload(state, file)
+    stored = await store_upload(state.settings, state.service.audio, file)
     await run_in_threadpool(check_run, state, req.get("run_id"))
     req["audio_id"] = stored.audio_id
     return req

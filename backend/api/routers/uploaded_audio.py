@@ -6,9 +6,9 @@ from fastapi.responses import Response
 
 from backend.api.deps import get_state, multipart_body
 from backend.api.routers import errors
-from backend.api.routers.interventions import store_upload
 from backend.api.schemas import AudioInfo
 from backend.api.state import AtlasState
+from backend.api.uploads import store_upload
 from neuron_atlas.engine.audio import encode_wav
 from neuron_atlas.engine.constants import SAMPLE_RATE
 
@@ -24,7 +24,7 @@ async def upload_audio(file: UploadFile = File(description="audio: WAV, FLAC, OG
                        state: AtlasState = Depends(get_state)) -> dict:
     """Decodes to 16 kHz mono and keeps the samples in the server's bounded audio store (settings
     `audio_store_bytes`, `audio_store_ttl_s`); the same recording uploaded again gets the same id."""
-    stored = await store_upload(state, file)
+    stored = await store_upload(state.settings, state.service.audio, file)
     return stored.describe()
 
 
