@@ -6,7 +6,8 @@ go (1 = run on open), sweep (1 = k sweep on open); the dial: strength, factor (v
 pos_from, pos_to, decode_steps (all, or e.g. 0,2-4), probe (a token charted per step); fires (1 = what fires on open),
 rank (z | activation | magnitude); the sweep's sweep_inputs and seeds; the attribution panel's at_* keys
 (app/pages/lab_attribution.py). Uploaded and recorded audio cannot travel in a link; the link keeps every other
-setting.
+setting. A file or recording is sent once to the backend (POST /audio, `app.components.audio`) and Run, the k sweep,
+what fires and attribution name it by the audio id it gets; the bridge link carries that id.
 
 Sections are functions (`_input_card`, `_units_card`, `_dial_card`, `_results`, `_fires_card`; the attribution
 panel in its own module), so a panel is one call added to `layout`.
