@@ -51,6 +51,13 @@
   document.addEventListener("change", checkUpload, true);
   document.addEventListener("drop", checkUpload, true);
 
+  /* dcc.Upload renders its file input with autocomplete="off", which is not a valid token for a file input (axe:
+     autocomplete-valid, serious); the attribute does nothing there, so it is dropped as upload boxes appear. */
+  new MutationObserver(function () {
+    var inputs = document.querySelectorAll("input[type=file][autocomplete]");
+    for (var i = 0; i < inputs.length; i++) { inputs[i].removeAttribute("autocomplete"); }
+  }).observe(document.documentElement, { childList: true, subtree: true });
+
   /* ------------------------------------------------------------------------------------------ copy */
 
   function copyText(text, feedback) {

@@ -1,6 +1,6 @@
 """An uploaded recording in real headless Chromium on the tiny-model store: the lab sends it once to POST /audio and
 'what fires' lists units on it; the lab's bridge link carries its audio id, and the bridge draws the band under the
-upload's spectrogram and plays segments of the upload."""
+upload's spectrogram and plays segments of the upload; axe finds nothing serious on either view."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,6 +16,16 @@ from tests.browser.test_bridge import trace_names  # noqa: E402
 from tests.browser.test_dashboard import open_page, query_of, wait_css  # noqa: E402
 
 pytestmark = pytest.mark.browser
+
+
+def axe_problems(driver) -> list[str]:
+    """Serious or critical axe violations on the page; none checked where axe-selenium-python is missing (test_axe.py
+    is skipped there and says so)."""
+    try:
+        from tests.browser.test_axe import blocking_violations
+    except pytest.skip.Exception:
+        return []
+    return blocking_violations(driver)
 
 
 def test_an_upload_feeds_what_fires_and_the_bridge(servers, driver, shots, tmp_path):
@@ -35,9 +45,11 @@ def test_an_upload_feeds_what_fires_and_the_bridge(servers, driver, shots, tmp_p
     assert driver.find_elements(By.CSS_SELECTOR, "#lab-fires-out .fires-unit button")
     assert "input: uploaded audio my-sentence.wav" in driver.find_element(By.ID, "lab-fires-out").text
     screenshot(driver, shots, "lab-upload-fires")
+    assert not axe_problems(driver), "axe on the lab with an upload"
 
     link = wait_for(driver, lambda d: audio_id in (d.find_element(By.ID, "lab-bridge-link").get_attribute("href") or "")
                     and d.find_element(By.ID, "lab-bridge-link"), 30, "the bridge link with the audio id")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", link)  # out from under the sticky header
     link.click()
     wait_for(driver, lambda d: trace_names(d, "#bridge-body")[-2:] == ["attention", "peak"], 90, "the attention band")
     q = query_of(driver.current_url)
@@ -53,4 +65,5 @@ def test_an_upload_feeds_what_fires_and_the_bridge(servers, driver, shots, tmp_p
         " a.addEventListener('loadedmetadata', () => r(a.duration)); a.addEventListener('error', () => r(-1)); } });")
     assert duration == pytest.approx(1.4, abs=0.05), "the player loads the upload through the dashboard"
     screenshot(driver, shots, "bridge-upload")
+    assert not axe_problems(driver), "axe on the bridge of an upload"
     assert not console_errors(driver)
