@@ -309,4 +309,6 @@ def register_callbacks(app: Dash) -> None:
             new["tok"] = None
         if key == "run":
             new.update(ex=None, tgt=None, unit=None)
+        if key == "in":
+            new["aid"] = None  # an id belongs to the file or recording it was sent from
         return st.href(PAGE, new)
