@@ -514,6 +514,21 @@ class AtlasClient:
                               data={"options": json.dumps(dict(options))}, timeout=self.intervention_timeout_s)
         return self._json(response, path)
 
+    def upload_audio(self, audio: bytes, filename: str, content_type: str) -> dict[str, Any]:
+        """Send a recording once (POST /audio): {audio_id, duration_s, sample_rate, sha256, filename}; the id is the
+        input of every live request (`audio_id`)."""
+        response = self._send("POST", "/audio", files={"file": (filename, audio, content_type)},
+                              timeout=self.intervention_timeout_s)
+        return self._json(response, "/audio")
+
+    def audio_info(self, audio_id: str) -> dict[str, Any]:
+        """What the backend still holds of an uploaded recording (404 once it expired or was evicted)."""
+        return self.get(f"/audio/{_seg(audio_id)}")
+
+    def uploaded_audio(self, audio_id: str) -> bytes:
+        """An uploaded recording as the model hears it: 16 kHz mono WAV bytes."""
+        return self._send("GET", f"/audio/{_seg(audio_id)}/wav").content
+
     def attribute(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """One output token's units ranked by estimated effect, the top ones verified by forcing (see POST /attribution)."""
         return self.post("/attribution", dict(request), timeout=self.intervention_timeout_s)

@@ -50,6 +50,15 @@ def concept_query(s: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": kind, "task": task, "step": s["step"], "language": s["ulang"]}
 
 
+def concept_of(client: Any, s: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The run's concept the composer stands for (None when its language or step is not chosen)."""
+    q = concept_query(s)
+    if q["language"] is None or q["step"] is None:
+        return None
+    hits = client.concepts(s["run"], kind=q["kind"], task=q["task"], step=q["step"])
+    return next((c for c in hits if c.get("language") == q["language"]), None)
+
+
 def input_modality(s: Mapping[str, Any]) -> str:
     if s["in"] in ("upload", "mic"):
         return "speech"
@@ -306,20 +315,22 @@ def _units_and_value(s: Mapping[str, Any], concept: Mapping[str, Any] | None, re
     return {"units": units, "value": value}
 
 
-def build_request(s: Mapping[str, Any], spec: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The JSON body of POST /interventions (example or text input); upload inputs use `upload_options`."""
+def build_request(s: Mapping[str, Any], spec: Mapping[str, Any] | None, audio_id: str | None = None) -> dict[str, Any]:
+    """The JSON body of POST /interventions: the lab's input (an uploaded or recorded one by the `audio_id` the
+    backend gave it), target, spec and the dial's probe token."""
     if not s.get("tgt"):
         raise LabInputError("tgt_lang", "tgt_lang: choose a target language")
     body: dict[str, Any] = {"tgt_lang": s["tgt"], "spec": dict(spec) if spec else None, "run_id": s["run"],
                             "return_speech": True, "max_new_tokens": int(s["max_new"])}
     if (s.get("probe") or "").strip():
         body["probe_token"] = s["probe"].strip()
-    body.update(input_fields(s))
+    body.update(input_fields(s, audio_id))
     return body
 
 
-def input_fields(s: Mapping[str, Any]) -> dict[str, Any]:
-    """The input part of a request: a corpus example (with the modality fed) or typed text with its language."""
+def input_fields(s: Mapping[str, Any], audio_id: str | None = None) -> dict[str, Any]:
+    """The input part of a request: a corpus example (with the modality fed), typed text with its language, or an
+    uploaded or recorded file by the `audio_id` POST /audio gave it."""
     body: dict[str, Any] = {}
     if s["in"] == "example":
         if not s.get("ex"):
@@ -329,18 +340,21 @@ def input_fields(s: Mapping[str, Any]) -> dict[str, Any]:
         if not (s.get("text") or "").strip():
             raise LabInputError("text", "text: type a sentence to translate")
         body.update(text=s["text"], src_lang=s["src"])
+    elif not audio_id:
+        raise LabInputError("file", "file: no " + ("upload yet — choose an audio file" if s["in"] == "upload"
+                                                   else "recording yet — record first"))
     else:
-        raise LabInputError("input", f"input: {s['in']} audio goes through the upload endpoint")
+        body["audio_id"] = audio_id
     return body
 
 
-def sweep_inputs(s: Mapping[str, Any], examples: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def sweep_inputs(s: Mapping[str, Any], examples: Sequence[Mapping[str, Any]],
+                 audio_id: str | None = None) -> list[dict[str, Any]]:
     """The sweep's inputs: the lab's own input first, then corpus examples in its language (same modality), up to
-    `sweep_inputs` in all."""
-    if s["in"] not in ("example", "text"):
-        raise LabInputError("input", "input: the k sweep runs on corpus examples and typed text; recorded or uploaded "
-                                     "audio is one file (use Run), or choose a corpus example fed as audio")
-    first = input_fields(s)
+    `sweep_inputs` in all; an uploaded or recorded input (language unknown) is swept alone."""
+    first = input_fields(s, audio_id)
+    if "audio_id" in first:
+        return [first]
     lang = s["src"] if s["in"] == "text" else next((e["lang"] for e in examples if e["example_id"] == s["ex"]), None)
     modality = s["mod"] if s["in"] == "example" else "text"
     out = [first]
@@ -364,13 +378,11 @@ def sweep_request(s: Mapping[str, Any], spec: Mapping[str, Any], inputs: Sequenc
             "max_new_tokens": int(s["max_new"])}
 
 
-def fires_request(s: Mapping[str, Any]) -> dict[str, Any]:
+def fires_request(s: Mapping[str, Any], audio_id: str | None = None) -> dict[str, Any]:
     """The body of POST /activations for the lab's input at its step, ranked as chosen."""
-    if s["in"] not in ("example", "text"):
-        raise LabInputError("input", "input: 'what fires' reads corpus examples and typed text; choose one of them")
     if not s.get("tgt"):
         raise LabInputError("tgt_lang", "tgt_lang: choose a target language")
-    return {**input_fields(s), "tgt_lang": s["tgt"], "run_id": s["run"], "step": s.get("step"), "n": FIRES_PER_LAYER,
+    return {**input_fields(s, audio_id), "tgt_lang": s["tgt"], "run_id": s["run"], "step": s.get("step"), "n": FIRES_PER_LAYER,
             "rank_by": s.get("rank") or "z"}
 
 

@@ -137,6 +137,15 @@ def _install_routes(server: flask.Flask) -> None:
         return flask.Response(data, mimetype="audio/wav", headers={
             "Cache-Control": "public, max-age=3600", "Content-Disposition": f"inline; filename=\"{quote(name)}.wav\""})
 
+    @server.route("/media/upload/<audio_id>")
+    def uploaded_audio(audio_id: str):
+        """An uploaded recording as the backend holds it (16 kHz mono WAV), for the bridge's players."""
+        try:
+            data = context.client().uploaded_audio(audio_id)
+        except BackendError as exc:
+            return flask.Response(exc.message, status=exc.status if 400 <= exc.status < 600 else 502, mimetype="text/plain")
+        return flask.Response(data, mimetype="audio/wav", headers={"Cache-Control": "private, max-age=600"})
+
 
 def browser_chain() -> str | None:
     """X-Forwarded-For for a backend call made while serving a browser request: the request's own chain plus the

@@ -152,6 +152,8 @@ PAGES: dict[str, PageSpec] = {
     )),
     "bridge": PageSpec("bridge", "/bridge", (
         Key("run", "str"),
+        Key("in", "str", "example", ("example", "upload", "mic")),
+        Key("aid", "str", None, max_len=64),
         Key("ex", "str", None, max_len=500),
         Key("tgt", "str", None, max_len=16),
         Key("layers", "ints", ()),

@@ -29,8 +29,9 @@
         if (!n) { return noUpdate(); }
         return { href: window.location.pathname + window.location.search, at: Date.now() };
       },
-      /* The lab's upload limit (bytes, from the backend): dcc.Upload drops a larger file without an event, so a
-         chosen or dropped file is measured here and reported to lab-upload-rejected (a file within it clears it). */
+      /* A page's upload limit (bytes, from the backend): dcc.Upload drops a larger file without an event, so a
+         chosen or dropped file is measured here and reported to the store its box names in data-upload-rejected
+         (e.g. lab-upload-rejected; a file within the limit clears it). */
       guardUpload: function (limit) {
         uploadLimit = limit;
         return noUpdate();
@@ -40,15 +41,22 @@
 
   var uploadLimit = 0;
   function checkUpload(event) {
-    var box = event.target && event.target.closest && event.target.closest("#lab-upload");
+    var box = event.target && event.target.closest && event.target.closest("[data-upload-rejected]");
     var files = event.type === "drop" ? (event.dataTransfer || {}).files : event.target.files;
     if (!box || !files || !files.length) { return; }
     var file = files[0];
-    window.dash_clientside.set_props("lab-upload-rejected", { data: uploadLimit > 0 && file.size > uploadLimit
+    window.dash_clientside.set_props(box.getAttribute("data-upload-rejected"), { data: uploadLimit > 0 && file.size > uploadLimit
       ? { filename: file.name, size: file.size, at: Date.now() } : null });
   }
   document.addEventListener("change", checkUpload, true);
   document.addEventListener("drop", checkUpload, true);
+
+  /* dcc.Upload renders its file input with autocomplete="off", which is not a valid token for a file input (axe:
+     autocomplete-valid, serious); the attribute does nothing there, so it is dropped as upload boxes appear. */
+  new MutationObserver(function () {
+    var inputs = document.querySelectorAll("input[type=file][autocomplete]");
+    for (var i = 0; i < inputs.length; i++) { inputs[i].removeAttribute("autocomplete"); }
+  }).observe(document.documentElement, { childList: true, subtree: true });
 
   /* ------------------------------------------------------------------------------------------ copy */
 
@@ -114,11 +122,13 @@
 
   /* ------------------------------------------------------------------------------------ microphone */
 
+  /* The recorder box (data-mic-store names the store a recording goes to, e.g. lab-mic) and its status line. */
   var recorder = null;
   var chunks = [];
+  var micBox = null;
 
   function status(text) {
-    var el = document.querySelector("[data-mic=status]");
+    var el = micBox && micBox.querySelector("[data-mic=status]");
     if (el) { el.textContent = text; }
   }
 
@@ -160,9 +170,9 @@
       return offline.startRendering();
     }).then(function (rendered) {
       var wav = encodeWav(rendered.getChannelData(0), 16000);
-      window.dash_clientside.set_props("lab-mic", { data: {
+      window.dash_clientside.set_props(micBox.getAttribute("data-mic-store"), { data: {
         contents: "data:audio/wav;base64," + toBase64(wav), filename: "microphone.wav", duration_s: rendered.duration } });
-      status("recorded " + rendered.duration.toFixed(1) + " s — press Run");
+      status("recorded " + rendered.duration.toFixed(1) + " s");
     }).catch(function (err) {
       status("the recording could not be converted: " + err.message);
     });
@@ -172,6 +182,7 @@
     var el = event.target.closest && event.target.closest("[data-mic]");
     if (!el) { return; }
     var action = el.getAttribute("data-mic");
+    if (action !== "status" && !(recorder && recorder.state === "recording")) { micBox = el.closest("[data-mic-store]"); }
     if (action === "start") {
       if (!navigator.mediaDevices || !window.MediaRecorder) {
         status("this browser allows the microphone only on https:// or http://localhost pages");

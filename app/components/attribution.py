@@ -26,11 +26,12 @@ TOP_ROWS = 30
 
 
 def attribution_request(s: Mapping[str, Any], spec: Mapping[str, Any] | None, concept: Mapping[str, Any] | None,
-                        versus_token_id: int | None = None) -> dict[str, Any]:
-    """The JSON body of POST /attribution for the lab state `s` (keys at_*), its run spec and composer concept."""
+                        versus_token_id: int | None = None, audio_id: str | None = None) -> dict[str, Any]:
+    """The JSON body of POST /attribution for the lab state `s` (keys at_*), its run spec and composer concept (an
+    uploaded or recorded input by its backend `audio_id`)."""
     if s.get("at_tok") is None:
         raise LabInputError("attribution", "token: choose the index of an output token to attribute")
-    body = {k: v for k, v in build_request(s, spec).items() if k != "return_speech"}
+    body = {k: v for k, v in build_request(s, spec, audio_id).items() if k != "return_speech"}
     if s["at_side"] == "intervened" and not body.get("spec"):
         raise LabInputError("attribution", "side: the intervened output needs units; choose a concept set or the basket")
     reference = s["at_ref"]
@@ -57,11 +58,12 @@ def versus_token(intervention: Mapping[str, Any], s: Mapping[str, Any]) -> int:
 
 
 def attribution_call(client: Any, s: Mapping[str, Any], spec: Mapping[str, Any] | None,
-                     concept: Mapping[str, Any] | None, intervention_body: Mapping[str, Any]) -> dict[str, Any]:
+                     concept: Mapping[str, Any] | None, intervention_body: Mapping[str, Any],
+                     audio_id: str | None = None) -> dict[str, Any]:
     """The backend call behind the lab's attribution view (with `at_vs`, the other output's token comes from the run's
     intervention answer, which the backend serves from its cache after a Run)."""
     versus = versus_token(client.intervene(intervention_body), s) if s.get("at_vs") else None
-    body = attribution_request(s, spec, concept, versus)
+    body = attribution_request(s, spec, concept, versus, audio_id)
     return {"method": "POST", "path": PATH, "label": "attribution", "body": body}
 
 

@@ -206,7 +206,7 @@ def fires_view(result: Mapping[str, Any], run_id: str) -> list[Any]:
     inp = result.get("input") or {}
     parts: list[Any] = [
         html.H2("What fires on this input", id="lab-fires-heading", tabIndex="-1"),
-        html.P(f"input: {inp.get('text') or inp.get('example_id')} · decoder at step {result.get('step')} · ranked by "
+        html.P(f"input: {inp.get('text') or inp.get('example_id') or 'uploaded audio ' + str(inp.get('filename'))} · decoder at step {result.get('step')} · ranked by "
                f"{RANK_WORDS.get(result.get('rank_by'), result.get('rank_by'))} · corpus: {result.get('statistics_task')} · "
                f"top {result.get('n')} per layer", className="muted"),
     ]

@@ -6,7 +6,8 @@ go (1 = run on open), sweep (1 = k sweep on open); the dial: strength, factor (v
 pos_from, pos_to, decode_steps (all, or e.g. 0,2-4), probe (a token charted per step); fires (1 = what fires on open),
 rank (z | activation | magnitude); the sweep's sweep_inputs and seeds; the attribution panel's at_* keys
 (app/pages/lab_attribution.py). Uploaded and recorded audio cannot travel in a link; the link keeps every other
-setting.
+setting. A file or recording is sent once to the backend (POST /audio, `app.components.audio`) and Run, the k sweep,
+what fires and attribution name it by the audio id it gets; the bridge link carries that id.
 
 Sections are functions (`_input_card`, `_units_card`, `_dial_card`, `_results`, `_fires_card`; the attribution
 panel in its own module), so a panel is one call added to `layout`.
@@ -20,12 +21,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from app import context, state as st, ui
 from app.client import BackendError
 from app.components import text_limits
-from app.components.audio import audio_player
+from app.components.audio import audio_id_for, audio_input, audio_input_stores, register_audio_input
 from app.components.common import control, demo_model_line, error_text, lang_label, loading, notice, step_label
 from app.components.lab_result import fires_view, input_audio_player, result_view, sweep_progress, sweep_view
 from app.pages import lab_attribution
@@ -40,10 +41,8 @@ from app.lab_logic import (
     basket_units,
     build_request,
     build_spec,
-    check_upload_type,
-    concept_query,
+    concept_of,
     crossmodal_note,
-    decode_upload,
     default_href,
     dial_line,
     fires_request,
@@ -53,7 +52,6 @@ from app.lab_logic import (
     sweep_request,
     unit_refs,
     upload_limit,
-    upload_size_problem,
     with_basket,
 )
 
@@ -98,8 +96,7 @@ def layout(**query: Any) -> html.Div:
         html.H1("Intervention lab"),
         demo_model_line(model.get("loaded") or run.get("model_spec")),
         dcc.Link("Which sound did each output token read? Open the bridge", id="lab-bridge-link", className="button-link",
-                 href=ui.href("bridge", run=s["run"], ex=s["ex"] if s["in"] == "example" and s["mod"] == "speech" else None,
-                              tgt=s["tgt"])),
+                 href=bridge_href(s, None)),
         notice([html.Div(p) for p in problems], "warning") if problems else None,
         _model_note(s, run, model),
         html.Div([html.Div(_input_card(s, caps, examples, langs), className="half"),
@@ -110,6 +107,16 @@ def layout(**query: Any) -> html.Div:
         lab_attribution.panel(s),
         *_stores(s, caps),
     ], className="page page-lab")
+
+
+def bridge_href(s: Mapping[str, Any], sent: Mapping[str, Any] | None) -> str:
+    """The bridge on the lab's speech input: its corpus example fed as audio, or its upload or recording by the id the
+    backend gave it (once sent)."""
+    if s["in"] in ("upload", "mic"):
+        entry = (sent or {}).get(s["in"]) or {}
+        return ui.href("bridge", run=s["run"], tgt=s["tgt"], **{"in": s["in"], "aid": entry.get("audio_id")})
+    return ui.href("bridge", run=s["run"], ex=s["ex"] if s["in"] == "example" and s["mod"] == "speech" else None,
+                   tgt=s["tgt"])
 
 
 def _model_note(s: Mapping[str, Any], run: Mapping[str, Any], model: Mapping[str, Any]) -> html.Div | None:
@@ -147,19 +154,7 @@ def _input_card(s: Mapping[str, Any], caps: Mapping[str, Any], examples: list[di
                                       text_limits.text_help(s["text"])]), "lab-text-error", class_name="w-wide"),
             control("Source language", ui.dropdown("lab-src", lang_opts, s["src"]), "lab-src_lang-error"),
         ], id="lab-in-text", className="controls"),
-        html.Div([
-            control("Audio file", dcc.Upload(id="lab-upload", children=html.Div(["Drop or ", html.A("choose"), " a WAV, FLAC, OGG or MP3 file"]),
-                                             className="upload", max_size=upload_limit(caps)),
-                    "lab-file-error", class_name="w-wide",
-                    help_text=f"up to {upload_limit(caps) / 1e6:g} MB; uploads are not part of share links"),
-            html.Div(id="lab-upload-name", className="muted"),
-        ], id="lab-in-upload", className="controls"),
-        html.Div([
-            html.Button("● Record", id="lab-mic-start", className="button", **{"data-mic": "start"}),
-            html.Button("■ Stop", id="lab-mic-stop", className="button", **{"data-mic": "stop"}),
-            html.Span(id="lab-mic-status", className="muted", **{"data-mic": "status"}),
-            html.Div(id="lab-mic-preview"),
-        ], id="lab-in-mic", className="controls"),
+        *audio_input(PAGE, upload_limit(caps), kind=s["in"]),
         control("Target language", ui.dropdown("lab-tgt", lang_opts, s["tgt"]), "lab-tgt_lang-error"),
         html.Div([html.Button("Run", id="lab-run", className="button primary"),
                   html.Button("Run k sweep", id="lab-sweep", className="button"),
@@ -167,7 +162,7 @@ def _input_card(s: Mapping[str, Any], caps: Mapping[str, Any], examples: list[di
         html.Div([
             control("Sweep inputs", dcc.Input(id="lab-sweep-inputs", type="number", min=1, max=8, step=1,
                                               value=s["sweep_inputs"], debounce=True), class_name="w-narrow",
-                    help_text="this input + corpus examples in its language"),
+                    help_text="this input + corpus examples in its language (an upload or recording alone)"),
             control("Random seeds", dcc.Input(id="lab-seeds", type="number", min=1, max=8, step=1, value=s["seeds"],
                                               debounce=True), class_name="w-narrow", help_text="one random control per seed"),
         ], className="controls"),
@@ -285,10 +280,7 @@ def _fires_card(s: Mapping[str, Any]) -> html.Div:
 
 def _stores(s: Mapping[str, Any], caps: Mapping[str, Any]) -> list[Any]:
     return [
-        dcc.Store(id="lab-upload-data"),
-        dcc.Store(id="lab-upload-limit", data=upload_limit(caps)),
-        dcc.Store(id="lab-upload-rejected", data=None),
-        dcc.Store(id="lab-mic", data=None),
+        *audio_input_stores(PAGE, upload_limit(caps)),
         dcc.Store(id="lab-go", data=s["go"]),
         dcc.Store(id="lab-sweep-go", data=s["sweep"]),
         dcc.Store(id="lab-fires-go", data=s["fires"]),
@@ -304,11 +296,7 @@ def _stores(s: Mapping[str, Any], caps: Mapping[str, Any]) -> list[Any]:
 
 
 def _concept(s: Mapping[str, Any]) -> dict | None:
-    q = concept_query(s)
-    if q["language"] is None or q["step"] is None:
-        return None
-    hits = context.client().concepts(s["run"], kind=q["kind"], task=q["task"], step=q["step"])
-    return next((c for c in hits if c.get("language") == q["language"]), None)
+    return concept_of(context.client(), s)
 
 
 def _spec(s: Mapping[str, Any], *, set_kind: str | None = None, k: int | None = None) -> dict[str, Any]:
@@ -319,22 +307,14 @@ def _spec(s: Mapping[str, Any], *, set_kind: str | None = None, k: int | None = 
     return build_spec(s, concept, refs, set_kind=set_kind, k=k)
 
 
-def run_intervention(s: Mapping[str, Any], upload: Mapping[str, Any] | None, mic: Mapping[str, Any] | None,
-                     spec: Mapping[str, Any]) -> dict[str, Any]:
-    c = context.client()
-    if s["in"] in ("upload", "mic"):
-        data, name, mime = decode_upload(upload if s["in"] == "upload" else mic, "upload" if s["in"] == "upload" else "recording")
-        problem = check_upload_type(name, mime)
-        if problem:
-            raise LabInputError("file", problem)
-        options = {"tgt_lang": s["tgt"], "spec": dict(spec), "run_id": s["run"], "return_speech": True,
-                   "max_new_tokens": int(s["max_new"]), **({"probe_token": s["probe"].strip()} if (s.get("probe") or "").strip() else {})}
-        return c.intervene_upload(data, name, mime, options)
-    return c.intervene(build_request(s, spec))
+def run_intervention(s: Mapping[str, Any], spec: Mapping[str, Any], audio_id: str | None) -> dict[str, Any]:
+    return context.client().intervene(build_request(s, spec, audio_id))
 
 
-def sweep_inputs_of(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+def sweep_inputs_of(s: Mapping[str, Any], audio_id: str | None) -> list[dict[str, Any]]:
     """The sweep's inputs for the lab state (its own input, then corpus examples in the same language)."""
+    if audio_id is not None:
+        return sweep_inputs(s, [], audio_id)
     lang = s["src"] if s["in"] == "text" else None
     examples = context.client().examples(s["run"], lang=lang, limit=50)["examples"] if lang else \
         context.client().examples(s["run"], limit=500)["examples"]
@@ -345,11 +325,12 @@ def register_callbacks(app: Dash) -> None:
     ui.register_url_sync(app, PAGE)
     lab_attribution.register_callbacks(app)
 
-    @app.callback(Output("lab-mic-preview", "children"), Input("lab-mic", "data"), prevent_initial_call=True)
-    def mic_preview(mic):
-        if not mic or not mic.get("contents"):
-            return []
-        return audio_player(mic["contents"], f"your recording ({mic.get('duration_s', 0):.1f} s)", source="mic")
+    register_audio_input(app, PAGE, context.client)
+
+    @app.callback(Output("lab-bridge-link", "href"), Input("lab-state", "data"), Input("lab-audio", "data"),
+                  prevent_initial_call=True)
+    def bridge_link(s, sent):
+        return bridge_href(s, sent)
 
     @app.callback(Output("lab-in-example", "hidden"), Output("lab-in-text", "hidden"), Output("lab-in-upload", "hidden"),
                   Output("lab-in-mic", "hidden"), Input("lab-in", "value"))
@@ -415,26 +396,6 @@ def register_callbacks(app: Dash) -> None:
             return "no concept matches this role, modality, language and step"
         return f"concept {concept['concept_id']}: {concept.get('description')} ({concept.get('positives')} positive items)"
 
-    app.clientside_callback(ClientsideFunction(namespace="atlas", function_name="guardUpload"),
-                            Output("lab-upload-rejected", "data"), Input("lab-upload-limit", "data"))
-
-    @app.callback(Output("lab-upload-data", "data"), Output("lab-upload-name", "children"),
-                  Input("lab-upload", "contents"), Input("lab-upload-rejected", "data"), State("lab-upload", "filename"),
-                  State("lab-upload-limit", "data"), prevent_initial_call=True)
-    def uploaded(contents, rejected, filename, limit):
-        if rejected:
-            problem = upload_size_problem(rejected.get("filename"), int(rejected.get("size") or 0), int(limit))
-            if problem:
-                return ({"filename": rejected.get("filename"), "problem": problem},
-                        html.Div(problem, className="field-error"))
-        if not contents:
-            return None, ""
-        head = contents.split(",", 1)[0]
-        mime = head.removeprefix("data:").split(";")[0] or "application/octet-stream"
-        problem = check_upload_type(filename or "upload", mime)
-        name = html.Span(f"{filename} ({mime})")
-        return {"contents": contents, "filename": filename}, [name, html.Div(problem, className="field-error")] if problem else name
-
     @app.callback(Output("lab-basket-list", "children"), Input("basket", "data"), Input("lab-state", "data"))
     def basket_list(basket, s):
         return basket_line(with_basket(s, basket), basket_units(basket, s.get("run")))
@@ -455,8 +416,9 @@ def register_callbacks(app: Dash) -> None:
                *[Output(f"lab-{slot}-error", "children") for slot in ERROR_SLOTS], Output("lab-run-error", "children")]
 
     @app.callback(*outputs, Input("lab-run", "n_clicks"), State("lab-state", "data"), State("lab-upload-data", "data"),
-                  State("lab-mic", "data"), State("basket", "data"), prevent_initial_call="initial_duplicate")
-    def run(n, s, upload, mic, basket):
+                  State("lab-mic", "data"), State("lab-audio", "data"), State("basket", "data"),
+                  prevent_initial_call="initial_duplicate")
+    def run(n, s, upload, mic, sent, basket):
         s = with_basket(s, basket)
         clear = {slot: "" for slot in ERROR_SLOTS}
         if not n and not (s.get("go") and s["in"] in ("example", "text")):
@@ -471,7 +433,7 @@ def register_callbacks(app: Dash) -> None:
 
         try:
             _, _, prov = context.run_and_provenance(s["run"])
-            result = run_intervention(s, upload, mic, _spec(s))
+            result = run_intervention(s, _spec(s), audio_id_for(context.client(), s["in"], sent, upload, mic))
         except LabInputError as exc:
             return fail(exc.field, exc.message)
         except BackendError as exc:
@@ -487,13 +449,14 @@ def register_callbacks(app: Dash) -> None:
     @app.callback(Output("lab-sweep-job", "data"), Output("lab-sweep-poll", "disabled"),
                   Output("lab-sweep-progress", "children"), Output("lab-sweep-out", "children", allow_duplicate=True),
                   Input("lab-sweep", "n_clicks"), State("lab-state", "data"), State("basket", "data"),
+                  State("lab-upload-data", "data"), State("lab-mic", "data"), State("lab-audio", "data"),
                   prevent_initial_call="initial_duplicate")
-    def submit_sweep(n, s, basket):
+    def submit_sweep(n, s, basket, upload, mic, sent):
         if not n and not (s.get("sweep") and s["in"] in ("example", "text")):
             return no_update, no_update, no_update, no_update
         s = with_basket(s, basket)
         try:
-            request = sweep_request(s, _spec(s), sweep_inputs_of(s))
+            request = sweep_request(s, _spec(s), sweep_inputs_of(s, audio_id_for(context.client(), s["in"], sent, upload, mic)))
             job = context.client().submit_sweep(request)
         except LabInputError as exc:
             return None, True, notice(exc.message, "error"), []
@@ -520,12 +483,13 @@ def register_callbacks(app: Dash) -> None:
         return sweep_progress(status), sweep_view(status["result"], prov), True, 1
 
     @app.callback(Output("lab-fires-out", "children"), Output("lab-fires-units", "data"), Output("lab-fires-go", "data"),
-                  Input("lab-fires", "n_clicks"), State("lab-state", "data"))
-    def what_fires(n, s):
+                  Input("lab-fires", "n_clicks"), State("lab-state", "data"), State("lab-upload-data", "data"),
+                  State("lab-mic", "data"), State("lab-audio", "data"))
+    def what_fires(n, s, upload, mic, sent):
         if not n and not (s.get("fires") and s["in"] in ("example", "text")):
             return no_update, no_update, no_update
         try:
-            result = context.client().activations(fires_request(s))
+            result = context.client().activations(fires_request(s, audio_id_for(context.client(), s["in"], sent, upload, mic)))
         except (LabInputError, BackendError) as exc:
             return notice(exc.message, "error"), {}, 0
         units = {str(u["unit_id"]): basket_entry(result["run_id"], {**u, "stack": stack["stack"]})

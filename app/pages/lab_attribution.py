@@ -17,7 +17,8 @@ from app import context, state as st, ui, views
 from app.client import BackendError
 from app.components import attribution as at
 from app.components.common import control, error_text, loading
-from app.lab_logic import PAGE, LabInputError, with_basket
+from app.components.audio import audio_id_for
+from app.lab_logic import PAGE, LabInputError, build_request, build_spec, concept_of, unit_refs, with_basket
 
 REFERENCES = {"on_p50": "on_p50 (the concept's median when on)", "on_p90": "on_p90", "off_mean": "off_mean",
               "off_p50": "off_p50", "zero": "zero"}
@@ -54,11 +55,18 @@ def _token_button(i: int, text: str, cls: str) -> html.Button:
     return html.Button(text, id={"type": "lab-at-token", "index": i}, className=f"{cls} button small", title=f"token {i}")
 
 
-def run_attribution(s: Mapping[str, Any]) -> dict[str, Any]:
-    """The lab state's attribution answer (the same call a finding of this view stores)."""
+def run_attribution(s: Mapping[str, Any], audio_id: str | None = None) -> dict[str, Any]:
+    """The lab state's attribution answer (the same call a finding of this view stores; an uploaded or recorded input,
+    which findings do not keep, by its backend `audio_id`)."""
     client = context.client()
-    calls = views.view_calls(client, PAGE, s)
-    call = next(c for c in calls if c["path"] == at.PATH)
+    if audio_id is None:
+        calls = views.view_calls(client, PAGE, s)
+        call = next(c for c in calls if c["path"] == at.PATH)
+        return client.attribute(call["body"])
+    concept = concept_of(client, s)
+    refs = unit_refs(list(s.get("units") or ()), client.sites(s["run"])) if s["us"] == "basket" else None
+    spec = build_spec(s, concept, refs)
+    call = at.attribution_call(client, s, spec, concept, build_request(s, spec, audio_id), audio_id)
     return client.attribute(call["body"])
 
 
@@ -82,16 +90,15 @@ def register_callbacks(app: Dash) -> None:
         return int(ctx.triggered_id["index"])
 
     @app.callback(Output("lab-at-out", "children"), Output("lab-at-verified", "data"), Output("lab-attribution-error", "children"),
-                  Input("lab-at-run", "n_clicks"), State("lab-state", "data"), State("basket", "data"))
-    def attribute(n, s, basket):
-        if not n and s.get("at_tok") is None:
+                  Input("lab-at-run", "n_clicks"), State("lab-state", "data"), State("basket", "data"),
+                  State("lab-upload-data", "data"), State("lab-mic", "data"), State("lab-audio", "data"))
+    def attribute(n, s, basket, upload, mic, sent):
+        if not n and (s.get("at_tok") is None or s["in"] in ("upload", "mic")):
             return no_update, no_update, ""
         s = with_basket(s, basket)
-        if s["in"] in ("upload", "mic"):
-            return no_update, None, "attribution works on a corpus example or typed text (uploads are not replayable)"
         try:
             _, _, prov = context.run_and_provenance(s["run"])
-            result = run_attribution(s)
+            result = run_attribution(s, audio_id_for(context.client(), s["in"], sent, upload, mic))
         except LabInputError as exc:
             return no_update, None, exc.message
         except BackendError as exc:

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.api.errors import install_error_handlers
 from backend.api.routers import (attribution, audio, bridge, compare, concentration, data, export, findings, health,
-                                 interventions, jobs, search, text_fit, traces)
+                                 interventions, jobs, search, text_fit, traces, uploaded_audio)
 from backend.api.settings import Settings
 from backend.api.state import AtlasState
 from neuron_atlas.engine.model.loading import ModelBundle
@@ -23,7 +23,7 @@ from neuron_atlas.engine.versions import ENGINE_VERSION
 
 
 ENGINE_HEADER = "X-Neuron-Atlas-Engine"
-#: Room for the multipart envelope and the options field on top of the audio upload limit (`/upload` routes).
+#: Room for the multipart envelope and the options field on top of the audio upload limit (`/upload` routes, POST /audio).
 UPLOAD_OVERHEAD_BYTES = 1_000_000
 STORE_HEADER = "X-Neuron-Atlas-Store"
 
@@ -31,7 +31,7 @@ TAGS = [
     {"name": "health", "description": "liveness, readiness and what this server can do"},
     {"name": "data", "description": "runs, concepts, heatmaps, layers, units and examples of the analysis store"},
     {"name": "units", "description": "live unit traces and concentration rankings"},
-    {"name": "audio", "description": "example audio from the store, by example id"},
+    {"name": "audio", "description": "example audio from the store, by example id; uploaded recordings by audio id"},
     {"name": "interventions", "description": "live interventions on the loaded model"},
     {"name": "jobs", "description": "interventions submitted as pollable jobs"},
     {"name": "findings", "description": "saved findings (permalinks)"},
@@ -52,7 +52,7 @@ class Envelope:
         self.state_of = state_of
 
     def limit_for(self, state: AtlasState, path: str) -> int:
-        if path.endswith("/upload"):
+        if path.endswith("/upload") or path == "/audio":
             return state.settings.max_upload_bytes + UPLOAD_OVERHEAD_BYTES
         return state.settings.max_json_bytes
 
@@ -136,8 +136,8 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
     )
     app.state.atlas = state
     install_error_handlers(app)
-    for module in (health, data, concentration, traces, audio, interventions, jobs, findings, export, compare, search,
-                   text_fit, bridge, attribution):
+    for module in (health, data, concentration, traces, audio, uploaded_audio, interventions, jobs, findings, export,
+                   compare, search, text_fit, bridge, attribution):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

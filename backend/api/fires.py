@@ -14,8 +14,6 @@ import numpy as np
 from backend.api.errors import ApiProblem
 from backend.api.live import InterventionService, require_same_model
 from backend.queue import Job
-from backend.store.reader import NotFoundError
-from neuron_atlas.engine.constants import SAMPLE_RATE
 from neuron_atlas.engine.interventions.fires import deviation, input_activations, statistics_task, top_per_group
 from neuron_atlas.engine.versions import ENGINE_VERSION
 
@@ -51,36 +49,13 @@ def prepare_fires(service: InterventionService, request: dict[str, Any]) -> Prep
     step = request.get("step") or min(steps)
     if step not in steps:
         raise ApiProblem(422, f"step: run {run_id} recorded the decoder at steps {', '.join(map(str, steps))}, not {step}", "step")
-    text = src = audio = None
-    if (request.get("example_id") is not None) == (request.get("text") is not None):
-        raise ApiProblem(422, "input: give exactly one of example_id or text (with src_lang)", "input")
-    if request.get("example_id") is not None:
-        try:
-            ex = reader.example(run_id, request["example_id"])
-        except NotFoundError as exc:
-            raise ApiProblem(404, str(exc), "example_id") from None
-        desc = {"kind": "example", "example_id": request["example_id"], "modality": request.get("modality", "text"), "lang": ex["lang"]}
-        if desc["modality"] == "text":
-            text, src = ex["text"], ex["lang"]
-        else:
-            wave, rate = reader.example_audio(run_id, request["example_id"])
-            if rate != SAMPLE_RATE:
-                raise ApiProblem(422, f"example_id: stored audio is {rate} Hz, not {SAMPLE_RATE}", "example_id")
-            audio, src = np.asarray(wave, dtype=np.float32), ex["lang"]
-    else:
-        text, src = request["text"], request.get("src_lang")
-        if not text.strip():
-            raise ApiProblem(422, "text: the input text is empty", "text")
-        if len(text) > service.settings.max_text_chars:
-            raise ApiProblem(422, f"text: {len(text)} characters; the limit is {service.settings.max_text_chars}", "text")
-        if not src or src not in bundle.languages:
-            raise ApiProblem(422, f"src_lang: {src!r} is not a language of the loaded model; it has {', '.join(bundle.languages)}", "src_lang")
-        desc = {"kind": "text", "text": text, "src_lang": src}
+    source = service.resolve_input(request, bundle, run_id)
+    desc = source.desc
     n, rank_by = int(request.get("n") or 5), request.get("rank_by") or "z"
-    key = hashlib.sha256(json.dumps({"fires": desc, "run": run_id, "tgt": tgt, "step": step, "n": n, "rank_by": rank_by,
+    key = hashlib.sha256(json.dumps({"fires": source.key_part(), "run": run_id, "tgt": tgt, "step": step, "n": n, "rank_by": rank_by,
                                      "model": bundle.checksum, "engine": ENGINE_VERSION}, sort_keys=True).encode()).hexdigest()
-    return PreparedFires(f"fires:{key}", run_id, run["mode"], tgt, step, n, rank_by, text,
-                         src if audio is None else None, audio, desc)
+    return PreparedFires(f"fires:{key}", run_id, run["mode"], tgt, step, n, rank_by, source.text,
+                         source.src_lang if source.wave is None else None, source.wave, desc)
 
 
 def execute_fires(service: InterventionService, prepared: PreparedFires, job: Job | None = None) -> dict[str, Any]:

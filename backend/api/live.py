@@ -22,7 +22,8 @@ import torch
 
 from backend.api.errors import ApiProblem
 from backend.api.settings import Settings
-from neuron_atlas.engine.audio import decode_audio, encode_wav
+from backend.api.uploads import AudioStore
+from neuron_atlas.engine.audio import encode_wav
 from neuron_atlas.engine.constants import SAMPLE_RATE
 from neuron_atlas.engine.interventions import InterventionSpec, ResolvedIntervention, generate_with, prepare_inputs, resolve
 from neuron_atlas.engine.interventions.generate import chosen_token_probabilities, teacher_forced_scores
@@ -36,9 +37,6 @@ from neuron_atlas.engine.metrics import LangIdIdentifier, MetricsError, make_ide
 from neuron_atlas.engine.tts import VOICES, synthesize
 
 log = logging.getLogger("backend.api")
-
-#: Shortest audio input: the speech front end needs several 25 ms frames (a single frame normalises to NaN).
-MIN_AUDIO_SECONDS = 0.1
 
 #: Decoding settings that are part of every cache key (greedy search, one beam, KV cache on).
 DECODING = {"strategy": "greedy", "num_beams": 1, "do_sample": False, "use_cache": True}
@@ -192,6 +190,38 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
+INPUT_FIELDS = {"example": "example_id", "text": "text", "audio": "audio_id"}
+
+
+def input_kind(request: dict[str, Any]) -> str:
+    """Which input a request gives (`example`, `text` or `audio`); 422 unless it gives exactly one."""
+    given = [kind for kind, field in INPUT_FIELDS.items() if request.get(field) is not None]
+    if len(given) != 1:
+        raise ApiProblem(422, "input: give exactly one of example_id, text (with src_lang) or audio_id (an upload's id "
+                              "from POST /audio)", "input")
+    return given[0]
+
+
+@dataclass
+class InputSource:
+    """A resolved live input: its description (returned with results) and what the model reads (text or a wave)."""
+
+    desc: dict[str, Any]
+    text: str | None = None
+    src_lang: str | None = None
+    wave: np.ndarray | None = None
+
+    def key_part(self) -> dict[str, Any]:
+        """The description as cache keys use it: an upload by the SHA-256 of its samples (not its id or file name),
+        so results of two recordings never mix and the same recording under two names shares them."""
+        return {k: v for k, v in self.desc.items() if k not in ("filename", "audio_id")}
+
+    def model_inputs(self, bundle: ModelBundle) -> dict[str, torch.Tensor]:
+        if self.wave is not None:
+            return prepare_inputs(bundle, audio=self.wave)
+        return prepare_inputs(bundle, text=self.text, src_lang=self.src_lang)
+
+
 class InterventionService:
     """Validate, key, and run live intervention requests against the hosted model and the store's statistics."""
 
@@ -200,6 +230,7 @@ class InterventionService:
         self.host = host
         self.reader_fn = reader_fn
         self._model_lock = threading.Lock()
+        self.audio = AudioStore(settings.audio_store_bytes, settings.audio_store_ttl_s)
 
     @property
     def model_lock(self) -> threading.Lock:
@@ -223,7 +254,7 @@ class InterventionService:
             raise ApiProblem(404, "the store holds no runs yet")
         return latest
 
-    def prepare(self, request: dict[str, Any], audio: bytes | None = None, filename: str | None = None) -> Prepared:
+    def prepare(self, request: dict[str, Any]) -> Prepared:
         """Validate a request fully (input, languages, spec against the model and the run) and compute its cache key."""
         t0 = time.perf_counter()
         bundle, registry = self.host.require()
@@ -237,40 +268,18 @@ class InterventionService:
         spec: InterventionSpec | None = request.get("spec")
         needs_run = spec is not None and (spec.statistics_concept() is not None or spec.units.kind == "concept")
         run_id = request.get("run_id")
-        example_id = request.get("example_id")
-        text = request.get("text")
-        if (example_id is not None) + (text is not None) + (audio is not None) != 1:
-            raise ApiProblem(422, "input: give exactly one of example_id, text (with src_lang) or an uploaded audio file", "input")
-        if example_id is not None or needs_run or run_id is not None:
+        kind = input_kind(request)
+        if kind == "example" or needs_run or run_id is not None:
             run_id = self._run_for(run_id, bundle)
-        resolved = None  # before any input work: a bad spec costs no audio decoding
+        resolved = None  # before any input work: a bad spec costs no reading of examples or uploads
         if spec is not None:
             if needs_run:
                 require_same_model(self._reader().run(run_id), bundle, "its concepts do not describe this model's units")
             stats = StoreStats(self._reader(), run_id) if needs_run else None
             resolved = resolve(spec, registry, stats)
-        if example_id is not None:
-            inputs, desc = self._example_inputs(bundle, run_id, example_id, request.get("modality", "text"))
-        elif text is not None:
-            src = request.get("src_lang")
-            if not src:
-                raise ApiProblem(422, "src_lang: required with text (the source language of the input)", "src_lang")
-            if src not in bundle.languages:
-                raise ApiProblem(422, f"src_lang: {src!r} is not a language of the loaded model; it has {', '.join(bundle.languages)}", "src_lang")
-            if not text.strip():
-                raise ApiProblem(422, "text: the input text is empty", "text")
-            if len(text) > s.max_text_chars:
-                raise ApiProblem(422, f"text: {len(text)} characters; the limit is {s.max_text_chars}", "text")
-            inputs = prepare_inputs(bundle, text=text, src_lang=src)
-            desc = {"kind": "text", "text": text, "src_lang": src}
-        else:
-            wave = decode_audio(audio, max_bytes=s.max_upload_bytes, max_seconds=s.max_audio_seconds, filename=filename)
-            if len(wave) < MIN_AUDIO_SECONDS * SAMPLE_RATE:
-                raise ApiProblem(422, f"file: upload {filename!r} holds {len(wave) / SAMPLE_RATE:.3f} s of audio; at least "
-                                      f"{MIN_AUDIO_SECONDS:g} s is needed", "file")
-            inputs = prepare_inputs(bundle, audio=wave)
-            desc = {"kind": "audio", "filename": filename, "sha256": hashlib.sha256(audio).hexdigest(),
-                    "duration_s": round(len(wave) / SAMPLE_RATE, 3)}
+        source = self.resolve_input(request, bundle, run_id)
+        inputs = source.model_inputs(bundle)
+        desc = source.desc
         speech = bool(request.get("return_speech"))
         probe = probe_token_id(bundle, request.get("probe_token"))
         key = _digest({
@@ -278,7 +287,7 @@ class InterventionService:
             "stats_run": run_id if needs_run else None,
             "model": bundle.checksum,
             "decoding": {**DECODING, "max_new_tokens": max_new, "speech": speech, "speech_source": speech_source(bundle)},
-            "input": {k: v for k, v in desc.items() if k != "filename"},
+            "input": source.key_part(),
             "tgt_lang": tgt,
             "engine": ENGINE_VERSION,
             "language_id": [s.language_identifier, s.language_scope],
@@ -286,7 +295,28 @@ class InterventionService:
         })
         return Prepared(key, inputs, desc, tgt, max_new, speech, spec, resolved, run_id, time.perf_counter() - t0, probe)
 
-    def _example_inputs(self, bundle: ModelBundle, run_id: str, example_id: str, modality: str) -> tuple[dict, dict]:
+    def resolve_input(self, request: dict[str, Any], bundle: ModelBundle, run_id: str | None) -> InputSource:
+        """The one place every live route turns its input fields into what the model reads: a corpus example of
+        `run_id` (its text or its audio, per `modality`), typed text with `src_lang`, or an upload by `audio_id`."""
+        kind = input_kind(request)
+        if kind == "example":
+            return self._example_input(bundle, run_id, request["example_id"], request.get("modality") or "text")
+        if kind == "audio":
+            item = self.audio.get(request["audio_id"])
+            return InputSource({"kind": "audio", "audio_id": item.audio_id, "sha256": item.sha256,
+                                "filename": item.filename, "duration_s": item.duration_s}, wave=item.wave)
+        text, src = request["text"], request.get("src_lang")
+        if not src:
+            raise ApiProblem(422, "src_lang: required with text (the source language of the input)", "src_lang")
+        if src not in bundle.languages:
+            raise ApiProblem(422, f"src_lang: {src!r} is not a language of the loaded model; it has {', '.join(bundle.languages)}", "src_lang")
+        if not text.strip():
+            raise ApiProblem(422, "text: the input text is empty", "text")
+        if len(text) > self.settings.max_text_chars:
+            raise ApiProblem(422, f"text: {len(text)} characters; the limit is {self.settings.max_text_chars}", "text")
+        return InputSource({"kind": "text", "text": text, "src_lang": src}, text=text, src_lang=src)
+
+    def _example_input(self, bundle: ModelBundle, run_id: str, example_id: str, modality: str) -> InputSource:
         reader = self._reader()
         try:
             ex = reader.example(run_id, example_id)
@@ -296,11 +326,11 @@ class InterventionService:
         if modality == "text":
             if ex["lang"] not in bundle.languages:
                 raise ApiProblem(422, f"example_id: language {ex['lang']!r} is not a language of the loaded model", "example_id")
-            return prepare_inputs(bundle, text=ex["text"], src_lang=ex["lang"]), {**desc, "text": ex["text"]}
+            return InputSource({**desc, "text": ex["text"]}, text=ex["text"], src_lang=ex["lang"])
         wave, rate = reader.example_audio(run_id, example_id)
         if rate != SAMPLE_RATE:
             raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {SAMPLE_RATE}", "example_id")
-        return prepare_inputs(bundle, audio=np.asarray(wave, dtype=np.float32)), desc
+        return InputSource(desc, wave=np.asarray(wave, dtype=np.float32), src_lang=ex["lang"])
 
     # --------------------------------------------------------------------------------------------------- run
 

@@ -75,7 +75,8 @@ class GenerationOptions(BaseModel):
 
 
 class InterventionRequest(GenerationOptions):
-    """Input (a corpus example, or text with its source language) plus generation options."""
+    """Input (a corpus example, text with its source language, or an uploaded recording by audio_id) plus generation
+    options."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -90,6 +91,7 @@ class InterventionRequest(GenerationOptions):
     modality: Literal["text", "speech"] = Field("text", description="with example_id: feed its text or its audio")
     text: str | None = Field(None, description="input text (with src_lang)", max_length=100_000)
     src_lang: str | None = Field(None, description="language of `text` (Seamless code)", max_length=16)
+    audio_id: str | None = Field(None, description="an uploaded recording by the id POST /audio returned (16 kHz mono speech input)", max_length=64)
 
 
 class UploadOptions(GenerationOptions):
@@ -99,7 +101,8 @@ class UploadOptions(GenerationOptions):
 
 
 class BridgeRequest(BaseModel):
-    """A speech example of a run, what to decode it into, and how to average the cross-attention (POST /bridge)."""
+    """A speech input (an example of a run with audio, or an upload by audio_id), what to decode it into, and how to
+    average the cross-attention (POST /bridge)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"example_id": "builtin:s000:eng:eng-m1", "tgt_lang": "eng", "layers": [0, 1], "heads": None,
@@ -108,6 +111,7 @@ class BridgeRequest(BaseModel):
     example_id: str | None = Field(None, description="a corpus example of the run with audio (its speech is the input)", max_length=500)
     modality: Literal["text", "speech"] = Field("speech", description="only `speech`: the bridge maps tokens onto audio")
     text: str | None = Field(None, description="refused: the bridge needs speech input (named so the error can say so)", max_length=100_000)
+    audio_id: str | None = Field(None, description="an uploaded recording (POST /audio): its speech is the input", max_length=64)
     tgt_lang: str = Field(description="target language (Seamless code, e.g. `eng`)", min_length=1, max_length=16)
     run_id: str | None = Field(None, description="run holding the example (default: the newest run of the loaded model)", max_length=200)
     max_new_tokens: int | None = Field(None, ge=1, description="tokens to generate (default and maximum: the server's max_new_tokens)")
@@ -120,8 +124,10 @@ class BridgeRequest(BaseModel):
 class BridgeResult(_Open):
     """Output tokens, their cross-attention over the adaptor frames (averaged as asked), peaks, span readers, unit strip."""
 
-    run_id: str
-    example_id: str
+    run_id: str | None
+    example_id: str | None
+    audio_id: str | None = None
+    input: dict[str, Any] | None = Field(None, description="the speech input: example or upload (with its sha256)")
     tgt_lang: str
     text: str
     tokens: list[str]
@@ -137,6 +143,18 @@ class BridgeResult(_Open):
     span: dict[str, Any] | None
     unit: dict[str, Any] | None
     argmax_matches: bool
+
+
+class AudioInfo(BaseModel):
+    """An uploaded recording kept by the server (POST /audio, GET /audio/{audio_id})."""
+
+    audio_id: str = Field(description="content id: the first 32 hex digits of `sha256`; the same samples give the same id")
+    duration_s: float
+    sample_rate: int = Field(description="always 16000: uploads are decoded to 16 kHz mono")
+    sha256: str = Field(description="SHA-256 of the decoded samples (float32 little-endian); part of every result's cache key")
+    filename: str | None
+    n_samples: int
+    bytes: int = Field(description="bytes the decoded samples take in the server's audio store")
 
 
 # ---------------------------------------------------------------------------------------------------- traces
@@ -285,7 +303,8 @@ class JobStatus(_Open):
 
 
 class SweepInput(BaseModel):
-    """One input of a sweep: a corpus example (with the modality to feed) or a text with its source language."""
+    """One input of a sweep: a corpus example (with the modality to feed), a text with its source language, or an
+    uploaded recording by audio_id."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -293,6 +312,7 @@ class SweepInput(BaseModel):
     modality: Literal["text", "speech"] = "text"
     text: str | None = Field(None, max_length=100_000)
     src_lang: str | None = Field(None, max_length=16)
+    audio_id: str | None = Field(None, description="an uploaded recording by the id POST /audio returned (16 kHz mono speech input)", max_length=64)
 
 
 class SweepRequest(BaseModel):
@@ -314,7 +334,8 @@ class SweepRequest(BaseModel):
 
 
 class ActivationsRequest(BaseModel):
-    """What fires on one input: a corpus example or a text, recorded at a decoder step of the run."""
+    """What fires on one input: a corpus example, a text or an uploaded recording, recorded at a decoder step of the
+    run."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"text": "My mother works at the hospital.", "src_lang": "eng", "tgt_lang": "deu", "step": 2, "n": 5, "rank_by": "z"}]})
@@ -323,6 +344,7 @@ class ActivationsRequest(BaseModel):
     modality: Literal["text", "speech"] = "text"
     text: str | None = Field(None, max_length=100_000)
     src_lang: str | None = Field(None, max_length=16)
+    audio_id: str | None = Field(None, description="an uploaded recording by the id POST /audio returned (16 kHz mono speech input)", max_length=64)
     tgt_lang: str = Field(min_length=1, max_length=16)
     run_id: str | None = Field(None, max_length=200)
     step: int | None = Field(None, ge=1, description="decoder prefix length (a step of the run; default its smallest)")
@@ -584,6 +606,7 @@ class AttributionRequest(BaseModel):
     modality: Literal["text", "speech"] = Field("text", description="with example_id: feed its text or its audio")
     text: str | None = Field(None, description="input text (with src_lang)", max_length=100_000)
     src_lang: str | None = Field(None, description="language of `text` (Seamless code)", max_length=16)
+    audio_id: str | None = Field(None, description="an uploaded recording by the id POST /audio returned (16 kHz mono speech input)", max_length=64)
     tgt_lang: str = Field(description="target language (Seamless code, e.g. `eng`)", min_length=1, max_length=16)
     spec: SpecField | None = Field(None, description="the run's InterventionSpec (needed for side `intervened`)")
     run_id: str | None = Field(None, description="run whose concepts and statistics the spec and reference read (default: the newest run of the loaded model)", max_length=200)

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     max_upload_bytes: int = Field(20_000_000, ge=1, description="largest accepted audio upload")
     max_audio_seconds: float = Field(60.0, gt=0, description="longest accepted audio input")
+    audio_store_bytes: int = Field(256_000_000, ge=1, description="bytes of decoded uploads (16 kHz float32 samples, "
+                                   "64 kB per second) kept for POST /audio; least recently used out first")
+    audio_store_ttl_s: float = Field(3600.0, gt=0, description="seconds an upload stays usable by its audio_id after "
+                                     "it was last uploaded")
     max_text_chars: int = Field(2000, ge=1, description="longest accepted text input")
     max_json_bytes: int = Field(1_000_000, ge=1024, description="largest accepted JSON request body")
     max_new_tokens: int = Field(128, ge=1, le=1024, description="default and largest number of generated tokens")
@@ -94,6 +98,8 @@ class Settings(BaseSettings):
             "max_upload_bytes": self.max_upload_bytes,
             "max_audio_seconds": self.max_audio_seconds,
             "max_text_chars": self.max_text_chars,
+            "audio_store_bytes": self.audio_store_bytes,
+            "audio_store_ttl_s": self.audio_store_ttl_s,
             "max_json_bytes": self.max_json_bytes,
             "max_new_tokens": self.max_new_tokens,
             "queue_size": self.queue_size,

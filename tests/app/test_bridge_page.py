@@ -82,3 +82,32 @@ def test_finding_freezes_renders_and_verifies(env):
     assert [t.name for t in fig.data] == ["attention", "peak"]
     assert "bridge" in views.describe_state("bridge", s)
     assert "post('/bridge'" in views.python_script("http://x", {"state": {"frozen": frozen}})
+
+
+def test_an_upload_by_audio_id_draws_the_band_plays_from_the_upload_and_is_not_frozen(env, atlas_store):  # noqa: F811
+    import duckdb
+
+    dash_app, client, run_id = env
+    store, _ = atlas_store
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        flac = bytes(con.execute("SELECT flac FROM example_audio WHERE run_id = ? ORDER BY example_id LIMIT 1",
+                                 [run_id]).fetchone()[0])
+    finally:
+        con.close()
+    sent = client.upload_audio(flac, "mine.flac", "audio/flac")
+    with dash_app.server.app_context():
+        waiting = str(bridge.layout(run=run_id, **{"in": "upload"}))
+        tree = bridge.layout(run=run_id, max_new="5", tok="0", aid=sent["audio_id"], **{"in": "upload"})
+        gone = str(bridge.layout(run=run_id, aid="0" * 32, **{"in": "mic"}))
+    assert "bridge-hint" in waiting and "Choose an audio file" in waiting and "bridge-upload" in waiting
+    text = str(tree)
+    assert "notice-error" not in text and "length-adaptor frame" in text
+    assert f"/media/upload/{sent['audio_id']}#t=" in text and "bridge-input-player" in text and "mine.flac" in text
+    assert "notice-error" in gone and "POST /audio" in gone and "record it again" in gone
+    assert bridge.request_body(page_state(tree))["audio_id"] == sent["audio_id"]
+    with dash_app.server.test_client() as browser:
+        played = browser.get(f"/media/upload/{sent['audio_id']}")
+        assert played.status_code == 200 and played.mimetype == "audio/wav" and played.data[:4] == b"RIFF"
+    with pytest.raises(views.ViewError, match="not stored with findings"):
+        views.snapshot(client, "bridge", page_state(tree))

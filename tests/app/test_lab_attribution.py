@@ -68,3 +68,26 @@ def test_bad_states_are_named_and_verified_units_fill_the_basket(env):  # noqa: 
     assert len(units) == 4 and all(u["run"] == run_id and u["site"] for u in units)
     basket = at.add_to_basket([{"unit_id": units[0]["unit_id"], "run": run_id}, {"unit_id": 1, "run": "other"}], units)
     assert [b["unit_id"] for b in basket] == [u["unit_id"] for u in units]
+
+
+def test_attribution_and_the_sweep_take_an_uploads_audio_id(env, atlas_store):  # noqa: F811
+    import duckdb
+
+    from app.pages import lab, lab_attribution
+
+    dash_app, client, run_id = env
+    store, _ = atlas_store
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        flac = bytes(con.execute("SELECT flac FROM example_audio WHERE run_id = ? ORDER BY example_id LIMIT 1",
+                                 [run_id]).fetchone()[0])
+    finally:
+        con.close()
+    sent = client.upload_audio(flac, "mine.flac", "audio/flac")
+    s = lab_state(run_id, **{"in": "upload"}, at_side="baseline", at_ref="zero", at_tok="0")
+    with dash_app.server.app_context():
+        got = lab_attribution.run_attribution(s, sent["audio_id"])
+        assert lab.sweep_inputs_of(s, sent["audio_id"]) == [{"audio_id": sent["audio_id"]}]
+    assert got["input"]["kind"] == "audio" and got["input"]["sha256"] == sent["sha256"] and got["token"]["index"] == 0
+    with pytest.raises(views.ViewError, match="not stored with findings"):
+        views.view_calls(client, "lab", s)

@@ -104,10 +104,12 @@ def test_requests_for_example_and_text_inputs():
     body = lab_logic.build_request(lab_state(**{"in": "text", "text": "Hallo Welt", "src": "deu"}), None)
     assert (body["text"], body["src_lang"], body["spec"]) == ("Hallo Welt", "deu", None)
     for over, field in (({"in": "text", "text": "  "}, "text"), ({"in": "example", "ex": None}, "example_id"),
-                        ({"tgt": None}, "tgt_lang"), ({"in": "upload"}, "input")):
+                        ({"tgt": None}, "tgt_lang"), ({"in": "upload"}, "file"), ({"in": "mic"}, "file")):
         with pytest.raises(lab_logic.LabInputError) as info:
             lab_logic.build_request(lab_state(**over), None)
         assert info.value.field == field
+    body = lab_logic.build_request(lab_state(**{"in": "mic"}), None, "a1b2")
+    assert body["audio_id"] == "a1b2" and not {"text", "example_id"} & set(body)
 
 
 def test_uploads_decode_from_data_uris_and_types_are_checked():
@@ -239,8 +241,10 @@ def test_the_sweep_request_asks_for_k_fractions_seeds_and_inputs():
     assert body["spec"]["units"]["set"] == "both" and body["inputs"] == inputs and body["tgt_lang"] == "fra"
     with pytest.raises(lab_logic.LabInputError, match="concept's set"):
         lab_logic.sweep_request(s, {"units": {"kind": "explicit", "units": []}}, inputs)
-    with pytest.raises(lab_logic.LabInputError, match="typed text"):
+    with pytest.raises(lab_logic.LabInputError, match="no recording yet"):
         lab_logic.sweep_inputs({**s, "in": "mic"}, examples)
+    assert lab_logic.sweep_inputs({**s, "in": "mic"}, examples, "a1b2") == [{"audio_id": "a1b2"}], \
+        "a recording (language unknown) is swept alone"
     speech = lab_state(**{"in": "example"}, ex="e1", mod="speech", sweep_inputs=2)
     assert lab_logic.sweep_inputs(speech, examples) == [{"example_id": "e1", "modality": "speech"},
                                                         {"example_id": "e2", "modality": "speech"}]
@@ -294,8 +298,10 @@ def test_probe_token_and_what_fires_requests():
     assert "probe_token" not in lab_logic.build_request(lab_state(**{"in": "text"}, text="Hi."), None)
     body = lab_logic.fires_request(s)
     assert body == {"text": "Hi.", "src_lang": "eng", "tgt_lang": "fra", "run_id": "run-1", "step": 2, "n": 5, "rank_by": "magnitude"}
-    with pytest.raises(lab_logic.LabInputError, match="typed text"):
+    with pytest.raises(lab_logic.LabInputError, match="no upload yet"):
         lab_logic.fires_request({**s, "in": "upload"})
+    assert lab_logic.fires_request({**s, "in": "upload"}, "a1b2") == {
+        "audio_id": "a1b2", "tgt_lang": "fra", "run_id": "run-1", "step": 2, "n": 5, "rank_by": "magnitude"}
 
 
 def test_listed_units_go_to_the_basket_once_and_to_the_lab_by_link():
@@ -316,3 +322,35 @@ def test_the_labs_own_default_source_language_is_replaced_silently():
     assert problems == [] and s["go"] == 1 and s["src"] == "deu" and s["step"] == 7
     s, _ = st.parse("lab", {"run": "r", "in": "example", "src": "xxx"})
     assert lab_logic.settle_choices(s, langs=["deu", "fra"], run_langs=["deu", "fra"], steps=[7]) == []
+
+
+def test_held_audio_is_sent_once_and_again_only_when_the_backend_dropped_it():
+    import base64
+
+    from app.client import BackendError
+    from app.components.audio import audio_id_for
+
+    class Backend:
+        def __init__(self, known: set[str]):
+            self.known, self.uploads = known, []
+
+        def audio_info(self, audio_id):
+            if audio_id not in self.known:
+                raise BackendError(404, f"audio_id: unknown or expired audio id {audio_id!r}", "audio_id")
+            return {"audio_id": audio_id}
+
+        def upload_audio(self, data, filename, mime):
+            self.uploads.append((data, filename, mime))
+            return {"audio_id": "new", "duration_s": 1.0}
+
+    upload = {"contents": "data:audio/wav;base64," + base64.b64encode(b"RIFFdata").decode(), "filename": "a.wav"}
+    kept = Backend({"old"})
+    assert audio_id_for(kept, "upload", {"upload": {"audio_id": "old"}}, upload, None) == "old" and not kept.uploads
+    dropped = Backend(set())
+    assert audio_id_for(dropped, "upload", {"upload": {"audio_id": "old"}}, upload, None) == "new"
+    assert dropped.uploads == [(b"RIFFdata", "a.wav", "audio/wav")]
+    assert audio_id_for(dropped, "text", {}, upload, None) is None
+    with pytest.raises(lab_logic.LabInputError, match="could not decode"):
+        audio_id_for(kept, "upload", {"upload": {"problem": "file: 'a.wav' could not decode"}}, upload, None)
+    with pytest.raises(lab_logic.LabInputError, match="no recording yet"):
+        audio_id_for(kept, "mic", {}, upload, None)

@@ -73,7 +73,7 @@ def prepare(state: AtlasState, body: AttributionRequest) -> PreparedAttribution:
                                    f"(max_new_tokens {min(max_new, limit)}: tokens 0..{min(max_new, limit) - 1})")
     request = {"tgt_lang": body.tgt_lang, "spec": body.spec, "run_id": body.run_id, "return_speech": False,
                "max_new_tokens": body.max_new_tokens, "example_id": body.example_id, "modality": body.modality,
-               "text": body.text, "src_lang": body.src_lang}
+               "text": body.text, "src_lang": body.src_lang, "audio_id": body.audio_id}
     run = state.service.prepare(request)
     concept = body.reference_concept_id
     statistic = isinstance(body.reference, StatisticValue)

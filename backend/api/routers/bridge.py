@@ -1,8 +1,8 @@
-"""The encoder-frame ↔ decoder-token bridge: each output token's cross-attention over a speech example's frames.
+"""The encoder-frame ↔ decoder-token bridge: each output token's cross-attention over a speech input's frames.
 
 A request is validated in full (speech input, target language, layers, heads, unit) before it costs a rate-limit
 token or a queue slot. The trace itself (greedy decoding on the fast path, then one teacher-forced pass with eager
-cross-attention) runs on the work queue and is cached per (model, run, example, target, length, unit), so choosing
+cross-attention) runs on the work queue and is cached per (model, input (an example, or an upload by its sha256), target, length, unit), so choosing
 other layers, heads or a time span re-averages the cached weights without touching the model.
 """
 from __future__ import annotations
@@ -28,7 +28,6 @@ from backend.queue import Job
 from backend.store.reader import NotFoundError
 from neuron_atlas.engine.bridge import BridgeError, BridgeTrace, average, check_unit, peaks, span_readers, trace_bridge
 from neuron_atlas.engine.constants import SAMPLE_RATE
-from neuron_atlas.engine.interventions import prepare_inputs
 from neuron_atlas.engine.model.loading import ModelBundle
 from neuron_atlas.engine.model.unit_sites import SiteRegistry
 from neuron_atlas.engine.versions import ENGINE_VERSION
@@ -45,8 +44,10 @@ class BridgeJob:
     """A validated bridge request: the trace's cache key, its model inputs, and the averaging asked for."""
 
     key: str
-    run_id: str
-    example_id: str
+    run_id: str | None
+    example_id: str | None
+    audio_id: str | None
+    input_desc: dict
     tgt_lang: str
     max_new_tokens: int
     inputs: dict
@@ -62,14 +63,15 @@ def _problem(exc: BridgeError) -> ApiProblem:
 
 
 def prepare(state: AtlasState, body: BridgeRequest) -> BridgeJob:
-    """Check everything a bridge request names against the loaded model and the store (no model work)."""
+    """Check everything a bridge request names against the loaded model and the store (no model work); the speech
+    input is resolved as every live route resolves it (`InterventionService.resolve_input`)."""
     if body.text is not None or body.modality == "text":
         raise ApiProblem(422, f"{'text' if body.text is not None else 'modality'}: the bridge maps output tokens onto "
-                              "the frames of a speech input; give example_id of an example with audio (modality speech), "
-                              "not text", "text" if body.text is not None else "modality")
-    if body.example_id is None:
-        raise ApiProblem(422, "example_id: required (a speech example of the run; see GET /runs/{run}/examples?has_audio=true)",
-                         "example_id")
+                              "the frames of a speech input; give example_id of an example with audio (modality speech) "
+                              "or audio_id of an upload (POST /audio), not text", "text" if body.text is not None else "modality")
+    if body.example_id is None and body.audio_id is None:
+        raise ApiProblem(422, "example_id: required (a speech example of the run; see GET /runs/{run}/examples?has_audio=true), "
+                              "or audio_id of an upload (POST /audio)", "example_id")
     bundle, registry = state.host.require()
     settings = state.settings
     if body.tgt_lang not in bundle.languages:
@@ -91,24 +93,25 @@ def prepare(state: AtlasState, body: BridgeRequest) -> BridgeJob:
             check_unit(registry, body.unit_id)
         except BridgeError as exc:
             raise _problem(exc) from None
-    reader = state.reader()
-    run_id = reader.resolve_run(body.run_id) if body.run_id is not None else reader.latest_run(bundle.checksum)
-    if run_id is None:
-        raise ApiProblem(404, "the store holds no runs yet")
+    run_id = None
+    if body.example_id is not None or body.run_id is not None:
+        reader = state.reader()
+        run_id = reader.resolve_run(body.run_id) if body.run_id is not None else reader.latest_run(bundle.checksum)
+        if run_id is None:
+            raise ApiProblem(404, "the store holds no runs yet")
+    request = {"example_id": body.example_id, "audio_id": body.audio_id, "modality": "speech"}
     try:
-        wave, rate = reader.example_audio(run_id, body.example_id)
+        source = state.service.resolve_input(request, bundle, run_id)
     except NotFoundError as exc:
         status = 422 if "has no audio" in str(exc) else 404
         raise ApiProblem(status, f"example_id: {exc}" + ("; the bridge needs a speech example" if status == 422 else ""),
                          "example_id") from None
-    if rate != SAMPLE_RATE:
-        raise ApiProblem(422, f"example_id: stored audio of {body.example_id!r} is {rate} Hz, not {SAMPLE_RATE}", "example_id")
-    wave = np.asarray(wave, dtype=np.float32)
     key = hashlib.sha256(json.dumps({
-        "bridge": 1, "model": bundle.checksum, "run": run_id, "example": body.example_id, "tgt_lang": body.tgt_lang,
+        "bridge": 1, "model": bundle.checksum, "input": source.key_part(), "tgt_lang": body.tgt_lang,
         "max_new_tokens": max_new, "unit_id": body.unit_id, "engine": ENGINE_VERSION}, sort_keys=True).encode()).hexdigest()
-    return BridgeJob(key, run_id, body.example_id, body.tgt_lang, max_new, prepare_inputs(bundle, audio=wave),
-                     len(wave) / SAMPLE_RATE, body.unit_id, body.layers, body.heads, body.span_s)
+    return BridgeJob(key, run_id, body.example_id, body.audio_id and source.desc["audio_id"], source.desc, body.tgt_lang,
+                     max_new, source.model_inputs(bundle), len(source.wave) / SAMPLE_RATE, body.unit_id, body.layers,
+                     body.heads, body.span_s)
 
 
 def _rounded(values: np.ndarray) -> list:
@@ -129,7 +132,8 @@ def shape(job: BridgeJob, trace: BridgeTrace, bundle: ModelBundle, registry: Sit
         site, channel = registry.site_of_unit(job.unit_id)
         unit = {"unit_id": job.unit_id, "site": site.key, "channel": channel, "values": _rounded(trace.unit_values)}
     return {
-        "run_id": job.run_id, "example_id": job.example_id, "tgt_lang": job.tgt_lang,
+        "run_id": job.run_id, "example_id": job.example_id, "audio_id": job.audio_id, "input": job.input_desc,
+        "tgt_lang": job.tgt_lang,
         "model": {"spec": bundle.spec, "checksum": bundle.checksum}, "engine_version": ENGINE_VERSION,
         "max_new_tokens": job.max_new_tokens, "text": trace.text, "tokens": trace.tokens, "token_ids": trace.token_ids,
         "n_layers": trace.n_layers, "n_heads": trace.n_heads, "layers": layers, "heads": heads,
@@ -151,10 +155,10 @@ def shape(job: BridgeJob, trace: BridgeTrace, bundle: ModelBundle, registry: Sit
 
 
 @router.post("/bridge", response_model=BridgeResult, responses=ERRORS, dependencies=[Depends(json_body)],
-             summary="Each output token's cross-attention over the frames of a speech example, and a k/v unit's strip")
+             summary="Each output token's cross-attention over the frames of a speech input, and a k/v unit's strip")
 async def bridge(body: BridgeRequest, state: AtlasState = Depends(get_state),
                  charge: Callable[[], None] = Depends(rate_limit)) -> dict[str, Any]:
-    """Greedy decoding of the example's audio into `tgt_lang`; per output token, the cross-attention weights of the
+    """Greedy decoding of the speech input (a stored example's audio, or an upload by `audio_id`) into `tgt_lang`; per output token, the cross-attention weights of the
     decoder query that predicted it over the length-adaptor frames, averaged over `layers` × `heads` (all by
     default), with each token's peak column and the audio span it pools; `span_s` lists how much each token reads of
     that time span; `unit_id` (a cross-attention k_proj/v_proj unit) adds its value per frame."""

@@ -16,12 +16,11 @@ from backend.api.routers import errors
 from backend.api.routers.data import resolve_run_field
 from backend.api.fires import execute_fires, prepare_fires
 from backend.api.schemas import Activations, ActivationsRequest, InterventionRequest, InterventionResult, UploadOptions
+from backend.api.uploads import store_upload
 
 router = APIRouter(tags=["interventions"])
 
 ERRORS = errors(400, 404, 409, 413, 415, 422, 429, 503, 504)
-#: Declared content types accepted for an uploaded file part (the bytes are checked by decoding them).
-AUDIO_TYPES = ("audio/", "application/octet-stream", "application/ogg", "video/ogg")
 
 
 def request_dict(body: InterventionRequest) -> dict[str, Any]:
@@ -52,29 +51,24 @@ def check_run(state: AtlasState, run_id: str | None) -> None:
         resolve_run_field(reader, run_id)
 
 
-async def read_upload(state: AtlasState, file: UploadFile, options: str) -> tuple[dict[str, Any], bytes, str | None]:
-    """Check the form: options JSON, the file's declared type and size; returns (request, bytes, filename)."""
+async def read_upload(state: AtlasState, file: UploadFile, options: str) -> dict[str, Any]:
+    """Check the form (options JSON, then the file as `POST /audio` does) and keep the audio in the store; returns
+    the request with the upload's `audio_id` as its input."""
     try:
         opts = UploadOptions.model_validate_json(options)
     except ValidationError as exc:
         raise _validation_problem(exc, "options") from None
-    declared = (file.content_type or "").split(";")[0].strip().lower()
-    if declared and not declared.startswith(AUDIO_TYPES):
-        raise ApiProblem(415, f"file: upload {file.filename!r} is declared as {declared!r}; send audio "
-                              "(WAV, FLAC, OGG or MP3, e.g. audio/wav)", "file")
-    limit = state.settings.max_upload_bytes
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise ApiProblem(413, f"file: upload {file.filename!r} is larger than the limit of {limit / 1e6:g} MB", "file")
     req = opts.model_dump(exclude={"spec"})
     req["spec"] = opts.spec
+    stored = await store_upload(state.settings, state.service.audio, file)
     await run_in_threadpool(check_run, state, req.get("run_id"))
-    return req, data, file.filename
+    req["audio_id"] = stored.audio_id
+    return req
 
 
 @router.post("/interventions", response_model=InterventionResult, responses=ERRORS,
              dependencies=[Depends(json_body)],
-             summary="Run baseline and intervened generation on a corpus example or a text")
+             summary="Run baseline and intervened generation on a corpus example, a text or an uploaded audio_id")
 async def intervene(body: InterventionRequest, state: AtlasState = Depends(get_state),
                     charge: Callable[[], None] = Depends(rate_limit)) -> dict:
     await run_in_threadpool(check_run, state, body.run_id)
@@ -94,8 +88,8 @@ async def intervene_upload(
     state: AtlasState = Depends(get_state),
     charge: Callable[[], None] = Depends(rate_limit),
 ) -> dict:
-    req, data, name = await read_upload(state, file, options)
-    prepared = await run_in_threadpool(state.service.prepare, req, data, name)
+    req = await read_upload(state, file, options)
+    prepared = await run_in_threadpool(state.service.prepare, req)
     charge()
     return await state.run_sync(prepared)
 

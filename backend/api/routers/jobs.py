@@ -26,17 +26,16 @@ router = APIRouter(tags=["jobs"])
 ERRORS = errors(400, 404, 409, 413, 415, 422, 429, 503)
 
 
-def _submit(state: AtlasState, req: dict[str, Any], charge: Callable[[], None], audio: bytes | None = None,
-            name: str | None = None) -> Job:
+def _submit(state: AtlasState, req: dict[str, Any], charge: Callable[[], None]) -> Job:
     """Prepare now when the model is ready (so bad requests fail at once, before `charge` spends a rate-limit token);
     while it loads, prepare in the job."""
     try:
         if state.host.state == "loading":
             charge()
             key = f"deferred:{uuid.uuid4().hex}"
-            job = state.queue.submit(key, lambda job: state.run_prepared(state.service.prepare(req, audio, name), job))
+            job = state.queue.submit(key, lambda job: state.run_prepared(state.service.prepare(req), job))
         else:
-            prepared = state.service.prepare(req, audio, name)
+            prepared = state.service.prepare(req)
             charge()
             hit = state.cached(prepared.key)
             job = state.queue.completed(prepared.key, hit) if hit is not None else state.submit(prepared)
@@ -71,8 +70,8 @@ async def submit_upload_job(
     state: AtlasState = Depends(get_state),
     charge: Callable[[], None] = Depends(rate_limit),
 ):
-    req, data, name = await read_upload(state, file, options)
-    job = await run_in_threadpool(_submit, state, req, charge, data, name)
+    req = await read_upload(state, file, options)
+    job = await run_in_threadpool(_submit, state, req, charge)
     return _created(job)
 
 
