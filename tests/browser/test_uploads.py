@@ -12,6 +12,7 @@ pytest.importorskip("selenium", reason="browser tests need selenium (pip install
 from selenium.webdriver.common.by import By  # noqa: E402
 
 from tests.browser.harness import console_errors, screenshot, wait_for  # noqa: E402
+from tests.browser.test_axe import BLOCKING, axe_violations, describe  # noqa: E402
 from tests.browser.test_bridge import trace_names  # noqa: E402
 from tests.browser.test_dashboard import open_page, query_of, wait_css  # noqa: E402
 
@@ -19,13 +20,8 @@ pytestmark = pytest.mark.browser
 
 
 def axe_problems(driver) -> list[str]:
-    """Serious or critical axe violations on the page; none checked where axe-selenium-python is missing (test_axe.py
-    is skipped there and says so)."""
-    try:
-        from tests.browser.test_axe import blocking_violations
-    except pytest.skip.Exception:
-        return []
-    return blocking_violations(driver)
+    """Serious or critical violations the vendored axe-core finds on the page, one line each."""
+    return [describe(v) for v in axe_violations(driver) if v.get("impact") in BLOCKING]
 
 
 def test_an_upload_feeds_what_fires_and_the_bridge(servers, driver, shots, tmp_path):
