@@ -39,12 +39,9 @@ def result_view(result: Mapping[str, Any], s: Mapping[str, Any], prov: Provenanc
     base, inter = result["baseline"], result["intervened"]
     inp = result.get("input") or {}
     inp_text = inp.get("text") or inp.get("filename") or inp.get("example_id") or "audio"
-    changed = result.get("changed")
-    badge = (html.Span(f"changed from token {result.get('first_difference')}", className="badge badge-changed") if changed
-             else html.Span("unchanged", className="badge"))
     what = intervention_line(result.get("intervention"))
     return [
-        html.Div([html.H2("Result", id="lab-result-heading", tabIndex="-1"), badge,
+        html.Div([html.H2("Result", id="lab-result-heading", tabIndex="-1"), change_badge(result),
                   html.Span(" cached" if result.get("cached") else "", className="muted")], className="result-head"),
         html.P(f"input ({inp.get('kind')}{', ' + inp.get('lang') if inp.get('lang') else ''}): {inp_text}", className="muted"),
         html.P(f"{crossmodal_note(s)} · {what}", className="muted"),
@@ -63,6 +60,14 @@ def result_view(result: Mapping[str, Any], s: Mapping[str, Any], prov: Provenanc
             "spec": result.get("spec"), "key": result.get("key"), "timing_s": result.get("timing_s")}))]),
         html.P(prov.line(), className="provenance"),
     ]
+
+
+def change_badge(result: Mapping[str, Any]) -> html.Span:
+    """'changed from token n' or 'unchanged' (a finding saved before the first difference was kept says 'changed')."""
+    if not result.get("changed"):
+        return html.Span("unchanged", className="badge")
+    first = result.get("first_difference")
+    return html.Span("changed" if first is None else f"changed from token {first}", className="badge badge-changed")
 
 
 def _pretty(obj: Any) -> str:

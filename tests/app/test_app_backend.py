@@ -93,6 +93,7 @@ def test_audio_proxy_and_static_guard(env):
     ("overview", {"tab": "selectivity", "task": "s2tt", "set": "top", "k": "5"}),
     ("overview", {"tab": "modality", "set": "ap", "thr": "0.8"}),
     ("overview", {"tab": "concentration", "c_stack": "encoder"}),
+    ("overview", {"tab": "concentration", "c_stack": "encoder", "c_cell": "text:fra:1"}),
     ("overview", {"tab": "crossmodal", "x_scope": "text_decoder/layer"}),
     ("overview", {"tab": "crossmodal", "x_cell": "fra:deu"}),
     ("overview", {"tab": "interventions", "e_exp": "dose", "e_task": "en2x_t2tt"}),
@@ -137,6 +138,10 @@ def test_saving_a_lab_finding_freezes_spec_and_result(env):
     assert finding["state"]["href"] == href
     text = str(card)
     assert "both-2 units of concept" in text and "corpus example builtin:s001:fra:fra-m1 (text, fra) → deu" in text
+    assert "strength 1 · positions all, decoding steps all" in text and "strength 1: the value is written" in text
+    kept = frozen["responses"][0]["intervened"]
+    assert kept["tokens"] and len(kept["prefix_language_probabilities"]) == len(kept["tokens"])
+    assert "finding-fig-tokens" in text and "not kept by findings saved before" not in text
 
 
 def test_saving_refuses_the_findings_page_and_keeps_uploaded_results(env):
@@ -166,6 +171,13 @@ def test_concentration_drill_down_lists_the_mass_carriers(env):
     assert "Gini" in tree and "stand-in" not in tree and "needs a backend endpoint" not in tree
     assert f"{100 * page['units'][-1]['cumulative_share']:.1f} %" in tree
     assert all(f"unit {u['unit_id']} " in tree for u in page["units"])
+
+    frozen = views.snapshot(client, "overview", s)
+    assert views.verify(client, frozen) == []
+    with dash_app.server.app_context():
+        kept = str(views.render("overview", s, frozen, Provenance(run_id)))
+    links = lambda text: [part.split("'")[0] for part in text.split("href='/unit?")[1:]]  # noqa: E731
+    assert links(kept) == links(tree) and len(links(kept)) == len(page["units"]), "the finding lists what the drill-down did"
 
 
 def test_unit_page_shows_live_traces_matching_the_store(env, tiny_registry):
