@@ -29,7 +29,7 @@ def _frozen_rows(finding: dict[str, Any]) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [("view", state.get("description") or state.get("page") or "not recorded")]
     if state.get("page") == "lab" and frozen.get("responses"):
         result = frozen["responses"][0]
-        decoding = json.dumps(result.get("decoding"), sort_keys=True)
+        decoding = decoding_summary(result.get("decoding"))
         rows.append(("input", input_summary(result.get("input") or {}, result.get("tgt_lang"))))
     if finding.get("spec"):
         rows.append(("spec", spec_summary(finding["spec"])))
@@ -43,6 +43,14 @@ def _frozen_rows(finding: dict[str, Any]) -> list[tuple[str, Any]]:
     else:
         rows += [("run", f"{finding.get('run_id') or 'none'} · provenance not recorded (saved without a dashboard view)")]
     return rows + [("decoding", decoding), ("engine", finding.get("engine_version"))]
+
+
+def decoding_summary(decoding: dict[str, Any] | None) -> str:
+    """Decoding settings in one line: the strategy first, then each setting as `name value`."""
+    if not decoding:
+        return "not recorded"
+    rest = " · ".join(f"{k} {json.dumps(v)}" for k, v in sorted(decoding.items()) if k != "strategy")
+    return " · ".join(x for x in (decoding.get("strategy"), rest) if x)
 
 
 def spec_summary(spec: dict[str, Any]) -> str:
@@ -127,12 +135,12 @@ def card(finding: dict[str, Any]) -> html.Div:
                  className="actions"),
         _edit_panel(finding),
         loading(html.Div(id="finding-verify-out")),
+        html.H2("Stored result"),
+        html.Div(result, id="finding-result"),
         html.H2("What it froze"),
         html.Table(html.Tbody([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in _frozen_rows(finding)]), className="table kv"),
         html.Details([html.Summary("Intervention spec (JSON)"), html.Pre(json.dumps(finding.get("spec"), indent=2, sort_keys=True),
                                                                           className="code")]) if finding.get("spec") else None,
-        html.H2("Stored result"),
-        html.Div(result, id="finding-result"),
         html.Details([html.Summary("Python (standard library only) reproducing it"),
                       html.Pre(script, id="finding-python", className="code")]),
         dcc.Store(id="finding-id", data=finding["id"]),

@@ -116,9 +116,16 @@ def test_frozen_views_replay_identically_and_render(env, page, query):
     assert frozen["calls"] and len(frozen["responses"]) == len(frozen["calls"])
     assert views.verify(client, frozen) == []
     prov = context.Provenance.from_run(client.run(run_id))
+    finding = {"id": "abcd2345", "title": "t", "run_id": run_id, "model": {"spec": "tiny-random"},
+               "state": {"page": page, "query": dict(st.query_items(page, s)), "frozen": frozen,
+                         "provenance": {**prov.as_dict(), "model_spec": "demo"}}}
     with dash_app.server.app_context():
         rendered = views.render(page, s, frozen, prov)
+        demo = str(findings.card(finding))
+        plain = str(findings.card({**finding, "state": {**finding["state"], "provenance": prov.as_dict()}}))
     assert rendered and "no renderer" not in str(rendered)
+    assert "could not be drawn" not in demo and "Demo model, not SeamlessM4T v2" in demo and "Demo model" not in plain, \
+        "every kind of finding card names the demo model when its result came from it"
 
 
 def test_saving_a_lab_finding_freezes_spec_and_result(env):

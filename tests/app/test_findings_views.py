@@ -133,8 +133,15 @@ def test_the_spec_line_names_the_dial():
     ("lab", "tiny-random", "demo", ["tiny-random", "demo"]),
     ("bridge", "tiny-random", "demo", ["tiny-random", "demo"]),
     ("lab", None, "demo", ["demo"]),
+    ("compare", "demo", "tiny-random", ["demo"]),
 ])
 def test_the_models_a_card_names_are_those_behind_its_result(page, provenance, live, expected):
     finding = {"model": {"spec": live} if live else None,
                "state": {"page": page, "provenance": {"model_spec": provenance} if provenance else None, "frozen": {}}}
     assert findings.result_models(finding) == expected
+
+
+def test_decoding_settings_read_as_words():
+    assert findings.decoding_summary({"strategy": "greedy", "max_new_tokens": 12, "do_sample": False}) == \
+        "greedy · do_sample false · max_new_tokens 12"
+    assert findings.decoding_summary(None) == "not recorded"
