@@ -274,6 +274,9 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
         if acts is not None:
             step = s.get("step") if responses[0].get("stack") == "text_decoder" else None
             out.append(ui.graph("finding-fig-1", fg.language_modality_distribution(acts, prov, step=step)))
+        out.append(html.P("The unit page's top and bottom examples with their per-token strips and its spoken vs written "
+                          "traces come from the live model and are not kept: open this view to draw them.",
+                          className="muted", id="finding-not-kept"))
     elif page == "lab":
         out = lab_view(s, responses[0], prov)
         if len(responses) > 1:
@@ -425,6 +428,10 @@ def describe_state(page: str, s: Mapping[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------- python export
 
 
+#: Labels of calls whose answer is a list of units (the script prints one unit a line, as the view lists them).
+UNIT_LISTS = ("drill-down units", "shared units")
+
+
 def python_script(backend_url: str, finding: Mapping[str, Any]) -> str:
     """A standalone script (standard library only) that replays a finding's calls against the backend's HTTP API."""
     frozen = (finding.get("state") or {}).get("frozen") or {}
@@ -481,6 +488,11 @@ def python_script(backend_url: str, finding: Mapping[str, Any]) -> str:
                       f"print('token', answer_{i}['token'], 'estimate vs actual: r', v['pearson'], 'rho', v['spearman'])",
                       f"for u in answer_{i}['top'][:20]:",
                       "    print(u['unit_id'], u['site'], u['channel'], round(u['estimate'], 5))"]
+        elif call.get("label") in UNIT_LISTS:
+            lines += [f"print({call['label'] + ':'!r}, 'listed', len(answer_{i}['units']), 'of',"
+                      f" answer_{i}.get('n_units', answer_{i}.get('total')))",
+                      f"for u in answer_{i}['units']:",
+                      "    print(u['unit_id'], u['site'], u['channel'])"]
         else:
             lines.append(f"print(json.dumps(answer_{i}, indent=1)[:2000])")
         lines.append("")

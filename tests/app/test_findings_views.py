@@ -145,3 +145,11 @@ def test_decoding_settings_read_as_words():
     assert findings.decoding_summary({"strategy": "greedy", "max_new_tokens": 12, "do_sample": False}) == \
         "greedy · do_sample false · max_new_tokens 12"
     assert findings.decoding_summary(None) == "not recorded"
+
+
+def test_copy_as_python_lists_the_drill_down_units_one_a_line():
+    s = overview_state(tab="concentration", c_cell="speech:deu:1")
+    script = views.python_script("http://b", {"id": "x", "state": {"frozen": {"calls": views.view_calls(Calls(), "overview", s)}}})
+    compile(script, "finding.py", "exec")
+    assert "print('drill-down units:', 'listed', len(answer_2['units'])" in script
+    assert "for u in answer_2['units']:\n    print(u['unit_id'], u['site'], u['channel'])" in script
