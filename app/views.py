@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import pprint
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,10 @@ from app.components import figures as fg
 from app.components.common import Provenance
 from app.components.diff import diff_view
 
+#: Live lab panels a finding replays besides the intervention: what fires on the input, and the k sweep job.
+FIRES_PATH, SWEEP_PATH = "/activations", "/jobs/sweep"
+#: How long saving or re-verifying waits for a k sweep job, and how often it asks.
+SWEEP_WAIT_S, SWEEP_POLL_S = 600.0, 0.5
 #: Floats are compared to this relative tolerance (JSON round trips and summation order).
 REL_TOL = 1e-9
 MAX_DIFFERENCES = 20
@@ -132,8 +137,25 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
         calls = [{"method": "POST", "path": "/interventions", "label": "intervention", "body": body}]
         if s.get("at_tok") is not None:
             calls.append(attribution.attribution_call(client, s, spec, concept, body))
+        panels = (("fires", "what fires", FIRES_PATH, lambda: lab_logic.fires_request(s)),
+                  ("sweep", "k sweep", SWEEP_PATH,
+                   lambda: lab_logic.sweep_request(s, spec, lab_logic.sweep_inputs(s, _sweep_examples(client, s)))))
+        for key, label, path, request in panels:
+            if not s.get(key):
+                continue
+            try:
+                calls.append({"method": "POST", "path": path, "label": label, "body": request()})
+            except lab_logic.LabInputError:
+                continue  # the lab showed this panel's error, not a result: there is nothing more to keep
         return calls
     raise ViewError(f"page {page!r} has no data to freeze")
+
+
+def _sweep_examples(client: AtlasClient, s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The corpus examples the lab draws its sweep's further inputs from (as `app.pages.lab.sweep_inputs_of` does)."""
+    if s["in"] == "text":
+        return client.examples(s["run"], lang=s["src"], limit=50)["examples"]
+    return client.examples(s["run"], limit=500)["examples"]
 
 
 def _lab_concept(client: AtlasClient, s: Mapping[str, Any]) -> dict | None:
@@ -154,7 +176,32 @@ def execute(client: AtlasClient, call: Mapping[str, Any]) -> Any:
         return bridge_page.stable(client.bridge(call["body"]))
     if call["path"] == attribution.PATH:
         return attribution.attribution_summary(client.attribute(call["body"]))
+    if call["path"] == FIRES_PATH:
+        return _without(client.activations(call["body"]), "timing_s", "cached")
+    if call["path"] == SWEEP_PATH:
+        return _without(run_sweep(client, call["body"]), "seconds", "cached")
     return client.post(call["path"], call["body"])
+
+
+def _without(answer: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """An answer without the fields that differ between runs of the same computation (timings, cache flags)."""
+    return {k: v for k, v in answer.items() if k not in keys}
+
+
+def run_sweep(client: AtlasClient, body: Mapping[str, Any]) -> dict[str, Any]:
+    """Submit a k sweep job and wait for its result (at once when the backend has it cached); ViewError when it fails
+    or runs past SWEEP_WAIT_S."""
+    job = client.submit_sweep(body)
+    deadline = time.monotonic() + SWEEP_WAIT_S
+    while True:
+        status = client.job(job["job_id"])
+        if status["state"] == "done":
+            return status["result"]
+        if status["state"] == "error":
+            raise ViewError(f"the k sweep failed: {(status.get('error') or {}).get('error')}")
+        if time.monotonic() > deadline:
+            raise ViewError(f"the k sweep did not finish within {SWEEP_WAIT_S:.0f} s")
+        time.sleep(SWEEP_POLL_S)
 
 
 def snapshot(client: AtlasClient, page: str, s: Mapping[str, Any]) -> dict[str, Any]:
@@ -279,8 +326,15 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
                           className="muted", id="finding-not-kept"))
     elif page == "lab":
         out = lab_view(s, responses[0], prov)
-        if len(responses) > 1:
-            out += [html.H3("Token attribution"), *attribution.attribution_view(responses[1], prov, fig_id="finding-fig-1")]
+        attributed = _answer(calls, responses, "attribution") if calls else (responses[1] if len(responses) > 1 else None)
+        if attributed is not None:
+            out += [html.H3("Token attribution"), *attribution.attribution_view(attributed, prov, fig_id="finding-fig-1")]
+        fires = _answer(calls, responses, "what fires")
+        if fires is not None:
+            out += lab_result.fires_view(fires, prov.run_id, basket=False)
+        sweep = _answer(calls, responses, "k sweep")
+        if sweep is not None:
+            out += lab_result.sweep_view(sweep, prov)
     return out or [html.P("no renderer for this view", className="muted")]
 
 
@@ -421,6 +475,8 @@ def describe_state(page: str, s: Mapping[str, Any]) -> str:
         what = f"lab, {s.get('role')} units of {s.get('ulang')} ({s.get('set')}-{s.get('k')}), target {s.get('tgt')}"
         if s.get("at_tok") is not None:
             what += f", attribution of {s.get('at_side')} token {s.get('at_tok')} (reference {s.get('at_ref')})"
+        what += ", what fires" if s.get("fires") else ""
+        what += f", k sweep ({s.get('sweep_inputs')} inputs, {s.get('seeds')} seeds)" if s.get("sweep") else ""
         return what
     return page
 
@@ -444,6 +500,7 @@ def python_script(backend_url: str, finding: Mapping[str, Any]) -> str:
         '"""',
         "import json",
         "import os",
+        "import time",
         "import urllib.parse",
         "import urllib.request",
         "",
@@ -471,6 +528,16 @@ def python_script(backend_url: str, finding: Mapping[str, Any]) -> str:
         lines.append(f"# {call.get('label', call['path'])}")
         if call["method"] == "GET":
             lines.append(f"answer_{i} = get({call['path']!r}, {json.dumps(call.get('params') or {}, sort_keys=True)})")
+        elif call["path"] == SWEEP_PATH:
+            body = pprint.pformat(call["body"], width=100, sort_dicts=True)
+            lines += [f"job = post({call['path']!r}, {body})",
+                      "while (status := get(f\"/jobs/{job['job_id']}\", {}))['state'] not in ('done', 'error'):",
+                      "    time.sleep(0.5)",
+                      f"answer_{i} = status.get('result') or status",
+                      f"for p in answer_{i}.get('points') or []:",
+                      "    print(p['set'], 'k', p['k'], 'p(concept)', p.get('p_concept'), 'p(target)', p.get('p_tgt'))"]
+            lines.append("")
+            continue
         else:
             body = pprint.pformat(call["body"], width=100, sort_dicts=True)
             lines.append(f"answer_{i} = post({call['path']!r}, {body})")

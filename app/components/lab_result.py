@@ -194,7 +194,7 @@ RANK_WORDS = {"z": "|z| against the run's corpus (per-unit mean and sd over the 
 CHIP_ROW = {"display": "flex", "flexWrap": "wrap", "gap": "4px 18px", "listStyle": "none", "margin": 0, "padding": 0}
 
 
-def _unit_chip(run_id: str, u: Mapping[str, Any], stack: str) -> html.Li:
+def _unit_chip(run_id: str, u: Mapping[str, Any], stack: str, basket: bool = True) -> html.Li:
     z = f" · z {u['z']:+.1f}" if u.get("z") is not None else ""
     label = f"{u['unit_id']} {u['component']} {u['site'].rsplit('.', 1)[-1]}[{u['channel']}]"
     return html.Li([
@@ -202,12 +202,13 @@ def _unit_chip(run_id: str, u: Mapping[str, Any], stack: str) -> html.Li:
                  title=f"{u['site']}[{u['channel']}] · activation {u['activation']:.3f}{z}"),
         html.Span(f" {u['activation']:+.2f}{z}", className="muted"),
         html.Button("+ basket", id={"type": "lab-fires-add", "unit": int(u["unit_id"])}, className="button small",
-                    **{"aria-label": f"add unit {u['unit_id']} to the basket", "data-stack": stack}),
+                    **{"aria-label": f"add unit {u['unit_id']} to the basket", "data-stack": stack}) if basket else None,
     ], className="fires-unit")
 
 
-def fires_view(result: Mapping[str, Any], run_id: str) -> list[Any]:
-    """Per stack, one row per layer with its top units: a link to each unit's page and a button into the basket."""
+def fires_view(result: Mapping[str, Any], run_id: str, *, basket: bool = True) -> list[Any]:
+    """Per stack, one row per layer with its top units: a link to each unit's page and (with `basket`, the lab's
+    callbacks being there to take it) a button into the basket."""
     inp = result.get("input") or {}
     parts: list[Any] = [
         html.H2("What fires on this input", id="lab-fires-heading", tabIndex="-1"),
@@ -219,7 +220,7 @@ def fires_view(result: Mapping[str, Any], run_id: str) -> list[Any]:
         parts.append(html.P(result["note"], className="notice notice-warning"))
     for stack in result.get("stacks") or []:
         rows = [html.Tr([html.Th(f"layer {layer['layer']}", scope="row", style={"whiteSpace": "nowrap"}),
-                         html.Td(html.Ul([_unit_chip(run_id, u, stack["stack"]) for u in layer["units"]], className="fires-units",
+                         html.Td(html.Ul([_unit_chip(run_id, u, stack["stack"], basket) for u in layer["units"]], className="fires-units",
                                          style=CHIP_ROW))])
                 for layer in stack["layers"]]
         parts.append(html.Details([

@@ -151,6 +151,28 @@ def test_saving_a_lab_finding_freezes_spec_and_result(env):
     assert "finding-fig-tokens" in text and "not kept by findings saved before" not in text
 
 
+def test_a_lab_finding_keeps_what_fires_and_the_k_sweep_it_showed(env):
+    dash_app, client, run_id = env
+    s, problems = st.parse("lab", {"run": run_id, "in": "text", "text": "Guten Morgen", "src": "deu", "tgt": "eng",
+                                   "role": "representation", "umod": "speech", "ulang": "deu", "step": "2", "k": "2",
+                                   "fires": "1", "sweep": "1", "sweep_inputs": "1", "seeds": "1", "max_new": "6"})
+    assert not problems
+    frozen = views.snapshot(client, "lab", s)
+    assert [c["label"] for c in frozen["calls"]] == ["intervention", "what fires", "k sweep"]
+    fires, sweep = frozen["responses"][1], frozen["responses"][2]
+    assert "timing_s" not in fires and fires["stacks"] and "seconds" not in sweep and sweep["ks"] == [1, 2]
+    assert views.verify(client, frozen) == []
+    prov = context.Provenance.from_run(client.run(run_id))
+    with dash_app.server.app_context():
+        text = str(views.render("lab", s, frozen, prov))
+    assert "What fires on this input" in text and "+ basket" not in text, "the card lists the units without the lab's basket"
+    assert "k sweep" in text and "lab-dose" in text
+    assert views.describe_state("lab", s).endswith(", what fires, k sweep (1 inputs, 1 seeds)")
+    script = views.python_script("http://b", {"id": "x", "state": {"frozen": frozen}})
+    compile(script, "finding.py", "exec")
+    assert "job = post('/jobs/sweep'" in script and "time.sleep(0.5)" in script
+
+
 def test_saving_refuses_the_findings_page_and_keeps_uploaded_results(env):
     dash_app, _, run_id = env
     with dash_app.server.app_context():
