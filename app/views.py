@@ -177,15 +177,19 @@ def execute(client: AtlasClient, call: Mapping[str, Any]) -> Any:
     if call["path"] == attribution.PATH:
         return attribution.attribution_summary(client.attribute(call["body"]))
     if call["path"] == FIRES_PATH:
-        return _without(client.activations(call["body"]), "timing_s", "cached")
+        return client.activations(call["body"])
     if call["path"] == SWEEP_PATH:
-        return _without(run_sweep(client, call["body"]), "seconds", "cached")
+        return run_sweep(client, call["body"])
     return client.post(call["path"], call["body"])
 
 
-def _without(answer: Mapping[str, Any], *keys: str) -> dict[str, Any]:
-    """An answer without the fields that differ between runs of the same computation (timings, cache flags)."""
-    return {k: v for k, v in answer.items() if k not in keys}
+#: Top-level answer fields that differ between runs of the same computation (timings, cache flags): kept, since the
+#: card shows them, but not compared.
+VOLATILE = ("seconds", "timing_s", "cached")
+
+
+def _without_volatile(answer: Any) -> Any:
+    return {k: v for k, v in answer.items() if k not in VOLATILE} if isinstance(answer, Mapping) else answer
 
 
 def run_sweep(client: AtlasClient, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -284,6 +288,7 @@ def compare(then: Sequence[Any], now: Sequence[Any], labels: Sequence[str] | Non
     if len(then) != len(now):
         return [f"{len(then)} answers were stored, {len(now)} came back"]
     for i, (a, b) in enumerate(zip(then, now)):
+        a, b = _without_volatile(a), _without_volatile(b)
         _differences(comparable(a, b), fresh_as_stored(a, b), (labels[i] if labels else f"answer {i}"), out)
     return out[:MAX_DIFFERENCES]
 

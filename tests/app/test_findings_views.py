@@ -153,3 +153,9 @@ def test_copy_as_python_lists_the_drill_down_units_one_a_line():
     compile(script, "finding.py", "exec")
     assert "print('drill-down units:', 'listed', len(answer_2['units'])" in script
     assert "for u in answer_2['units']:\n    print(u['unit_id'], u['site'], u['channel'])" in script
+
+
+def test_timings_and_cache_flags_are_kept_but_not_compared():
+    then = {"seconds": 3.2, "timing_s": {"total": 1.0}, "cached": False, "points": [{"k": 1, "p_tgt": 0.5}]}
+    assert views.compare([then], [{**then, "seconds": 0.01, "timing_s": {"total": 0.2}, "cached": True}]) == []
+    assert views.compare([then], [{**then, "points": [{"k": 1, "p_tgt": 0.4}]}]) == ["answer 0.points[0].p_tgt: 0.5 then, 0.4 now"]

@@ -250,8 +250,11 @@ def test_lab_intervention_shows_both_outputs_and_audio(servers, driver, shots):
 
 def test_saved_finding_reproduces_in_a_fresh_browser(servers, driver, fresh_driver, shots):
     base, backend_url, _ = servers
-    open_page(driver, base, LAB_QUERY + "&go=1", "#lab-run")
+    open_page(driver, base, LAB_QUERY + "&go=1&fires=1&sweep=1&seeds=1&sweep_inputs=1", "#lab-run")
     inter = wait_css(driver, "#lab-out-intervened .diff-text", timeout=60, what="the auto-run result").text
+    wait_css(driver, "#lab-fires-out .fires-table", timeout=90, what="what fires, run on open")
+    wait_plots(driver, "#lab-sweep-out", 1, timeout=120)
+    sweep_traces = driver.execute_script("return document.querySelector('#lab-dose .js-plotly-plot').data.map(t => t.name)")
     saved_url = driver.current_url
     driver.find_element(By.CSS_SELECTOR, "#save-details summary").click()
     title = f"cross-modal steering check {time.time():.0f}"
@@ -272,6 +275,10 @@ def test_saved_finding_reproduces_in_a_fresh_browser(servers, driver, fresh_driv
     names = fresh_driver.execute_script("return document.querySelector('#finding-fig-tokens .js-plotly-plot').data.map(t => t.name)")
     assert {"baseline: p(eng)", "intervened: p(deu)", "intervened: chosen token"} <= set(names), names
     assert fresh_driver.find_element(By.ID, "finding-dial").text.startswith("strength 1: the value is written")
+    assert css(fresh_driver, "#finding-result .fires-table") and not css(fresh_driver, "#finding-result .fires-unit button")
+    wait_plots(fresh_driver, "#lab-dose")
+    assert fresh_driver.execute_script("return document.querySelector('#lab-dose .js-plotly-plot').data.map(t => t.name)") \
+        == sweep_traces, "the card draws the dose-response the lab showed"
     frozen = fresh_driver.find_element(By.CSS_SELECTOR, ".table.kv").text
     assert "tiny-random" in frozen and "clean" in frozen and "greedy" in frozen
     script = fresh_driver.execute_script("return document.getElementById('finding-python').textContent")
