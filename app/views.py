@@ -447,6 +447,7 @@ def lab_view(s: Mapping[str, Any], r: Mapping[str, Any], prov: Provenance) -> li
                   html.Span(f" {lab_logic.crossmodal_note(s)} · {lab_logic.intervention_line(r.get('intervention'))}",
                             className="muted")], className="result-head"),
         html.P(lab_logic.dial_line(s), className="muted", id="finding-dial"),
+        html.P("The outputs' audio is not kept with findings: open this view to hear it.", className="muted"),
         html.Div([
             html.Div([html.H3(f"Baseline → {r['baseline'].get('top_language') or '?'}"),
                       diff_view(r.get("diff") or [], "baseline", r["baseline"].get("text"))], className="half output-card"),
