@@ -453,7 +453,7 @@ def lab_view(s: Mapping[str, Any], r: Mapping[str, Any], prov: Provenance) -> li
                       diff_view(r.get("diff") or [], "baseline", r["baseline"].get("text"))], className="half output-card"),
             html.Div([html.H3(f"Intervened → {r['intervened'].get('top_language') or '?'}"),
                       diff_view(r.get("diff") or [], "intervened", r["intervened"].get("text"))], className="half output-card"),
-        ], className="row"),
+        ], className="row", style={"marginBottom": "12px"}),
         ui.graph("finding-fig-0", fg.language_probability_bars(r, prov, concept_lang=concept_lang)),
         tokens,
     ]
