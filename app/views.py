@@ -319,7 +319,9 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
     elif page == "compare":
         out = compare_page.render(frozen)
     elif page == "bridge":
-        out = bridge_page.render(frozen)
+        out = [*bridge_page.render(frozen),
+               html.P("The spectrogram above the band is drawn from the corpus audio when this view is opened; the "
+                      "finding keeps the band and its readers.", className="muted", id="finding-not-kept")]
     elif page == "unit":
         out = [ui.graph("finding-fig-0", fg.unit_ap_profile(responses[0], prov, step=s.get("step"), highlight=s.get("concept")))]
         acts = _answer(calls, responses, "activations")
