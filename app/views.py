@@ -23,6 +23,7 @@ from app.pages import bridge as bridge_page
 from app.components import attribution, lab_result
 from app.pages import compare as compare_page
 from app.pages import overview as overview_page
+from app.pages.unit import STORED_PER_END
 from app.components import figures as fg
 from app.components.common import Provenance
 from app.components.diff import diff_view
@@ -49,6 +50,14 @@ def _heatmap_params(s: Mapping[str, Any], stack: str, **extra: Any) -> dict[str,
 
 #: Histogram bins of a unit's activation distribution (the unit page's client default).
 UNIT_BINS = 30
+def unit_examples_params(s: Mapping[str, Any]) -> dict[str, Any]:
+    """Query of `GET /runs/{run}/units/{unit}/examples` for the unit page's current page of top and bottom examples."""
+    offset = min(int(s.get("offset") or 0), STORED_PER_END - 1)
+    per = int(s.get("per") or 20)
+    params = {"task": s.get("task"), "step": s.get("step"), "n": min(per, STORED_PER_END - offset), "offset": offset}
+    return {k: v for k, v in params.items() if v is not None}
+
+
 #: Label of the stored layer list that names heatmap columns (intermediate FFN, adapter, final norm).
 COLUMNS_LABEL = "columns"
 
@@ -122,7 +131,9 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
         step = s.get("step") if unit["stack"] == "text_decoder" else None
         return [{"method": "GET", "path": f"{base}/units/{int(s['unit'])}", "label": "unit", "params": {}},
                 {"method": "GET", "path": f"{base}/units/{int(s['unit'])}/activations", "label": "activations",
-                 "params": {k: v for k, v in (("step", step), ("bins", UNIT_BINS)) if v is not None}}]
+                 "params": {k: v for k, v in (("step", step), ("bins", UNIT_BINS)) if v is not None}},
+                {"method": "GET", "path": f"{base}/units/{int(s['unit'])}/examples", "label": "examples",
+                 "params": unit_examples_params(s)}]
     if page == "compare":
         return compare_page.view_calls(client, s)
     if page == "bridge":
@@ -328,9 +339,11 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
         if acts is not None:
             step = s.get("step") if responses[0].get("stack") == "text_decoder" else None
             out.append(ui.graph("finding-fig-1", fg.language_modality_distribution(acts, prov, step=step)))
-        out.append(html.P("The unit page's top and bottom examples with their per-token strips and its spoken vs written "
-                          "traces come from the live model and are not kept: open this view to draw them.",
-                          className="muted", id="finding-not-kept"))
+        examples = _answer(calls, responses, "examples")
+        if examples is not None:
+            out += unit_examples_view(examples, offset=int(s.get("offset") or 0))
+        out.append(html.P("The examples' per-token activation strips and the spoken vs written traces come from the live "
+                          "model and are not kept: open this view to draw them.", className="muted", id="finding-not-kept"))
     elif page == "lab":
         out = lab_view(s, responses[0], prov)
         attributed = _answer(calls, responses, "attribution") if calls else (responses[1] if len(responses) > 1 else None)
@@ -428,6 +441,30 @@ def layer_view(s: Mapping[str, Any], page: Mapping[str, Any], prov: Provenance) 
                    "(the layer page's AP histogram over all of them is drawn when the view is opened):"),
             html.Table([html.Thead(html.Tr([html.Th(h, scope="col") for _, h in LAYER_COLUMNS])), html.Tbody(body)],
                        className="table")]
+
+
+def unit_examples_view(data: Mapping[str, Any], *, offset: int) -> list[Any]:
+    """The stored page of a unit's highest and lowest activating examples: rank, activation, language, input → the
+    output recording decoded (the unit page's columns, without the live per-token strips)."""
+    out: list[Any] = []
+    for group in data.get("sets") or []:
+        cols = []
+        for which in ("top", "bottom"):
+            rows = [html.Tr([html.Td(str(rank), className="num"),
+                             html.Td("–" if item.get("activation") is None else f"{item['activation']:.4f}", className="num"),
+                             html.Td(item.get("label") or ""),
+                             html.Td([html.Div(item.get("text") or item.get("example_id") or ""),
+                                      html.Div(f"→ {item.get('output_text') or ''}", className="output-text")])])
+                    for rank, item in enumerate(group.get(which) or [], start=offset + 1)]
+            step = f" · step {group['step']}" if group.get("step") is not None else ""
+            cols.append(html.Div([
+                html.H3(f"{'Highest' if which == 'top' else 'Lowest'} activation · {group.get('task')}{step}"),
+                html.Table([html.Thead(html.Tr([html.Th(h, scope="col") for h in ("rank", "activation", "lang",
+                                                                                  "input → output")])),
+                            html.Tbody(rows)], className="table examples"),
+            ], className="half"))
+        out.append(html.Div(cols, className="row"))
+    return out
 
 
 def has_token_evidence(result: Mapping[str, Any]) -> bool:

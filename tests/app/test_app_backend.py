@@ -124,6 +124,9 @@ def test_frozen_views_replay_identically_and_render(env, page, query):
         demo = str(findings.card(finding))
         plain = str(findings.card({**finding, "state": {**finding["state"], "provenance": prov.as_dict()}}))
     assert rendered and "no renderer" not in str(rendered)
+    if page == "unit":
+        assert [c["label"] for c in frozen["calls"]] == ["unit", "activations", "examples"]
+        assert "Highest activation" in str(rendered) and "finding-fig-1" in str(rendered), "AP profile, distribution, examples"
     assert "could not be drawn" not in demo and "Demo model, not SeamlessM4T v2" in demo and "Demo model" not in plain, \
         "every kind of finding card names the demo model when its result came from it"
 

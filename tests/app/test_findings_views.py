@@ -159,3 +159,15 @@ def test_timings_and_cache_flags_are_kept_but_not_compared():
     then = {"seconds": 3.2, "timing_s": {"total": 1.0}, "cached": False, "points": [{"k": 1, "p_tgt": 0.5}]}
     assert views.compare([then], [{**then, "seconds": 0.01, "timing_s": {"total": 0.2}, "cached": True}]) == []
     assert views.compare([then], [{**then, "points": [{"k": 1, "p_tgt": 0.4}]}]) == ["answer 0.points[0].p_tgt: 0.5 then, 0.4 now"]
+
+
+def test_a_unit_finding_keeps_its_page_of_top_and_bottom_examples():
+    s, _ = st.parse("unit", {"run": "r1", "unit": "7", "task": "s2tt", "step": "2", "offset": "40", "per": "20"})
+    assert views.unit_examples_params(s) == {"task": "s2tt", "step": 2, "n": 10, "offset": 40}, \
+        "the page asks for what the store keeps (50 per end)"
+    data = {"sets": [{"task": "s2tt", "step": 2, "total": 50,
+                      "top": [{"example_id": "e1", "activation": 1.5, "label": "deu", "text": "Guten Tag", "output_text": "Good day"}],
+                      "bottom": [{"example_id": "e2", "activation": -0.25, "label": "fra", "text": None, "output_text": "Bonjour"}]}]}
+    text = str(views.unit_examples_view(data, offset=40))
+    assert "Highest activation · s2tt · step 2" in text and "Lowest activation" in text
+    assert "'41'" in text and "1.5000" in text and "→ Good day" in text and "'e2'" in text
