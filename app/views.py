@@ -600,6 +600,10 @@ def python_script(backend_url: str, finding: Mapping[str, Any]) -> str:
                       f"print('token', answer_{i}['token'], 'estimate vs actual: r', v['pearson'], 'rho', v['spearman'])",
                       f"for u in answer_{i}['top'][:20]:",
                       "    print(u['unit_id'], u['site'], u['channel'], round(u['estimate'], 5))"]
+        elif call["path"] == FIRES_PATH:
+            lines += [f"for stack in answer_{i}['stacks']:",
+                      "    for layer in stack['layers']:",
+                      "        print(stack['stack'], 'layer', layer['layer'], [(u['unit_id'], round(u['activation'], 3)) for u in layer['units']])"]
         elif call.get("label") in UNIT_LISTS:
             lines += [f"print({call['label'] + ':'!r}, 'listed', len(answer_{i}['units']), 'of',"
                       f" answer_{i}.get('n_units', answer_{i}.get('total')))",

@@ -174,6 +174,7 @@ def test_a_lab_finding_keeps_what_fires_and_the_k_sweep_it_showed(env):
     script = views.python_script("http://b", {"id": "x", "state": {"frozen": frozen}})
     compile(script, "finding.py", "exec")
     assert "job = post('/jobs/sweep'" in script and "time.sleep(0.5)" in script
+    assert "for stack in answer_1['stacks']:" in script
 
 
 def test_saving_refuses_the_findings_page_and_keeps_uploaded_results(env):
