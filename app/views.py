@@ -50,6 +50,8 @@ def _heatmap_params(s: Mapping[str, Any], stack: str, **extra: Any) -> dict[str,
 
 #: Histogram bins of a unit's activation distribution (the unit page's client default).
 UNIT_BINS = 30
+
+
 def unit_examples_params(s: Mapping[str, Any]) -> dict[str, Any]:
     """Query of `GET /runs/{run}/units/{unit}/examples` for the unit page's current page of top and bottom examples."""
     offset = min(int(s.get("offset") or 0), STORED_PER_END - 1)
