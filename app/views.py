@@ -481,7 +481,7 @@ def lab_view(s: Mapping[str, Any], r: Mapping[str, Any], prov: Provenance) -> li
     concept_lang = lab_logic.chart_concept_lang(s)
     tokens: Any = (ui.graph("finding-fig-tokens", lab_result.token_figure(r, prov, concept_lang=concept_lang))
                    if has_token_evidence(r) else
-                   html.P("per-token probabilities: not kept by findings saved before they were (re-run to see them)",
+                   html.P("per-token probabilities: not kept by findings saved before they were",
                           className="muted", id="finding-no-tokens"))
     return [
         html.Div([lab_result.change_badge(r),
