@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dash import html
+from dash import dcc, html
 
 from app import ui
 from app.client import AtlasClient
@@ -23,6 +23,7 @@ from app.pages import bridge as bridge_page
 from app.components import attribution, lab_result
 from app.pages import compare as compare_page
 from app.pages import overview as overview_page
+from app.pages.layer import short_site
 from app.pages.unit import STORED_PER_END
 from app.components import figures as fg
 from app.components.common import Provenance
@@ -433,7 +434,10 @@ def layer_view(s: Mapping[str, Any], page: Mapping[str, Any], prov: Provenance) 
     def cell(u: Mapping[str, Any], field: str) -> html.Td:
         value = u.get(field)
         if field == "unit_id":
-            return html.Td(ui.unit_link(prov.run_id, u, s.get("concept")))
+            return html.Td(dcc.Link(str(value), href=ui.href("unit", run=prov.run_id, unit=int(value), concept=s.get("concept")),
+                                    className="unit-link"))
+        if field == "site":
+            return html.Td(short_site(str(value)), title=str(value))
         if isinstance(value, float):
             return html.Td(f"{value:.4f}", className="num")
         return html.Td("" if value is None else str(value))

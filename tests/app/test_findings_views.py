@@ -171,3 +171,15 @@ def test_a_unit_finding_keeps_its_page_of_top_and_bottom_examples():
     text = str(views.unit_examples_view(data, offset=40))
     assert "Highest activation · s2tt · step 2" in text and "Lowest activation" in text
     assert "'41'" in text and "1.5000" in text and "→ Good day" in text and "'e2'" in text
+
+
+def test_a_layer_finding_lists_every_grid_column_of_its_rows_compactly():
+    s, _ = st.parse("layer", {"run": "r1", "stack": "text_decoder", "layer": "1", "concept": "3"})
+    page = {"total": 448, "units": [{"unit_id": 3323, "site": "text_decoder.layers.1.cross_attention.q_proj", "channel": 27,
+                                     "component": "cross-attn", "ap": 1.0, "on_p50": -0.0292, "on_p90": None,
+                                     "off_mean": -0.03, "off_p50": -0.0305}]}
+    text = str(views.layer_view(s, page, PROV))
+    assert "448 units matched; the first 1 by ap desc" in text
+    assert "Link(children='3323', href='/unit?run=r1&unit=3323&concept=3&" in text, "the unit links by its id alone"
+    assert "children='cross_attention.q_proj', title='text_decoder.layers.1.cross_attention.q_proj'" in text
+    assert text.count("Th(") == len(views.LAYER_COLUMNS) == 9 and "Td('')" in text, "every grid column; a missing value blank"
