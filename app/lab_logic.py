@@ -432,14 +432,20 @@ def sweep_ks(k: int) -> list[int]:
     return sorted({max(1, int(round(k * f))) for f in SWEEP_FRACTIONS})
 
 
+#: Per-output-token fields of a result side that a finding keeps (added after the first findings were saved).
+TOKEN_EVIDENCE = ("tokens", "token_probabilities", "probe_token", "probe_probabilities", "prefix_language_probabilities")
+
+
 def result_summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    """What a finding freezes of a result: texts, tokens, language probabilities and identity (no audio)."""
+    """What a finding freezes of a result: texts, tokens, language probabilities, the per-token evidence the lab's
+    token chart draws, and identity (no audio)."""
     def side(out: Mapping[str, Any]) -> dict[str, Any]:
         return {"text": out.get("text"), "token_ids": out.get("token_ids"), "top_language": out.get("top_language"),
                 "language_probabilities": {k: round(float(v), 6) for k, v in (out.get("language_probabilities") or {}).items()},
-                "language_probability_outside": out.get("language_probability_outside")}
+                "language_probability_outside": out.get("language_probability_outside"),
+                **{k: out.get(k) for k in TOKEN_EVIDENCE}}
     return {"key": result.get("key"), "model": result.get("model"), "run_id": result.get("run_id"),
             "tgt_lang": result.get("tgt_lang"), "decoding": result.get("decoding"), "spec": result.get("spec"),
             "intervention": result.get("intervention"), "input": {k: v for k, v in (result.get("input") or {}).items()},
             "baseline": side(result["baseline"]), "intervened": side(result["intervened"]),
-            "changed": result.get("changed"), "diff": result.get("diff")}
+            "changed": result.get("changed"), "first_difference": result.get("first_difference"), "diff": result.get("diff")}

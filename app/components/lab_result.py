@@ -39,12 +39,9 @@ def result_view(result: Mapping[str, Any], s: Mapping[str, Any], prov: Provenanc
     base, inter = result["baseline"], result["intervened"]
     inp = result.get("input") or {}
     inp_text = inp.get("text") or inp.get("filename") or inp.get("example_id") or "audio"
-    changed = result.get("changed")
-    badge = (html.Span(f"changed from token {result.get('first_difference')}", className="badge badge-changed") if changed
-             else html.Span("unchanged", className="badge"))
     what = intervention_line(result.get("intervention"))
     return [
-        html.Div([html.H2("Result", id="lab-result-heading", tabIndex="-1"), badge,
+        html.Div([html.H2("Result", id="lab-result-heading", tabIndex="-1"), change_badge(result),
                   html.Span(" cached" if result.get("cached") else "", className="muted")], className="result-head"),
         html.P(f"input ({inp.get('kind')}{', ' + inp.get('lang') if inp.get('lang') else ''}): {inp_text}", className="muted"),
         html.P(f"{crossmodal_note(s)} · {what}", className="muted"),
@@ -63,6 +60,14 @@ def result_view(result: Mapping[str, Any], s: Mapping[str, Any], prov: Provenanc
             "spec": result.get("spec"), "key": result.get("key"), "timing_s": result.get("timing_s")}))]),
         html.P(prov.line(), className="provenance"),
     ]
+
+
+def change_badge(result: Mapping[str, Any]) -> html.Span:
+    """'changed from token n' or 'unchanged' (a finding saved before the first difference was kept says 'changed')."""
+    if not result.get("changed"):
+        return html.Span("unchanged", className="badge")
+    first = result.get("first_difference")
+    return html.Span("changed" if first is None else f"changed from token {first}", className="badge badge-changed")
 
 
 def _pretty(obj: Any) -> str:
@@ -189,7 +194,7 @@ RANK_WORDS = {"z": "|z| against the run's corpus (per-unit mean and sd over the 
 CHIP_ROW = {"display": "flex", "flexWrap": "wrap", "gap": "4px 18px", "listStyle": "none", "margin": 0, "padding": 0}
 
 
-def _unit_chip(run_id: str, u: Mapping[str, Any], stack: str) -> html.Li:
+def _unit_chip(run_id: str, u: Mapping[str, Any], stack: str, basket: bool = True) -> html.Li:
     z = f" · z {u['z']:+.1f}" if u.get("z") is not None else ""
     label = f"{u['unit_id']} {u['component']} {u['site'].rsplit('.', 1)[-1]}[{u['channel']}]"
     return html.Li([
@@ -197,12 +202,13 @@ def _unit_chip(run_id: str, u: Mapping[str, Any], stack: str) -> html.Li:
                  title=f"{u['site']}[{u['channel']}] · activation {u['activation']:.3f}{z}"),
         html.Span(f" {u['activation']:+.2f}{z}", className="muted"),
         html.Button("+ basket", id={"type": "lab-fires-add", "unit": int(u["unit_id"])}, className="button small",
-                    **{"aria-label": f"add unit {u['unit_id']} to the basket", "data-stack": stack}),
+                    **{"aria-label": f"add unit {u['unit_id']} to the basket", "data-stack": stack}) if basket else None,
     ], className="fires-unit")
 
 
-def fires_view(result: Mapping[str, Any], run_id: str) -> list[Any]:
-    """Per stack, one row per layer with its top units: a link to each unit's page and a button into the basket."""
+def fires_view(result: Mapping[str, Any], run_id: str, *, basket: bool = True) -> list[Any]:
+    """Per stack, one row per layer with its top units: a link to each unit's page and (with `basket`, the lab's
+    callbacks being there to take it) a button into the basket."""
     inp = result.get("input") or {}
     parts: list[Any] = [
         html.H2("What fires on this input", id="lab-fires-heading", tabIndex="-1"),
@@ -214,7 +220,7 @@ def fires_view(result: Mapping[str, Any], run_id: str) -> list[Any]:
         parts.append(html.P(result["note"], className="notice notice-warning"))
     for stack in result.get("stacks") or []:
         rows = [html.Tr([html.Th(f"layer {layer['layer']}", scope="row", style={"whiteSpace": "nowrap"}),
-                         html.Td(html.Ul([_unit_chip(run_id, u, stack["stack"]) for u in layer["units"]], className="fires-units",
+                         html.Td(html.Ul([_unit_chip(run_id, u, stack["stack"], basket) for u in layer["units"]], className="fires-units",
                                          style=CHIP_ROW))])
                 for layer in stack["layers"]]
         parts.append(html.Details([

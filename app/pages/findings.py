@@ -29,7 +29,7 @@ def _frozen_rows(finding: dict[str, Any]) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [("view", state.get("description") or state.get("page") or "not recorded")]
     if state.get("page") == "lab" and frozen.get("responses"):
         result = frozen["responses"][0]
-        decoding = json.dumps(result.get("decoding"), sort_keys=True)
+        decoding = decoding_summary(result.get("decoding"))
         rows.append(("input", input_summary(result.get("input") or {}, result.get("tgt_lang"))))
     if finding.get("spec"):
         rows.append(("spec", spec_summary(finding["spec"])))
@@ -45,10 +45,20 @@ def _frozen_rows(finding: dict[str, Any]) -> list[tuple[str, Any]]:
     return rows + [("decoding", decoding), ("engine", finding.get("engine_version"))]
 
 
+def decoding_summary(decoding: dict[str, Any] | None) -> str:
+    """Decoding settings in one line: the strategy first, then each setting as `name value`."""
+    if not decoding:
+        return "not recorded"
+    rest = " · ".join(f"{k} {json.dumps(v)}" for k, v in sorted(decoding.items()) if k != "strategy")
+    return " · ".join(x for x in (decoding.get("strategy"), rest) if x)
+
+
 def spec_summary(spec: dict[str, Any]) -> str:
     """An intervention spec in one line: which units, what value, where."""
     units = spec.get("units") or {}
     value = (spec.get("value") or {}).get("kind", "?")
+    if value == "scale":
+        value += f" ×{(spec.get('value') or {}).get('factor')}"
     if units.get("kind") == "concept":
         where = units.get("stack") or "all stacks"
         comp = f" ({units['component']})" if units.get("component") else ""
@@ -60,7 +70,35 @@ def spec_summary(spec: dict[str, Any]) -> str:
         if spec.get("stats_concept_id") is not None:
             what += f", statistics of concept {spec['stats_concept_id']}"
     scope = spec.get("scope") or {}
-    return f"{what} · value {value} · positions {scope.get('positions', 'all')}, decoding steps {scope.get('decode_steps', scope.get('steps', 'all'))}"
+    strength = spec.get("strength", 1.0)
+    positions = scope.get("positions", "all")
+    if isinstance(positions, dict):
+        positions = (f"{positions.get('start')}–{positions['stop'] - 1}" if positions.get("stop") is not None
+                     else f"from {positions.get('start')}")
+    return (f"{what} · value {value} · strength {strength:g} · positions {positions}, "
+            f"decoding steps {scope.get('decode_steps', scope.get('steps', 'all'))}")
+
+
+#: Pages whose result a live model computed (the model loaded at save time), not a precompute run's statistics.
+LIVE_PAGES = ("lab", "bridge")
+
+
+def result_models(finding: dict[str, Any]) -> list[str]:
+    """The model specs behind a finding's result: its run's (both runs' for a comparison), and for a live view the
+    model that computed it, so the card can say when any of them is the demo model."""
+    state = finding.get("state") or {}
+    specs = [(state.get("provenance") or {}).get("model_spec")]
+    if state.get("page") in LIVE_PAGES or not state.get("provenance"):
+        specs.append((finding.get("model") or {}).get("spec"))
+        specs += [(r.get("model") or {}).get("spec") for r in (state.get("frozen") or {}).get("responses") or []
+                  if isinstance(r, dict) and isinstance(r.get("model"), dict)]
+    run_b = (state.get("query") or {}).get("run_b") if state.get("page") == "compare" else None
+    if run_b:
+        try:
+            specs.append(context.client().run(run_b).get("model_spec"))
+        except BackendError:
+            pass
+    return [x for x in dict.fromkeys(specs) if x]
 
 
 def input_summary(inp: dict[str, Any], tgt: str | None) -> str:
@@ -87,7 +125,7 @@ def card(finding: dict[str, Any]) -> html.Div:
     script = views.python_script(context.current().public_backend_url, finding)
     return html.Div([
         html.H1(finding.get("title") or "(untitled)", id="finding-title"),
-        demo_model_line((state.get("provenance") or {}).get("model_spec") or (finding.get("model") or {}).get("spec")),
+        demo_model_line("demo" if "demo" in result_models(finding) else None),
         html.P(finding.get("note") or "", className="note", id="finding-note"),
         html.P(f"finding {finding['id']} · saved {finding.get('created_at')}"
                + (f" · edited {finding['updated_at']}" if finding.get("updated_at") else ""), className="muted"),
@@ -97,12 +135,12 @@ def card(finding: dict[str, Any]) -> html.Div:
                  className="actions"),
         _edit_panel(finding),
         loading(html.Div(id="finding-verify-out")),
+        html.H2("Stored result"),
+        html.Div(result, id="finding-result"),
         html.H2("What it froze"),
         html.Table(html.Tbody([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in _frozen_rows(finding)]), className="table kv"),
         html.Details([html.Summary("Intervention spec (JSON)"), html.Pre(json.dumps(finding.get("spec"), indent=2, sort_keys=True),
                                                                           className="code")]) if finding.get("spec") else None,
-        html.H2("Stored result"),
-        html.Div(result, id="finding-result"),
         html.Details([html.Summary("Python (standard library only) reproducing it"),
                       html.Pre(script, id="finding-python", className="code")]),
         dcc.Store(id="finding-id", data=finding["id"]),

@@ -277,19 +277,44 @@ def selectivity_figures(s: dict[str, Any], prov: Provenance
     return figures, rows, [n for n in notes if n]
 
 
+def drill_cell(s: dict[str, Any]) -> tuple[str, str, int]:
+    """(modality, language, layer) of the concentration cell `c_cell`; ValueError naming the key when malformed."""
+    parts = (s.get("c_cell") or "").split(":")
+    if len(parts) != 3 or parts[0] not in ("speech", "text") or not parts[1] or not parts[2].isdigit():
+        raise ValueError(f"c_cell: {s.get('c_cell')!r} is not modality:language:layer")
+    return parts[0], parts[1], int(parts[2])
+
+
+def drill_query(s: dict[str, Any]) -> dict[str, Any]:
+    """Query of `GET /runs/{run}/concentration/units` for the selected cell (the page and saved findings ask the same)."""
+    modality, lang, layer = drill_cell(s)
+    speech_task, text_task = ROLE_TASKS[s["c_role"]]
+    stack = "text_decoder" if s["c_stack"] == "decoder" else ("speech_encoder" if modality == "speech" else "text_encoder")
+    return {"stack": stack, "layer": layer, "task": speech_task if modality == "speech" else text_task,
+            "language": lang, "step": s["step"], "limit": DRILL_UNITS, "offset": 0}
+
+
+def drill_concept_query(s: dict[str, Any]) -> dict[str, Any]:
+    """Query of `GET /runs/{run}/concepts` for the language concept the drill-down's unit links open with."""
+    q = drill_query(s)
+    return {"kind": "language", "task": q["task"], "step": s["step"], "language": q["language"]}
+
+
 def drill_down(s: dict[str, Any], prov: Provenance) -> list[Any]:
     """The units carrying a concentration cell's magnitude: ranked by mean |activation| over the cell's items."""
-    modality, lang, layer = s["c_cell"].split(":")
-    speech_task, text_task = ROLE_TASKS[s["c_role"]]
-    task = speech_task if modality == "speech" else text_task
-    stack = "text_decoder" if s["c_stack"] == "decoder" else ("speech_encoder" if modality == "speech" else "text_encoder")
-    page = context.client().concentration_units(s["run"], stack=stack, layer=int(layer), task=task, language=lang,
-                                                step=s["step"], limit=DRILL_UNITS)
-    units = page["units"]
+    q = drill_query(s)
+    page = context.client().concentration_units(s["run"], **q)
+    concept = _concept_for(s["run"], **drill_concept_query(s)) if page["units"] else None
+    return drill_down_view(s, prov, page, None if concept is None else int(concept["concept_id"]))
+
+
+def drill_down_view(s: dict[str, Any], prov: Provenance, page: dict[str, Any], concept_id: int | None, *,
+                    graph_id: str = "ov-c-drill-graph") -> list[Any]:
+    """A concentration cell's mass carriers as bars and unit links (also how a saved finding draws them)."""
+    modality, lang, layer = drill_cell(s)
+    stack, task, units = page["stack"], page["task"], page["units"]
     if not units:
         return [notice(f"{STACK_NAMES[stack]} layer {layer} has no units for {task} · {lang_label(lang)}", "warning")]
-    concept = _concept_for(s["run"], kind="language", task=task, step=s["step"], language=lang)
-    concept_id = int(concept["concept_id"]) if concept is not None else None
     title = f"Largest mean |activation| in {STACK_NAMES[stack]} layer {layer} · {task} · {lang_label(lang)}"
     fig = fg.mass_units_bars(units, prov, title=title, value_key="share",
                              value_title=f"share of the layer's total |activation| ({page['n_items']} items)")
@@ -300,7 +325,7 @@ def drill_down(s: dict[str, Any], prov: Provenance) -> list[Any]:
                 f"({page['n_units']} units, Gini {page['gini']:.3f})", tabIndex="-1", className="result-heading"),
         html.P(f"The top {len(units)} units carry {100 * top['cumulative_share']:.1f} % of the layer's total mean "
                f"|activation| ({100 * len(units) / page['n_units']:.1f} % of its units).", className="caption"),
-        html.Div([ui.graph("ov-c-drill-graph", fig, class_name="graph half"), links], className="row"),
+        html.Div([ui.graph(graph_id, fig, class_name="graph half"), links], className="row"),
         dcc.Link(f"Send these {len(units)} units to the lab", id="ov-c-drill-lab", className="button small",
                  href=units_to_lab_href(s["run"], [u["unit_id"] for u in units], ulang=lang, step=s["step"])),
     ]

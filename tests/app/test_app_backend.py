@@ -93,6 +93,7 @@ def test_audio_proxy_and_static_guard(env):
     ("overview", {"tab": "selectivity", "task": "s2tt", "set": "top", "k": "5"}),
     ("overview", {"tab": "modality", "set": "ap", "thr": "0.8"}),
     ("overview", {"tab": "concentration", "c_stack": "encoder"}),
+    ("overview", {"tab": "concentration", "c_stack": "encoder", "c_cell": "text:fra:1"}),
     ("overview", {"tab": "crossmodal", "x_scope": "text_decoder/layer"}),
     ("overview", {"tab": "crossmodal", "x_cell": "fra:deu"}),
     ("overview", {"tab": "interventions", "e_exp": "dose", "e_task": "en2x_t2tt"}),
@@ -115,9 +116,19 @@ def test_frozen_views_replay_identically_and_render(env, page, query):
     assert frozen["calls"] and len(frozen["responses"]) == len(frozen["calls"])
     assert views.verify(client, frozen) == []
     prov = context.Provenance.from_run(client.run(run_id))
+    finding = {"id": "abcd2345", "title": "t", "run_id": run_id, "model": {"spec": "tiny-random"},
+               "state": {"page": page, "query": dict(st.query_items(page, s)), "frozen": frozen,
+                         "provenance": {**prov.as_dict(), "model_spec": "demo"}}}
     with dash_app.server.app_context():
         rendered = views.render(page, s, frozen, prov)
+        demo = str(findings.card(finding))
+        plain = str(findings.card({**finding, "state": {**finding["state"], "provenance": prov.as_dict()}}))
     assert rendered and "no renderer" not in str(rendered)
+    if page == "unit":
+        assert [c["label"] for c in frozen["calls"]] == ["unit", "activations", "examples"]
+        assert "Highest activation" in str(rendered) and "finding-fig-1" in str(rendered), "AP profile, distribution, examples"
+    assert "could not be drawn" not in demo and "Demo model, not SeamlessM4T v2" in demo and "Demo model" not in plain, \
+        "every kind of finding card names the demo model when its result came from it"
 
 
 def test_saving_a_lab_finding_freezes_spec_and_result(env):
@@ -137,6 +148,33 @@ def test_saving_a_lab_finding_freezes_spec_and_result(env):
     assert finding["state"]["href"] == href
     text = str(card)
     assert "both-2 units of concept" in text and "corpus example builtin:s001:fra:fra-m1 (text, fra) → deu" in text
+    assert "strength 1 · positions all, decoding steps all" in text and "strength 1: the value is written" in text
+    kept = frozen["responses"][0]["intervened"]
+    assert kept["tokens"] and len(kept["prefix_language_probabilities"]) == len(kept["tokens"])
+    assert "finding-fig-tokens" in text and "not kept by findings saved before" not in text
+
+
+def test_a_lab_finding_keeps_what_fires_and_the_k_sweep_it_showed(env):
+    dash_app, client, run_id = env
+    s, problems = st.parse("lab", {"run": run_id, "in": "text", "text": "Guten Morgen", "src": "deu", "tgt": "eng",
+                                   "role": "representation", "umod": "speech", "ulang": "deu", "step": "2", "k": "2",
+                                   "fires": "1", "sweep": "1", "sweep_inputs": "1", "seeds": "1", "max_new": "6"})
+    assert not problems
+    frozen = views.snapshot(client, "lab", s)
+    assert [c["label"] for c in frozen["calls"]] == ["intervention", "what fires", "k sweep"]
+    fires, sweep = frozen["responses"][1], frozen["responses"][2]
+    assert fires["stacks"] and sweep["ks"] == [1, 2] and sweep["seconds"] > 0, "the card says how long the sweep took"
+    assert views.verify(client, frozen) == []
+    prov = context.Provenance.from_run(client.run(run_id))
+    with dash_app.server.app_context():
+        text = str(views.render("lab", s, frozen, prov))
+    assert "What fires on this input" in text and "+ basket" not in text, "the card lists the units without the lab's basket"
+    assert "k sweep" in text and "lab-dose" in text
+    assert views.describe_state("lab", s).endswith(", what fires, k sweep (1 inputs, 1 seeds)")
+    script = views.python_script("http://b", {"id": "x", "state": {"frozen": frozen}})
+    compile(script, "finding.py", "exec")
+    assert "job = post('/jobs/sweep'" in script and "time.sleep(0.5)" in script
+    assert "for stack in answer_1['stacks']:" in script
 
 
 def test_saving_refuses_the_findings_page_and_keeps_uploaded_results(env):
@@ -166,6 +204,13 @@ def test_concentration_drill_down_lists_the_mass_carriers(env):
     assert "Gini" in tree and "stand-in" not in tree and "needs a backend endpoint" not in tree
     assert f"{100 * page['units'][-1]['cumulative_share']:.1f} %" in tree
     assert all(f"unit {u['unit_id']} " in tree for u in page["units"])
+
+    frozen = views.snapshot(client, "overview", s)
+    assert views.verify(client, frozen) == []
+    with dash_app.server.app_context():
+        kept = str(views.render("overview", s, frozen, Provenance(run_id)))
+    links = lambda text: [part.split("'")[0] for part in text.split("href='/unit?")[1:]]  # noqa: E731
+    assert links(kept) == links(tree) and len(links(kept)) == len(page["units"]), "the finding lists what the drill-down did"
 
 
 def test_unit_page_shows_live_traces_matching_the_store(env, tiny_registry):

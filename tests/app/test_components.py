@@ -98,7 +98,7 @@ def test_python_script_is_valid_standalone_python_replaying_the_calls():
     script = views.python_script("http://backend:8000/", finding)
     tree = ast.parse(script)
     imports = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
-    assert imports == {"json", "os", "urllib.parse", "urllib.request"}
+    assert imports == {"json", "os", "time", "urllib.parse", "urllib.request"}
     assert "BACKEND = os.environ.get(\"NEURON_ATLAS_BACKEND\", 'http://backend:8000')" in script
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") in ("get", "post")]
     assert [c.func.id for c in calls] == ["get", "post"]

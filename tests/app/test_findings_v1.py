@@ -72,3 +72,19 @@ def test_the_dashboard_upgrades_specs_as_the_engine_reads_them():
     for finding in saved("r")["findings"]:
         for spec in (finding["spec"], finding["state"]["frozen"]["responses"][0]["spec"]):
             assert views.upgrade_spec(spec) == upgrade_spec(spec) == json.loads(InterventionSpec.parse(spec).canonical_json())
+
+
+def test_a_finding_saved_before_the_per_token_evidence_was_kept_draws_what_it_kept_and_says_so(env):
+    """The fixture's findings stored no per-token probabilities and no first difference: the card draws the outputs and
+    the language bars, says the per-token chart was not kept, and re-verifying ignores the fields it was saved before."""
+    dash_app, client, run_id = env
+    finding = saved(run_id)["findings"][0]
+    stored = finding["state"]["frozen"]["responses"][0]
+    assert "tokens" not in stored["intervened"] and "first_difference" not in stored
+    with dash_app.server.app_context():
+        text = str(findings.card(finding))
+    assert "not kept by findings saved before" in text and "finding-fig-tokens" not in text
+    assert "finding-fig-0" in text and "strength 1 · positions all, decoding steps all" in text
+    fresh = views.execute(client, finding["state"]["frozen"]["calls"][0])
+    assert fresh["intervened"]["tokens"] and "first_difference" in fresh
+    assert views.verify(client, finding["state"]["frozen"]) == []

@@ -96,6 +96,24 @@ def click_plot_point(driver, graph_selector: str, i: int, j: int) -> None:
     builder.perform()
 
 
+def fit_and_shoot(driver, shots, name: str) -> None:
+    """Screenshots of the page at 1440×1000 and 1024×700 (for a person to look at), with no sideways scrolling."""
+    chrome = getattr(driver, "atlas_chrome_height", 0)
+    try:
+        for width, height in ((1440, 1000), (1024, 700)):
+            driver.set_window_size(width, height + chrome)
+            time.sleep(0.5)
+            overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{name} at {width}x{height} scrolls sideways by {overflow} px"
+            driver.save_screenshot(str(shots / f"{name}-{width}x{height}.png"))
+            height_all = int(driver.execute_script("return Math.min(document.documentElement.scrollHeight, 4000)"))
+            driver.set_window_size(width, height_all + chrome)
+            time.sleep(0.5)
+            driver.save_screenshot(str(shots / f"{name}-{width}-full.png"))
+    finally:
+        driver.set_window_size(1366, 768 + chrome)
+
+
 def test_every_page_renders_with_state_in_url(servers, driver, shots):
     base, _, run_id = servers
     open_page(driver, base, "/", "#ov-sel-figures .js-plotly-plot")
@@ -232,8 +250,11 @@ def test_lab_intervention_shows_both_outputs_and_audio(servers, driver, shots):
 
 def test_saved_finding_reproduces_in_a_fresh_browser(servers, driver, fresh_driver, shots):
     base, backend_url, _ = servers
-    open_page(driver, base, LAB_QUERY + "&go=1", "#lab-run")
+    open_page(driver, base, LAB_QUERY + "&go=1&fires=1&sweep=1&seeds=1&sweep_inputs=1", "#lab-run")
     inter = wait_css(driver, "#lab-out-intervened .diff-text", timeout=60, what="the auto-run result").text
+    wait_css(driver, "#lab-fires-out .fires-table", timeout=90, what="what fires, run on open")
+    wait_plots(driver, "#lab-sweep-out", 1, timeout=120)
+    sweep_traces = driver.execute_script("return document.querySelector('#lab-dose .js-plotly-plot').data.map(t => t.name)")
     saved_url = driver.current_url
     driver.find_element(By.CSS_SELECTOR, "#save-details summary").click()
     title = f"cross-modal steering check {time.time():.0f}"
@@ -250,6 +271,14 @@ def test_saved_finding_reproduces_in_a_fresh_browser(servers, driver, fresh_driv
     assert wait_css(fresh_driver, "#finding-title").text == title
     stored = wait_css(fresh_driver, "#finding-result .output-card:nth-child(2) .diff-text").text
     assert stored == inter
+    wait_plots(fresh_driver, "#finding-fig-tokens")
+    names = fresh_driver.execute_script("return document.querySelector('#finding-fig-tokens .js-plotly-plot').data.map(t => t.name)")
+    assert {"baseline: p(eng)", "intervened: p(deu)", "intervened: chosen token"} <= set(names), names
+    assert fresh_driver.find_element(By.ID, "finding-dial").text.startswith("strength 1: the value is written")
+    assert css(fresh_driver, "#finding-result .fires-table") and not css(fresh_driver, "#finding-result .fires-unit button")
+    wait_plots(fresh_driver, "#lab-dose")
+    assert fresh_driver.execute_script("return document.querySelector('#lab-dose .js-plotly-plot').data.map(t => t.name)") \
+        == sweep_traces, "the card draws the dose-response the lab showed"
     frozen = fresh_driver.find_element(By.CSS_SELECTOR, ".table.kv").text
     assert "tiny-random" in frozen and "clean" in frozen and "greedy" in frozen
     script = fresh_driver.execute_script("return document.getElementById('finding-python').textContent")
@@ -261,6 +290,7 @@ def test_saved_finding_reproduces_in_a_fresh_browser(servers, driver, fresh_driv
     wait_for(fresh_driver, lambda d: "matches the stored result exactly" in d.find_element(By.ID, "finding-verify-out").text,
              timeout=60, what="the verification verdict")
     screenshot(fresh_driver, shots, "finding-card")
+    fit_and_shoot(fresh_driver, shots, "finding-lab")
     fresh_driver.find_element(By.ID, "finding-open").click()
     wait_for(fresh_driver, lambda d: urlsplit(d.current_url).path == "/lab", what="the saved view")
     reopened = wait_css(fresh_driver, "#lab-out-intervened .diff-text", timeout=60, what="the reproduced result").text

@@ -4,8 +4,11 @@ controls a tab reads are shown; a shared-unit list is scrolled to and focused, a
 the lab counts characters, says when a link's text was cut, and warns when the text is far outside the model."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
@@ -15,7 +18,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from tests.browser.harness import console_errors, wait_for  # noqa: E402
-from tests.browser.test_dashboard import click_plot_point, open_page, query_of, wait_css, wait_plots  # noqa: E402
+from tests.browser.test_dashboard import (  # noqa: E402
+    click_plot_point, fit_and_shoot, open_page, query_of, wait_css, wait_plots)
 
 pytestmark = pytest.mark.browser
 
@@ -100,3 +104,33 @@ def test_the_lab_counts_characters_says_what_it_cut_and_warns_far_outside(server
              what="the far-outside warning after leaving the box")
     assert "unknown to the tiny-random model's vocabulary" in driver.find_element(By.ID, "lab-text-fit").text
     assert not console_errors(driver)
+
+
+def test_a_concentration_cell_finding_keeps_the_drill_down_units(servers, driver, shots):
+    """The drill-down under a concentration cell is what a finding saved there is about: its card draws the same
+    heading, bars and unit links, at a laptop and a small window without sideways scrolling."""
+    base, backend_url, run_id = servers
+    open_page(driver, base, f"/?run={run_id}&tab=concentration&c_cell=speech%3Adeu%3A1", "#ov-c-drill h3")
+    heading = driver.find_element(By.CSS_SELECTOR, "#ov-c-drill h3").text
+    listed = [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#ov-c-drill a.unit-link")]
+    assert heading.startswith("Units carrying the mass: speech-conditioned · deu") and listed
+    driver.find_element(By.CSS_SELECTOR, "#save-details summary").click()
+    driver.find_element(By.ID, "save-title").send_keys(f"deu speech layer 1 mass carriers {time.time():.0f}")
+    driver.find_element(By.ID, "save-button").click()
+    permalink = wait_css(driver, "#save-permalink", timeout=60, what="the permalink").get_attribute("href")
+    driver.get(permalink)
+    wait_css(driver, "#finding-result h3")
+    wait_plots(driver, "#finding-result", 2)
+    assert driver.find_element(By.CSS_SELECTOR, "#finding-result h3").text == heading
+    assert [a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "#finding-result a.unit-link")] == listed
+    assert "cell speech-conditioned deu layer 1" in driver.find_element(By.CSS_SELECTOR, ".table.kv").text
+    assert not driver.find_elements(By.CSS_SELECTOR, ".demo-model-line"), "tiny-random is not the demo model"
+    script = driver.execute_script("return document.getElementById('finding-python').textContent")
+    replay = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "NEURON_ATLAS_BACKEND": backend_url})
+    assert replay.returncode == 0, replay.stderr
+    printed = [line.split()[0] for line in replay.stdout.split("drill-down units", 1)[1].splitlines()[1:len(listed) + 1]]
+    assert printed == [parse_qs(urlsplit(href).query)["unit"][0] for href in listed], replay.stdout
+    fit_and_shoot(driver, shots, "finding-concentration")
+    assert not console_errors(driver)
+
