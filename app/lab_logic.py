@@ -348,6 +348,14 @@ def input_fields(s: Mapping[str, Any], audio_id: str | None = None) -> dict[str,
     return body
 
 
+def sweep_examples(client: Any, s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The corpus examples the sweep draws its further inputs from: the typed text's language, else the whole run
+    (`client` is an AtlasClient; typed loosely so this module stays free of the HTTP client)."""
+    if s["in"] == "text":
+        return client.examples(s["run"], lang=s["src"], limit=50)["examples"]
+    return client.examples(s["run"], limit=500)["examples"]
+
+
 def sweep_inputs(s: Mapping[str, Any], examples: Sequence[Mapping[str, Any]],
                  audio_id: str | None = None) -> list[dict[str, Any]]:
     """The sweep's inputs: the lab's own input first, then corpus examples in its language (same modality), up to

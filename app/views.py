@@ -153,7 +153,7 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
             calls.append(attribution.attribution_call(client, s, spec, concept, body))
         panels = (("fires", "what fires", FIRES_PATH, lambda: lab_logic.fires_request(s)),
                   ("sweep", "k sweep", SWEEP_PATH,
-                   lambda: lab_logic.sweep_request(s, spec, lab_logic.sweep_inputs(s, _sweep_examples(client, s)))))
+                   lambda: lab_logic.sweep_request(s, spec, lab_logic.sweep_inputs(s, lab_logic.sweep_examples(client, s)))))
         for key, label, path, request in panels:
             if not s.get(key):
                 continue
@@ -163,13 +163,6 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
                 continue  # the lab showed this panel's error, not a result: there is nothing more to keep
         return calls
     raise ViewError(f"page {page!r} has no data to freeze")
-
-
-def _sweep_examples(client: AtlasClient, s: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The corpus examples the lab draws its sweep's further inputs from (as `app.pages.lab.sweep_inputs_of` does)."""
-    if s["in"] == "text":
-        return client.examples(s["run"], lang=s["src"], limit=50)["examples"]
-    return client.examples(s["run"], limit=500)["examples"]
 
 
 def _lab_concept(client: AtlasClient, s: Mapping[str, Any]) -> dict | None:

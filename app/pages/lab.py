@@ -48,6 +48,7 @@ from app.lab_logic import (
     fires_request,
     result_summary,
     settle_choices,
+    sweep_examples,
     sweep_inputs,
     sweep_request,
     unit_refs,
@@ -315,10 +316,7 @@ def sweep_inputs_of(s: Mapping[str, Any], audio_id: str | None) -> list[dict[str
     """The sweep's inputs for the lab state (its own input, then corpus examples in the same language)."""
     if audio_id is not None:
         return sweep_inputs(s, [], audio_id)
-    lang = s["src"] if s["in"] == "text" else None
-    examples = context.client().examples(s["run"], lang=lang, limit=50)["examples"] if lang else \
-        context.client().examples(s["run"], limit=500)["examples"]
-    return sweep_inputs(s, examples)
+    return sweep_inputs(s, sweep_examples(context.client(), s))
 
 
 def register_callbacks(app: Dash) -> None:
