@@ -104,7 +104,7 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
                     raise ViewError(str(exc)) from None
                 calls += [{"method": "GET", "path": f"{base}/concentration/units", "label": "drill-down units", "params": units},
                           {"method": "GET", "path": f"{base}/concepts", "label": "drill-down concept", "params": concept}]
-            return calls
+            return [*calls, _columns_call(base)]
         if tab == "crossmodal":
             calls = [
                 {"method": "GET", "path": f"{base}/overlap", "label": "overlap",
@@ -385,8 +385,8 @@ def overview_view(s: Mapping[str, Any], calls: Sequence[Mapping[str, Any]], resp
     if tab == "concentration":
         speech_task = calls[0]["params"]["task"] if calls else "s2tt"
         text_task = calls[1]["params"]["task"] if len(calls) > 1 else "t2tt"
-        out = [ui.graph("finding-fig-0", fg.concentration_pair(responses[0], responses[1], prov,
-                                                                speech_task=speech_task, text_task=text_task))]
+        out = [ui.graph("finding-fig-0", fg.concentration_pair(responses[0], responses[1], prov, speech_task=speech_task,
+                                                                text_task=text_task, columns=columns))]
         units = _answer(calls, responses, "drill-down units")
         if units is not None and s.get("c_cell"):
             concepts = (_answer(calls, responses, "drill-down concept") or {}).get("concepts") or []

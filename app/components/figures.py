@@ -265,10 +265,12 @@ def modality_map(hm: Mapping[str, Any], prov: Provenance, *,
 
 
 def concentration_pair(speech: Mapping[str, Any], text: Mapping[str, Any], prov: Provenance, *,
-                       speech_task: str, text_task: str) -> go.Figure:
-    """Concentration heatmaps layer × language, speech-conditioned and text-conditioned side by side, one colour range.
+                       speech_task: str, text_task: str,
+                       columns: Mapping[tuple[str, int], tuple[str, str]] | None = None) -> go.Figure:
+    """Concentration heatmaps layer × language, speech-conditioned and text-conditioned side by side, one colour range;
+    `columns` (from `column_names`) names the columns that are not numbered layers (adapter, final norm…).
 
-    Each cell's customdata is (modality, language, layer, task) for the drill-down.
+    Each cell's customdata is (modality, language, layer, task, column description) for the drill-down.
     """
     panels = []
     for data, task, modality in ((speech, speech_task, "speech"), (text, text_task, "text")):
@@ -284,18 +286,20 @@ def concentration_pair(speech: Mapping[str, Any], text: Mapping[str, Any], prov:
     fig = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.1)
     for col, (data, task, modality, rows) in enumerate(panels, start=1):
         layers = [str(v) for v in data["layers"]]
+        ticks, longs = _columns(data["stack"], [int(v) for v in data["layers"]], columns)
         langs = [s["language"] for s in rows]
         z = np.array([[np.nan if v is None else v for v in s["values"]] for s in rows], dtype=float).reshape(len(rows), len(layers))
-        custom = np.empty(z.shape + (4,), dtype=object)
+        custom = np.empty(z.shape + (5,), dtype=object)
         for i, lang in enumerate(langs):
             for j, layer in enumerate(data["layers"]):
-                custom[i, j] = (modality, lang, int(layer), task)
+                custom[i, j] = (modality, lang, int(layer), task, longs[j])
         fig.add_trace(go.Heatmap(
             z=z, x=layers, y=langs, customdata=custom, colorscale=SEQUENTIAL, zmin=zmin, zmax=zmax,
             showscale=col == 2, colorbar=dict(title=dict(text=metric, side="right"), thickness=12),
-            hovertemplate=f"{modality} · %{{y}} · layer %{{x}}<br>{metric} %{{z:.3f}}<br>click to list the units"
+            hovertemplate=f"{modality} · %{{y}} · %{{customdata[4]}}<br>{metric} %{{z:.3f}}<br>click to list the units"
                           "<extra></extra>", xgap=1, ygap=1), row=1, col=col)
-        fig.update_xaxes(type="category", title_text="layer", row=1, col=col)
+        fig.update_xaxes(type="category", tickmode="array", tickvals=layers, ticktext=ticks, title_text="layer",
+                         row=1, col=col)
         fig.update_yaxes(type="category", title_text="language" if col == 1 else None, autorange="reversed", row=1, col=col)
     name = {"gini": "Gini coefficient", "top1_share": "share carried by the top 1 % of units"}.get(metric, metric)
     step = panels[0][0].get("step")

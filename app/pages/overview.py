@@ -507,7 +507,8 @@ def register_callbacks(app: Dash) -> None:
             else:
                 speech = c.concentration(s["run"], "speech_encoder", step=s["step"], task=speech_task, metric=s["c_metric"])
                 text = c.concentration(s["run"], "text_encoder", step=s["step"], task=text_task, metric=s["c_metric"])
-            return fg.concentration_pair(speech, text, prov, speech_task=speech_task, text_task=text_task), ""
+            return fg.concentration_pair(speech, text, prov, speech_task=speech_task, text_task=text_task,
+                                         columns=fg.column_names(c.layers(s["run"]))), ""
         except BackendError as exc:
             return fg.message_figure("no figure: " + exc.message), exc.message
 

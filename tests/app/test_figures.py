@@ -235,8 +235,12 @@ def test_concentration_pair_filters_tasks_and_shares_the_colour_range():
     assert np.isnan(np.asarray(speech.z, dtype=float)[1, 1])
     values = [0.70, 0.72, 0.71, 0.60, 0.65, 0.61, 0.90]
     assert (speech.zmin, speech.zmax) == (text.zmin, text.zmax) == (min(values), max(values))
-    assert tuple(text.customdata[1][1]) == ("text", "fra", 1, "t2tt")
+    assert tuple(text.customdata[1][1]) == ("text", "fra", 1, "t2tt", "layer 1")
     assert [a.text.split(" · ")[0] for a in fig.layout.annotations] == ["speech-conditioned", "text-conditioned"]
+    named = fg.concentration_pair(CONCENTRATION, CONCENTRATION, PROV, speech_task="s2tt", text_task="t2tt",
+                                  columns={("text_decoder", 1): ("norm", "final layer_norm")})
+    assert list(named.layout.xaxis.ticktext) == ["0", "norm"] and list(named.layout.xaxis.tickvals) == ["0", "1"]
+    assert named.data[0].customdata[0][1][4] == "final layer_norm"
 
 
 def test_overlap_matrix_values_chance_and_click_data():

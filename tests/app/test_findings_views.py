@@ -39,10 +39,10 @@ def test_a_concentration_view_with_an_open_cell_freezes_the_drill_down_calls():
     s = overview_state(tab="concentration", c_cell="speech:deu:1")
     calls = views.view_calls(Calls(), "overview", s)
     assert [c["label"] for c in calls] == ["concentration speech", "concentration text", "drill-down units",
-                                           "drill-down concept"]
+                                           "drill-down concept", "columns"]
     assert calls[2]["path"] == "/runs/r1/concentration/units" and calls[2]["params"] == overview.drill_query(s)
     assert calls[3]["path"] == "/runs/r1/concepts" and calls[3]["params"]["language"] == "deu"
-    assert len(views.view_calls(Calls(), "overview", overview_state(tab="concentration"))) == 2
+    assert len(views.view_calls(Calls(), "overview", overview_state(tab="concentration"))) == 3  # + column names
     with pytest.raises(views.ViewError, match="c_cell"):
         views.view_calls(Calls(), "overview", overview_state(tab="concentration", c_cell="nonsense"))
     assert views.describe_state("overview", s) == "overview, concentration tab, step 7, cell speech-conditioned deu layer 1"
