@@ -33,21 +33,38 @@ LAB_READY = ("!!document.querySelector('#lab-result .js-plotly-plot') && "
 UNIT_READY = PLOT.format("#unit-dist") + " && document.querySelectorAll('#unit-examples .tok').length > 0"
 
 
-def shots(run_id: str, stack_layer: tuple[str, int], unit_id: int) -> dict[str, tuple[str, str]]:
+def evidence_unit(backend: str, run_id: str, language: str = "fra") -> tuple[int, int, int]:
+    """(unit, concept, step) for the unit page: the text decoder's FFN unit of highest AP for `language`'s S2TT
+    concept at the first recorded step (a unit whose token strips show something)."""
+    import httpx
+
+    concepts = httpx.get(f"{backend}/runs/{run_id}/concepts", params={"kind": "language", "task": "s2tt", "limit": 500},
+                         timeout=60).json()["concepts"]
+    concept = min((c for c in concepts if c.get("language") == language), key=lambda c: c["step"])
+    found = httpx.get(f"{backend}/runs/{run_id}/search", params={"stack": "text_decoder", "component": "ffn",
+                                                                  "concept_id": concept["concept_id"], "limit": 1},
+                      timeout=60).json()["units"][0]
+    return int(found["unit_id"]), int(concept["concept_id"]), int(concept["step"])
+
+
+def shots(run_id: str, stack_layer: tuple[str, int], unit: tuple[int, int, int]) -> dict[str, tuple[str, str]]:
     """name -> (dashboard path, readiness JS) of each page photographed."""
     stack, layer = stack_layer
+    unit_id, concept, step = unit
     return {
         "overview": (f"/?run={run_id}", PLOT.format("#ov-sel-figures")),
         "overview-modality": (f"/?run={run_id}&tab=modality", PLOT.format("#ov-mm-graph")),
         "layer": (f"/layer?run={run_id}&stack={stack}&layer={layer}", PLOT.format("#layer-hist")),
-        "unit": (f"/unit?run={run_id}&unit={unit_id}", UNIT_READY),
+        "unit": (f"/unit?run={run_id}&unit={unit_id}&concept={concept}&step={step}&task=s2tt", UNIT_READY),
         "lab-steering": (f"/lab?run={run_id}&" + urlencode(LAB_STEERING), LAB_READY),
         "findings": ("/findings", "!!document.querySelector('h1')"),
     }
 
 
-def take(driver, url: str, ready: str, size: tuple[int, int], path: Path, full_page: bool) -> None:
-    """Open `url` in a window of `size` (viewport), wait until `ready` holds and no callback runs, save the page."""
+def take(driver, url: str, ready: str, size: tuple[int, int], path: Path, full_page: bool,
+         scroll_to: str | None = None) -> None:
+    """Open `url` in a window of `size` (viewport), wait until `ready` holds and no callback runs, save the page
+    (the whole page, or the viewport scrolled to the element `scroll_to`, without a focus ring)."""
     chrome = int(driver.execute_script("return window.outerHeight - window.innerHeight"))
     driver.set_window_size(size[0], size[1] + chrome)
     driver.get("about:blank")
@@ -55,6 +72,11 @@ def take(driver, url: str, ready: str, size: tuple[int, int], path: Path, full_p
     if driver.execute_async_script(POLL, ready) < 0:
         raise RuntimeError(f"{url} was not ready within 30 s ({ready})")
     time.sleep(1.0)  # let transitions and late strips finish drawing
+    if scroll_to:
+        driver.execute_script("document.activeElement && document.activeElement.blur();"
+                              "const e = document.querySelector(arguments[0]); if (e) window.scrollTo(0, "
+                              "e.getBoundingClientRect().top + window.scrollY - 60);", scroll_to)
+        time.sleep(0.5)
     if full_page:
         height = int(driver.execute_script("return Math.min(document.documentElement.scrollHeight, 4000)"))
         driver.set_window_size(size[0], max(size[1], height) + chrome)
@@ -69,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="demo", help="model the backend loads (the lab needs it)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots", help="folder of the README images")
     parser.add_argument("--review", type=Path, help="also write every page at 1440x1000 and 1024x700 here")
-    parser.add_argument("--unit", type=int, help="unit for the unit page (default: the benchmark's pick)")
     args = parser.parse_args(argv)
     reason = browser_missing()
     if reason:
@@ -87,15 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     dash = start_dash(backend.url)
     driver = make_driver()
     try:
-        run_id, stack_layer, unit_id, _ = pick_targets(backend.url)
-        pages = shots(run_id, stack_layer, args.unit if args.unit is not None else unit_id)
-        for name in ("overview", "overview-modality", "lab-steering"):
+        run_id, stack_layer, _, _ = pick_targets(backend.url)
+        pages = shots(run_id, stack_layer, evidence_unit(backend.url, run_id))
+        for name, image, scroll in (("overview", "overview", None), ("overview-modality", "overview-modality", None),
+                                    ("lab-steering", "lab-steering", "#lab-result-heading"),
+                                    ("unit", "unit-evidence", "#unit-error + h2")):
             path, ready = pages[name]
-            take(driver, dash.url + path, ready, README_SIZE, args.out / f"{name}.png", full_page=False)
-            print(f"wrote {args.out / f'{name}.png'}")
-        path, ready = pages["unit"]
-        take(driver, dash.url + path, ready, README_SIZE, args.out / "unit-evidence.png", full_page=False)
-        print(f"wrote {args.out / 'unit-evidence.png'}")
+            take(driver, dash.url + path, ready, README_SIZE, args.out / f"{image}.png", full_page=False,
+                 scroll_to=scroll)
+            print(f"wrote {args.out / f'{image}.png'}")
         for w, h in REVIEW_SIZES if args.review else ():
             for name, (path, ready) in pages.items():
                 out = args.review / f"{name}-{w}x{h}.png"
