@@ -144,7 +144,7 @@ class Plan:
         out.append(f"peak host RAM: {_gb(self.ram_bytes)} (model load, shard buffers, one statistics chunk)")
         out.append(f"GPU memory: {_gb(self.gpu_memory_bytes)} (bf16 weights + one batch's working set)")
         if self.gpu_seconds is not None:
-            fl = ", ".join(f"{t} {f / 1e9:,.0f}" for t, f in self.flops_per_item.items())
+            fl = ", ".join(f"{t} {f / 1e9:,.0f}" if f >= 1e11 else f"{t} {f / 1e9:.3g}" for t, f in self.flops_per_item.items())
             out.append(f"model GFLOPs per item (counted forward passes): {fl}")
             out.append(f"estimated GPU recording time: {_hours(self.gpu_seconds)} at {self.utilisation:.0%} of "
                        f"{DEVICE_PEAK_TFLOPS[self.device_peak]:,.0f} TFLOP/s ({self.device_peak})")
@@ -318,7 +318,8 @@ def _stats_arrays(cfg: RunConfig, concepts, items: dict, width: dict[str, int], 
 
 def make_plan(cfg: RunConfig, bundle=None, registry=None, examples: Sequence | None = None, flops: bool = True,
               device_peak: str = "h200-bf16", utilisation: float = DEFAULT_UTILISATION) -> Plan:
-    """The plan of `cfg`: the model is loaded on the meta device when not given (no weights are needed)."""
+    """The plan of `cfg`: when no model is given, its architecture is built on the meta device from its config (no
+    weights are read or downloaded; the tiny model is built in memory)."""
     from neuron_atlas.engine.model.loading import load_model
     from neuron_atlas.engine.model.unit_sites import SiteRegistry
     from neuron_atlas.engine.record import encoder_stack
@@ -330,7 +331,7 @@ def make_plan(cfg: RunConfig, bundle=None, registry=None, examples: Sequence | N
     if not 0 < utilisation <= 1:
         raise ConfigError(f"utilisation must be in (0, 1], not {utilisation}")
     if bundle is None:
-        bundle = load_model(cfg.model, device="meta" if cfg.model == "full-random" else "cpu")
+        bundle = load_model(cfg.model, device="cpu" if cfg.model == "tiny-random" else "meta")  # no weights read
     registry = registry or SiteRegistry.from_model(bundle.model)
     dtype_name, nbytes = dtype_bytes(cfg)
     examples, source = planned_examples(cfg, examples)

@@ -38,6 +38,21 @@ def test_save_pretrained_folder_roundtrip_keeps_language_maps_and_outputs(tiny_b
     assert len(loaded.checksum) == 16
 
 
+def test_a_saved_folder_builds_on_the_meta_device_from_its_config_alone(tiny_bundle, tmp_path):
+    """What `neuron-atlas plan` loads: the architecture, processor and languages, with no weights read (the weights
+    file is removed to prove it), so planning the real checkpoint needs only its small config files."""
+    save_bundle(tiny_bundle, tmp_path / "m")
+    for weights in (tmp_path / "m").glob("*.safetensors"):
+        weights.unlink()
+    meta = load_model(str(tmp_path / "m"), device="meta")
+    assert all(p.is_meta for p in meta.model.parameters())
+    assert sum(p.numel() for p in meta.model.parameters()) == sum(p.numel() for p in tiny_bundle.model.parameters())
+    assert meta.languages == tiny_bundle.languages and meta.checksum == f"meta:{tmp_path / 'm'}"
+    assert SiteRegistry.from_model(meta.model).n_units == SiteRegistry.from_model(tiny_bundle.model).n_units
+    with pytest.raises(ModelLoadError, match="no-such-folder"):
+        load_model(str(tmp_path / "no-such-folder"), device="meta")
+
+
 def test_unknown_model_spec_names_the_spec(tmp_path):
     with pytest.raises(ModelLoadError, match="no-such-folder"):
         load_model(str(tmp_path / "no-such-folder"), device="cpu")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoProcessor,
+    GenerationConfig,
     SeamlessM4TFeatureExtractor,
     SeamlessM4TTokenizer,
     SeamlessM4Tv2Model,
@@ -150,15 +152,33 @@ def _load_full_random(device: torch.device, dtype: torch.dtype, seed: int) -> tu
     return model.eval(), tokenizer
 
 
+def _load_error(source: str, exc: OSError) -> ModelLoadError:
+    return ModelLoadError(
+        f"could not load model {source!r}: {exc}. Give a local folder written by save_pretrained, "
+        f"or a hub id on a machine that can reach the Hugging Face hub (e.g. {REAL_MODEL_ID!r})."
+    )
+
+
+def _load_pretrained_meta(source: str, device: torch.device, dtype: torch.dtype) -> tuple[SeamlessM4Tv2Model, object, str]:
+    """The model's architecture from its config alone, on the meta device (no weights read or downloaded: what a
+    capacity plan needs), with its processor and generation config."""
+    try:
+        processor = AutoProcessor.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source)
+        with torch.device("meta"):
+            model = SeamlessM4Tv2Model(config)
+        model.generation_config = GenerationConfig.from_pretrained(source)
+    except OSError as exc:
+        raise _load_error(source, exc) from exc
+    return model.eval(), processor, f"meta:{source}"
+
+
 def _load_pretrained(source: str, device: torch.device, dtype: torch.dtype) -> tuple[SeamlessM4Tv2Model, object, str]:
     try:
         processor = AutoProcessor.from_pretrained(source)
         model = SeamlessM4Tv2Model.from_pretrained(source, dtype=dtype)
     except OSError as exc:
-        raise ModelLoadError(
-            f"could not load model {source!r}: {exc}. Give a local folder written by save_pretrained, "
-            f"or a hub id on a machine that can reach the Hugging Face hub (e.g. {REAL_MODEL_ID!r})."
-        ) from exc
+        raise _load_error(source, exc) from exc
     folder = Path(source)
     if not folder.is_dir():
         from huggingface_hub import snapshot_download
@@ -188,9 +208,8 @@ def load_model(spec: str = "demo", device: str = "auto", seed: int = 0) -> Model
                 f"the demo model is missing ({DEMO_MODEL_DIR}); train it with `neuron-atlas train-demo` "
                 "or pick --model tiny-random"
             )
-        if dev.type == "meta":
-            raise ModelLoadError("the meta device is only for built-in random models (full-random, tiny-random)")
-        model, processor, checksum = _load_pretrained(source, dev, dtype)
+        loader = _load_pretrained_meta if dev.type == "meta" else _load_pretrained
+        model, processor, checksum = loader(source, dev, dtype)
         tokenizer = processor.tokenizer
         feature_extractor = processor.feature_extractor
     return ModelBundle(
