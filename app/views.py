@@ -161,6 +161,8 @@ def view_calls(client: AtlasClient, page: str, s: Mapping[str, Any]) -> list[dic
                 calls.append({"method": "POST", "path": path, "label": label, "body": request()})
             except lab_logic.LabInputError:
                 continue  # the lab showed this panel's error, not a result: there is nothing more to keep
+        if any(c["label"] == "what fires" for c in calls):
+            calls.append(_columns_call(base))  # names the rows that are not numbered layers
         return calls
     raise ViewError(f"page {page!r} has no data to freeze")
 
@@ -347,7 +349,7 @@ def render(page: str, s: Mapping[str, Any], frozen: Mapping[str, Any], prov: Pro
             out += [html.H3("Token attribution"), *attribution.attribution_view(attributed, prov, fig_id="finding-fig-1")]
         fires = _answer(calls, responses, "what fires")
         if fires is not None:
-            out += lab_result.fires_view(fires, prov.run_id, basket=False)
+            out += lab_result.fires_view(fires, prov.run_id, basket=False, columns=_columns(calls, responses))
         sweep = _answer(calls, responses, "k sweep")
         if sweep is not None:
             out += lab_result.sweep_view(sweep, prov)

@@ -1,7 +1,7 @@
 """Take the README's screenshots, and a review set of every main page at two window sizes, from a real store.
 
 The README's images (docs/screenshots/) come from the demo store of `make demo` with the shipped demo model loaded;
-the review set (overview, layer, unit with token strips, lab with the dial and what fires, findings) goes to
+the review set (overview, layer, unit with token strips, lab with the dial, what fires, findings) goes to
 `--review DIR` at 1440×1000 and 1024×700 so a person can look at each page as a user sees it.
 
 Run from the repository root after `make demo` (or `neuron-atlas precompute --config demo`):
@@ -57,6 +57,8 @@ def shots(run_id: str, stack_layer: tuple[str, int], unit: tuple[int, int, int])
         "layer": (f"/layer?run={run_id}&stack={stack}&layer={layer}", PLOT.format("#layer-hist")),
         "unit": (f"/unit?run={run_id}&unit={unit_id}&concept={concept}&step={step}&task=s2tt", UNIT_READY),
         "lab-steering": (f"/lab?run={run_id}&" + urlencode(LAB_STEERING), LAB_READY),
+        "lab-fires": (f"/lab?run={run_id}&" + urlencode({**LAB_STEERING, "go": "0", "fires": "1"}),
+                      "document.querySelectorAll('#lab-fires-out a').length > 0"),
         "findings": ("/findings", "!!document.querySelector('h1')"),
     }
 

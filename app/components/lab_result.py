@@ -206,9 +206,11 @@ def _unit_chip(run_id: str, u: Mapping[str, Any], stack: str, basket: bool = Tru
     ], className="fires-unit")
 
 
-def fires_view(result: Mapping[str, Any], run_id: str, *, basket: bool = True) -> list[Any]:
+def fires_view(result: Mapping[str, Any], run_id: str, *, basket: bool = True,
+               columns: Mapping[tuple[str, int], tuple[str, str]] | None = None) -> list[Any]:
     """Per stack, one row per layer with its top units: a link to each unit's page and (with `basket`, the lab's
-    callbacks being there to take it) a button into the basket."""
+    callbacks being there to take it) a button into the basket. `columns` (`figures.column_names`) names the rows
+    that are not numbered layers (adapter, final norm…)."""
     inp = result.get("input") or {}
     parts: list[Any] = [
         html.H2("What fires on this input", id="lab-fires-heading", tabIndex="-1"),
@@ -219,7 +221,8 @@ def fires_view(result: Mapping[str, Any], run_id: str, *, basket: bool = True) -
     if result.get("note"):
         parts.append(html.P(result["note"], className="notice notice-warning"))
     for stack in result.get("stacks") or []:
-        rows = [html.Tr([html.Th(f"layer {layer['layer']}", scope="row", style={"whiteSpace": "nowrap"}),
+        rows = [html.Tr([html.Th((columns or {}).get((stack["stack"], int(layer["layer"])), (None, f"layer {layer['layer']}"))[1],
+                                 scope="row", style={"whiteSpace": "nowrap"}),
                          html.Td(html.Ul([_unit_chip(run_id, u, stack["stack"], basket) for u in layer["units"]], className="fires-units",
                                          style=CHIP_ROW))])
                 for layer in stack["layers"]]

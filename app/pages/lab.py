@@ -25,7 +25,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from app import context, state as st, ui
 from app.client import BackendError
-from app.components import text_limits
+from app.components import figures as fg, text_limits
 from app.components.audio import audio_id_for, audio_input, audio_input_stores, register_audio_input
 from app.components.common import control, demo_model_line, error_text, lang_label, loading, notice, step_label
 from app.components.lab_result import fires_view, input_audio_player, result_view, sweep_progress, sweep_view
@@ -492,7 +492,7 @@ def register_callbacks(app: Dash) -> None:
             return notice(exc.message, "error"), {}, 0
         units = {str(u["unit_id"]): basket_entry(result["run_id"], {**u, "stack": stack["stack"]})
                  for stack in result["stacks"] for layer in stack["layers"] for u in layer["units"]}
-        return fires_view(result, result["run_id"]), units, 1
+        return fires_view(result, result["run_id"], columns=fg.column_names(context.client().layers(result["run_id"]))), units, 1
 
     @app.callback(Output("basket", "data", allow_duplicate=True), Output("lab-fires-status", "children"),
                   Input({"type": "lab-fires-add", "unit": ALL}, "n_clicks"), State("lab-fires-units", "data"),

@@ -161,7 +161,7 @@ def test_a_lab_finding_keeps_what_fires_and_the_k_sweep_it_showed(env):
                                    "fires": "1", "sweep": "1", "sweep_inputs": "1", "seeds": "1", "max_new": "6"})
     assert not problems
     frozen = views.snapshot(client, "lab", s)
-    assert [c["label"] for c in frozen["calls"]] == ["intervention", "what fires", "k sweep"]
+    assert [c["label"] for c in frozen["calls"]] == ["intervention", "what fires", "k sweep", "columns"]
     fires, sweep = frozen["responses"][1], frozen["responses"][2]
     assert fires["stacks"] and sweep["ks"] == [1, 2] and sweep["seconds"] > 0, "the card says how long the sweep took"
     assert views.verify(client, frozen) == []

@@ -153,3 +153,17 @@ def test_demo_model_line_only_for_the_demo_model_and_its_card_is_served():
     web = create_app("http://127.0.0.1:9").server.test_client()
     card = web.get(DEMO_CARD_PATH)
     assert card.status_code == 200 and "steerability" in card.get_data(as_text=True).lower()
+
+
+def test_what_fires_names_rows_that_are_not_numbered_layers():
+    """A stack's last row holding its final layer_norm reads "final layer_norm", not "layer 3" (honest axes)."""
+    from app.components.lab_result import fires_view
+
+    unit = {"unit_id": 7, "site": "text_encoder.layer_norm", "channel": 0, "activation": 1.0, "z": 3.0, "component": "norm"}
+    result = {"input": {"text": "hi"}, "step": 2, "rank_by": "z", "statistics_task": "t2tt", "n": 1,
+              "stacks": [{"stack": "text_encoder", "n_units": 10, "layers": [{"layer": 0, "units": [unit]},
+                                                                            {"layer": 3, "units": [unit]}]}]}
+    text = str(fires_view(result, "r1", basket=False,
+                          columns={("text_encoder", 0): ("0", "layer 0"), ("text_encoder", 3): ("norm", "final layer_norm")}))
+    assert "final layer_norm" in text and "layer 3" not in text and "layer 0" in text
+    assert "layer 3" in str(fires_view(result, "r1", basket=False))
