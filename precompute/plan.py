@@ -412,25 +412,25 @@ def _existing_dir(path: Path) -> Path:
     return path
 
 
-def _available_ram() -> int:
+def _proc_bytes(path: str, key: str) -> int | None:
+    """A `key: N kB` figure of a /proc file in bytes (None where /proc is not there)."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return None
+
+
+def _available_ram() -> int:
+    found = _proc_bytes("/proc/meminfo", "MemAvailable")
+    return found if found is not None else os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _process_rss() -> int:
     """Resident bytes of this process (what it already holds, e.g. the model `precompute` loaded before the check)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_bytes("/proc/self/status", "VmRSS") or 0
 
 
 def _du(path: Path) -> int:

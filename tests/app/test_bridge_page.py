@@ -10,7 +10,7 @@ from app.components import bridge_figures as bf
 from app.main import create_app
 from app.pages import bridge
 from tests.app.test_app_backend import forwarding
-from tests.backend.api_support import atlas_store, client_for, make_settings  # noqa: F401
+from tests.backend.api_support import atlas_store, client_for, make_settings, stored_flac  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -85,16 +85,9 @@ def test_finding_freezes_renders_and_verifies(env):
 
 
 def test_an_upload_by_audio_id_draws_the_band_plays_from_the_upload_and_is_not_frozen(env, atlas_store):  # noqa: F811
-    import duckdb
-
     dash_app, client, run_id = env
     store, _ = atlas_store
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        flac = bytes(con.execute("SELECT flac FROM example_audio WHERE run_id = ? ORDER BY example_id LIMIT 1",
-                                 [run_id]).fetchone()[0])
-    finally:
-        con.close()
+    flac = stored_flac(store, run_id)
     sent = client.upload_audio(flac, "mine.flac", "audio/flac")
     with dash_app.server.app_context():
         waiting = str(bridge.layout(run=run_id, **{"in": "upload"}))

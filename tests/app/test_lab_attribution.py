@@ -9,7 +9,7 @@ from app.components import attribution as at
 from app.components.common import Provenance
 from app.lab_logic import LabInputError
 from tests.app.test_app_backend import env  # noqa: F401  (a fixture)
-from tests.backend.api_support import atlas_store  # noqa: F401  (a fixture)
+from tests.backend.api_support import atlas_store, stored_flac  # noqa: F401  (a fixture)
 
 QUERY = {"in": "text", "text": "Le train part à sept heures.", "src": "fra", "tgt": "eng", "us": "concept",
          "role": "representation", "umod": "text", "ulang": "deu", "step": "2", "set": "top", "k": "5",
@@ -71,18 +71,11 @@ def test_bad_states_are_named_and_verified_units_fill_the_basket(env):  # noqa: 
 
 
 def test_attribution_and_the_sweep_take_an_uploads_audio_id(env, atlas_store):  # noqa: F811
-    import duckdb
-
     from app.pages import lab, lab_attribution
 
     dash_app, client, run_id = env
     store, _ = atlas_store
-    con = duckdb.connect(str(store), read_only=True)
-    try:
-        flac = bytes(con.execute("SELECT flac FROM example_audio WHERE run_id = ? ORDER BY example_id LIMIT 1",
-                                 [run_id]).fetchone()[0])
-    finally:
-        con.close()
+    flac = stored_flac(store, run_id)
     sent = client.upload_audio(flac, "mine.flac", "audio/flac")
     s = lab_state(run_id, **{"in": "upload"}, at_side="baseline", at_ref="zero", at_tok="0")
     with dash_app.server.app_context():

@@ -7,6 +7,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 import soundfile as sf
@@ -76,6 +77,16 @@ def wait_ready(client, timeout: float = 60.0) -> dict:
         if body["model"]["state"] != "loading" or time.monotonic() > deadline:
             return body
         time.sleep(0.05)
+
+
+def stored_flac(store: Path, run_id: str) -> bytes:
+    """The FLAC bytes of the run's first example with audio, as an upload of a real recording."""
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        return bytes(con.execute("SELECT flac FROM example_audio WHERE run_id = ? ORDER BY example_id LIMIT 1",
+                                 [run_id]).fetchone()[0])
+    finally:
+        con.close()
 
 
 def wav_bytes(x: np.ndarray, rate: int, fmt: str = "WAV", subtype: str = "PCM_16") -> bytes:

@@ -132,8 +132,8 @@ def test_a_dropdown_takes_the_focus_itself_and_works_from_the_keyboard(servers, 
     choice = driver.switch_to.active_element
     assert choice.get_attribute("type") == "radio" and choice.accessible_name == "layer 1"
     choice.send_keys(Keys.ARROW_DOWN)
-    nxt = driver.switch_to.active_element
-    assert nxt.accessible_name != "layer 1"
+    nxt = wait_for(driver, lambda d: (e := d.switch_to.active_element).accessible_name != "layer 1" and e,
+                   what="ArrowDown moving the focus to the next option")
     nxt.send_keys(Keys.ENTER)
     wait_for(driver, lambda d: query_of(d.current_url).get("layer") not in (None, "1"),
              what="the chosen layer in the URL")
