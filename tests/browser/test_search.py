@@ -85,10 +85,12 @@ def test_filters_narrow_the_list(servers, driver):
     stack.click()
     _active(driver).send_keys("text encoder")
     _active(driver).send_keys(Keys.ENTER)
-    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#unit-search-results .search-hit"),
-             what="results of the stack filter")
-    rows = driver.find_elements(By.CSS_SELECTOR, "#unit-search-results li")
-    assert rows and all("text encoder layer" in r.text for r in rows)
+    def filtered(d) -> bool:  # the list answers the filter (a list drawn before the choice landed may show first)
+        rows = d.find_elements(By.CSS_SELECTOR, "#unit-search-results li")
+        return bool(d.find_elements(By.CSS_SELECTOR, "#unit-search-results .search-hit")) and bool(rows) \
+            and all("text encoder layer" in r.text for r in rows)
+
+    wait_for(driver, filtered, what="results of the stack filter, every one in the text encoder")
 
 
 def test_a_missing_unit_leads_to_the_search_box(servers, driver):
