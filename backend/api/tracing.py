@@ -45,8 +45,8 @@ class TraceRequest:
 
 @dataclass
 class PreparedTraces:
-    """A validated trace request: the run, unit, step, each item's store row and rebuilt task item, their audio, and
-    the key that identifies its result."""
+    """A validated trace request: the run, unit, step, each item's store row and rebuilt task item, the examples whose
+    audio it needs (decoded only when it runs, so a cached answer costs no decoding), and the key of its result."""
 
     key: str
     run: dict
@@ -58,7 +58,7 @@ class PreparedTraces:
     max_new_tokens: int
     rows: list[dict]
     items: list[TaskItem]
-    audio: dict[str, np.ndarray]
+    audio_ids: list[str]
 
 
 class TraceService:
@@ -95,7 +95,7 @@ class TraceService:
         reader.layout(run_id).check_unit(unit_id)
         site, channel = registry.site_of_unit(unit_id)
         decoder = site.stack == "text_decoder"
-        rows, items, audio = [], [], {}
+        rows, items, audio_ids = [], [], []
         for i, req in enumerate(requests):
             where = f"items[{i}]." if numbered else ""
             try:
@@ -112,12 +112,8 @@ class TraceService:
                                       f"({row['modality']} input) does not run; trace it on a task with "
                                       f"{site.stack.split('_')[0]} input", f"{where}task")
             example = reader.example(run_id, req.example_id)
-            if row["modality"] == "speech" and req.example_id not in audio:
-                wave, rate = reader.example_audio(run_id, req.example_id)
-                if rate != SAMPLE_RATE:
-                    raise ApiProblem(422, f"{where}example_id: stored audio of {req.example_id!r} is {rate} Hz, not "
-                                          f"{SAMPLE_RATE}", f"{where}example_id")
-                audio[req.example_id] = np.asarray(wave, dtype=np.float32)
+            if row["modality"] == "speech" and req.example_id not in audio_ids:
+                audio_ids.append(req.example_id)
             rows.append(row)
             items.append(stored_item(row, example))
         if step is None:
@@ -129,15 +125,16 @@ class TraceService:
         key = _digest({"trace": [run_id, unit_id, step if decoder else None, max_new],
                        "items": [[r["task"], int(r["item"])] for r in rows], "model": bundle.checksum,
                        "mode": run["mode"], "engine": ENGINE_VERSION})
-        return PreparedTraces(key, run, unit_id, site.key, channel, step, decoder, max_new, rows, items, audio)
+        return PreparedTraces(key, run, unit_id, site.key, channel, step, decoder, max_new, rows, items, audio_ids)
 
     def execute(self, prepared: PreparedTraces) -> dict[str, Any]:
         """Trace every item (batched, holding the model), each with its stored value; the whole answer."""
         bundle, registry = self.host.require()
         p = prepared
+        audio = self._audio(p.run["run_id"], p.audio_ids)
         t0 = time.perf_counter()
         with self.model_lock:
-            traced = trace_items(bundle, registry, p.unit_id, p.items, p.step, p.run["mode"], p.audio,
+            traced = trace_items(bundle, registry, p.unit_id, p.items, p.step, p.run["mode"], audio,
                                  decode_to=p.max_new_tokens, batch_size=TRACE_BATCH_SIZE)
         seconds = time.perf_counter() - t0
         reader = self._reader()
@@ -152,6 +149,17 @@ class TraceService:
                 "step": p.step if p.decoder else None, "mode": p.run["mode"], "max_new_tokens": p.max_new_tokens,
                 "traces": out, "model": {"spec": bundle.spec, "checksum": bundle.checksum},
                 "seconds": round(seconds, 4), "batch_size": TRACE_BATCH_SIZE}
+
+    def _audio(self, run_id: str, example_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored 16 kHz waves of these examples (precompute stores them at that rate; anything else is refused)."""
+        reader, out = self._reader(), {}
+        for example_id in example_ids:
+            wave, rate = reader.example_audio(run_id, example_id)
+            if rate != SAMPLE_RATE:
+                raise ApiProblem(422, f"example_id: stored audio of {example_id!r} is {rate} Hz, not {SAMPLE_RATE}",
+                                 "example_id")
+            out[example_id] = np.asarray(wave, dtype=np.float32)
+        return out
 
     def trace(self, run_id: str, unit_id: int, example_id: str, task: str, step: int | None, tgt_lang: str | None,
               modality: str | None, charge: Callable[[], None] | None = None) -> dict[str, Any]:
