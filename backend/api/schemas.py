@@ -227,8 +227,8 @@ class DiffOp(BaseModel):
     intervened_tokens: list[str]
 
 
-class InterventionResult(_Open):
-    """Baseline and intervened outputs, their token-level diff and the resolved intervention."""
+class LiveResult(_Open):
+    """What every live answer on the loaded model carries: its cache key, versions, model, run, input and spec."""
 
     key: str = Field(description="cache key: hash of canonical spec, model checksum, decoding settings and input")
     cached: bool
@@ -238,8 +238,13 @@ class InterventionResult(_Open):
     run_id: str | None
     input: dict[str, Any]
     tgt_lang: str
-    decoding: dict[str, Any]
     spec: dict[str, Any] | None
+
+
+class InterventionResult(LiveResult):
+    """Baseline and intervened outputs, their token-level diff and the resolved intervention."""
+
+    decoding: dict[str, Any]
     intervention: dict[str, Any] | None
     baseline: Output
     intervened: Output
@@ -639,18 +644,9 @@ class VerifiedUnit(_Open):
     actual: float | None = Field(description="measured change of the objective with the unit forced alone (null where forcing overflowed)")
 
 
-class AttributionResult(_Open):
+class AttributionResult(LiveResult):
     """The token, every scored unit's estimate summarised per layer, the top units and the verification."""
 
-    key: str
-    cached: bool
-    engine_version: str
-    store_version: str | None
-    model: dict[str, Any]
-    run_id: str | None
-    input: dict[str, Any]
-    tgt_lang: str
-    spec: dict[str, Any] | None
     side: Literal["baseline", "intervened"]
     output: dict[str, Any] = Field(description="the side's output: text, token_ids, tokens")
     token: dict[str, Any] = Field(description="index, id, text, logprob and prob of the attributed token; objective and versus")
