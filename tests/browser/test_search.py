@@ -83,7 +83,13 @@ def test_filters_narrow_the_list(servers, driver):
     driver.find_element(By.ID, "unit-search-filters-summary").click()
     stack = wait_css(driver, "#unit-search-stack")
     stack.click()
+    wait_for(driver, lambda d: d.execute_script(
+        "return !!(document.activeElement && document.activeElement.closest('.dash-dropdown-content'))"),
+        what="the open dropdown taking the focus")  # typed too early, the text went to the closed control
     _active(driver).send_keys("text encoder")
+    wait_for(driver, lambda d: [o.accessible_name for o in d.find_elements(
+        By.CSS_SELECTOR, ".dash-dropdown-content .dash-options-list input")] == ["text encoder"],
+        what="the options narrowed to 'text encoder'")
     _active(driver).send_keys(Keys.ENTER)
     def filtered(d) -> bool:  # the list answers the filter (a list drawn before the choice landed may show first)
         rows = d.find_elements(By.CSS_SELECTOR, "#unit-search-results li")
