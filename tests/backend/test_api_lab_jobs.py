@@ -13,10 +13,8 @@ import torch
 from neuron_atlas.engine.interventions import InterventionSpec, generate_with, prepare_inputs, resolve
 from precompute.activation_store import load_acts
 from tests.backend.api_support import assert_error, atlas_store, client_for, make_settings  # noqa: F401
+from tests.backend.test_api_interventions import SPEC, TEXT  # the same input and intervention as the live routes
 
-TEXT = "Le train part à sept heures."
-SPEC = {"units": {"kind": "explicit", "units": [{"module": "text_decoder.layers.1.ffn.fc2", "channel": c} for c in range(8)]},
-        "value": {"kind": "constant", "value": 25.0}}
 
 
 @pytest.fixture(scope="module")
